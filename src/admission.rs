@@ -1,0 +1,193 @@
+//! The admission adapter: body bytes → facts → [`decide`] → AdmissionReview bytes.
+//!
+//! Synchronous and I/O-free, so the HTTP handler and the benchmarks call the same code.
+//! Owner lookup and deletion counting are injected ([`OwnerResolver`], [`DeletionSink`])
+//! so that this module never waits on the network.
+
+use std::{sync::Arc, time::Instant};
+
+use kube::core::{admission::AdmissionReview, DynamicObject};
+
+use crate::{
+    decide::{decide, ObjectFacts, Owner, Verdict},
+    policy::DecisionConfig,
+    review::{self, Parsed, Request, ReviewError},
+};
+
+/// Finds the Fleet owner of an object from an in-memory cache. Must not block.
+pub trait OwnerResolver: Send + Sync {
+    fn resolve(&self, object: &ObjectFacts) -> Owner;
+}
+
+/// Resolves owners from the object's own annotation only (no cluster connection).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ObjectOnly;
+
+impl OwnerResolver for ObjectOnly {
+    fn resolve(&self, object: &ObjectFacts) -> Owner {
+        Owner::from_object(object)
+    }
+}
+
+/// A deletion to be counted in its GitRepo's status, identified by the object's uid:
+/// kube-apiserver may review one deletion several times with new request uids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountedDeletion {
+    pub review_uid: String,
+    pub object_uid: String,
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub resource: String,
+    pub namespace: String,
+    pub name: String,
+    pub username: String,
+    pub owner: Owner,
+    pub objectset_hash: Option<String>,
+    pub received: Instant,
+}
+
+/// Receives deletions to count. Must not block: it hands work to a queue.
+pub trait DeletionSink: Send + Sync {
+    fn record(&self, deletion: CountedDeletion);
+}
+
+/// Counting is off: nothing to do.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoCounting;
+
+impl DeletionSink for NoCounting {
+    fn record(&self, _: CountedDeletion) {}
+}
+
+/// What the handler logs and counts about one answered review.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub review: AdmissionReview<DynamicObject>,
+    pub summary: Summary,
+}
+
+/// The facts of one review for its log line and metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub uid: String,
+    pub user: String,
+    pub operation: &'static str,
+    pub resource: String,
+    pub namespace: String,
+    pub name: String,
+    pub decision: &'static str,
+    pub dry_run: bool,
+    pub warnings: usize,
+    /// Set when the object inside the review could not be read.
+    pub unexpected_shape: Option<String>,
+}
+
+/// The decision service: configuration plus injected lookups.
+pub struct Admission {
+    config: DecisionConfig,
+    owners: Arc<dyn OwnerResolver>,
+    sink: Arc<dyn DeletionSink>,
+}
+
+impl Admission {
+    pub fn new(
+        config: DecisionConfig,
+        owners: Arc<dyn OwnerResolver>,
+        sink: Arc<dyn DeletionSink>,
+    ) -> Self {
+        Admission {
+            config,
+            owners,
+            sink,
+        }
+    }
+
+    pub fn config(&self) -> &DecisionConfig {
+        &self.config
+    }
+
+    /// Answer one review body. Errors mean the body is not a review (HTTP 400).
+    pub fn review(&self, body: &[u8], received: Instant) -> Result<Answer, ReviewError> {
+        let request = match review::parse(body)? {
+            Parsed::Request(request) => request,
+            Parsed::UnexpectedShape { uid, detail } => {
+                return Ok(Answer {
+                    review: review::allow_uid(&uid),
+                    summary: Summary {
+                        uid,
+                        operation: "UNKNOWN",
+                        decision: "unexpected-shape",
+                        unexpected_shape: Some(detail),
+                        ..Summary::default()
+                    },
+                })
+            }
+        };
+        let facts = review::facts(&request);
+        let owner = match &facts.object {
+            Some(object) if object.is_fleet_managed() => self.owners.resolve(object),
+            _ => Owner::default(),
+        };
+        let verdict = decide(&facts, &owner, &self.config);
+        if verdict.count {
+            self.sink.record(counted(&request, &facts, owner, received));
+        }
+        let summary = summarize(&request, &facts, &verdict);
+        Ok(Answer {
+            review: review::respond(&request, &verdict),
+            summary,
+        })
+    }
+}
+
+fn counted(
+    request: &Request,
+    facts: &crate::decide::Review,
+    owner: Owner,
+    received: Instant,
+) -> CountedDeletion {
+    let meta = request.old_object.as_ref().map(|o| &o.metadata);
+    let object = facts.object.as_ref();
+    CountedDeletion {
+        review_uid: request.uid.clone(),
+        object_uid: meta.and_then(|m| m.uid.clone()).unwrap_or_default(),
+        group: request.kind.group.clone(),
+        version: request.kind.version.clone(),
+        kind: request.kind.kind.clone(),
+        resource: request.resource.resource.clone(),
+        namespace: object.map(|o| o.namespace.clone()).unwrap_or_default(),
+        name: object.map(|o| o.name.clone()).unwrap_or_default(),
+        username: facts.username.clone(),
+        owner,
+        objectset_hash: object.and_then(|o| o.objectset_hash.clone()),
+        received,
+    }
+}
+
+fn summarize(request: &Request, facts: &crate::decide::Review, verdict: &Verdict) -> Summary {
+    let resource = if request.resource.group.is_empty() {
+        request.resource.resource.clone()
+    } else {
+        format!("{}.{}", request.resource.resource, request.resource.group)
+    };
+    let (namespace, name) = match &facts.object {
+        Some(o) => (o.namespace.clone(), o.name.clone()),
+        None => (
+            request.namespace.clone().unwrap_or_default(),
+            request.name.clone(),
+        ),
+    };
+    Summary {
+        uid: request.uid.clone(),
+        user: facts.username.clone(),
+        operation: facts.operation.as_str(),
+        resource,
+        namespace,
+        name,
+        decision: verdict.outcome.as_str(),
+        dry_run: facts.dry_run,
+        warnings: verdict.warnings.len(),
+        unexpected_shape: None,
+    }
+}

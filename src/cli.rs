@@ -1,0 +1,174 @@
+//! Command-line interface. Every flag can also be set by an environment variable
+//! (`FLEET_DELETE_GUARD_*`); repeatable flags take a comma-separated list there.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::policy::{Policy, DEFAULT_CONTROLLER_IDENTITIES, DEFAULT_FLEET_IDENTITIES};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fleet-delete-guard",
+    version,
+    about = "Validating admission webhook that tells Fleet at once when someone deletes a Fleet-managed object"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the webhook server.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim_end_matches('s')
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("{s:?} must be a positive number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// HTTPS address for AdmissionReviews (POST /validate).
+    #[arg(
+        long,
+        env = "FLEET_DELETE_GUARD_LISTEN",
+        default_value = "0.0.0.0:9443"
+    )]
+    pub listen: SocketAddr,
+
+    /// Plain-HTTP address for /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        env = "FLEET_DELETE_GUARD_METRICS_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub metrics_listen: SocketAddr,
+
+    /// PEM certificate chain. Without --tls-cert/--tls-key a CA and a certificate for
+    /// localhost/127.0.0.1 are generated at start-up (for trying it locally).
+    #[arg(long, env = "FLEET_DELETE_GUARD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key matching --tls-cert.
+    #[arg(long, env = "FLEET_DELETE_GUARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// How often the certificate files are checked for changes (seconds).
+    #[arg(long, env = "FLEET_DELETE_GUARD_TLS_RELOAD_INTERVAL", default_value = "10", value_parser = parse_seconds)]
+    pub tls_reload_interval: Duration,
+
+    /// Where the generated CA is written when no certificate is given.
+    #[arg(long, env = "FLEET_DELETE_GUARD_GENERATED_CA_FILE")]
+    pub generated_ca_file: Option<PathBuf>,
+
+    /// What to do when a user deletes a Fleet-managed object.
+    #[arg(
+        long,
+        env = "FLEET_DELETE_GUARD_POLICY",
+        value_enum,
+        default_value = "warn"
+    )]
+    pub policy: Policy,
+
+    /// User name or group whose deletions are Fleet's own: allowed silently, never counted.
+    #[arg(long = "fleet-identity", env = "FLEET_DELETE_GUARD_FLEET_IDENTITY", value_delimiter = ',',
+          default_values = DEFAULT_FLEET_IDENTITIES)]
+    pub fleet_identities: Vec<String>,
+
+    /// User name or group of a Kubernetes controller: allowed silently, never denied, counted.
+    #[arg(long = "controller-identity", env = "FLEET_DELETE_GUARD_CONTROLLER_IDENTITY", value_delimiter = ',',
+          default_values = DEFAULT_CONTROLLER_IDENTITIES)]
+    pub controller_identities: Vec<String>,
+
+    /// Group whose members may delete under --policy deny (with a warning).
+    #[arg(
+        long = "break-glass-group",
+        env = "FLEET_DELETE_GUARD_BREAK_GLASS_GROUP",
+        value_delimiter = ','
+    )]
+    pub break_glass_groups: Vec<String>,
+
+    /// Bound on one request: TLS handshake, headers, body and answer (seconds).
+    /// Keep it below the webhook's timeoutSeconds.
+    #[arg(long, env = "FLEET_DELETE_GUARD_REQUEST_TIMEOUT", default_value = "4", value_parser = parse_seconds)]
+    pub request_timeout: Duration,
+
+    /// Reviews processed at once; more wait for a slot within the request timeout.
+    #[arg(
+        long,
+        env = "FLEET_DELETE_GUARD_MAX_CONCURRENT_REVIEWS",
+        default_value_t = 1024
+    )]
+    pub max_concurrent_reviews: usize,
+
+    /// Time in-flight reviews get to finish after SIGTERM (seconds).
+    #[arg(long, env = "FLEET_DELETE_GUARD_SHUTDOWN_GRACE", default_value = "20", value_parser = parse_seconds)]
+    pub shutdown_grace: Duration,
+
+    /// Log format: json (one object per line, for clusters) or text.
+    #[arg(
+        long,
+        env = "FLEET_DELETE_GUARD_LOG_FORMAT",
+        value_enum,
+        default_value = "json"
+    )]
+    pub log_format: LogFormat,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_docs() {
+        let cli = Cli::try_parse_from(["fleet-delete-guard", "serve"]).expect("parse");
+        let Command::Serve(a) = cli.command;
+        assert_eq!(a.listen.port(), 9443);
+        assert_eq!(a.metrics_listen.port(), 8080);
+        assert_eq!(a.policy, Policy::Warn);
+        assert_eq!(a.fleet_identities, DEFAULT_FLEET_IDENTITIES);
+        assert_eq!(a.controller_identities, DEFAULT_CONTROLLER_IDENTITIES);
+        assert!(a.break_glass_groups.is_empty());
+    }
+
+    #[test]
+    fn repeatable_flags_and_bad_values() {
+        let cli = Cli::try_parse_from([
+            "fleet-delete-guard",
+            "serve",
+            "--policy",
+            "deny",
+            "--break-glass-group",
+            "a",
+            "--break-glass-group",
+            "b,c",
+        ])
+        .expect("parse");
+        let Command::Serve(a) = cli.command;
+        assert_eq!(a.break_glass_groups, ["a", "b", "c"]);
+        assert!(Cli::try_parse_from(["fleet-delete-guard", "serve", "--policy", "block"]).is_err());
+        assert!(
+            Cli::try_parse_from(["fleet-delete-guard", "serve", "--request-timeout", "-1"])
+                .is_err()
+        );
+        assert!(
+            Cli::try_parse_from(["fleet-delete-guard", "serve", "--tls-cert", "x"]).is_err(),
+            "cert needs key"
+        );
+    }
+}

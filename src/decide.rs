@@ -1,0 +1,617 @@
+//! The pure verdict on one admission review: no I/O, no clock, no global state.
+//!
+//! [`decide`] takes the facts of a review ([`Review`]), what is known of the object's
+//! Fleet owner ([`Owner`]) and the configuration, and returns a [`Verdict`]: allowed or
+//! not, the warnings kubectl prints, the audit annotations, and whether the deletion is
+//! to be counted in the GitRepo status.
+
+use std::fmt;
+
+use crate::policy::{matches_identity, DecisionConfig, Policy};
+
+/// kube-apiserver recommends warnings of at most 120 characters.
+pub const MAX_WARNING_CHARS: usize = 120;
+/// At most this many warnings per response: kubectl prints each on its own line.
+pub const MAX_WARNINGS: usize = 3;
+
+/// The admission operation, as the decision needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+    Connect,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
+        }
+    }
+}
+
+/// The deleted object's metadata that matters to the decision (`oldObject` on DELETE).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectFacts {
+    /// Lower-case kind as kubectl names it, e.g. `configmap`.
+    pub kind: String,
+    /// Empty for cluster-scoped objects.
+    pub namespace: String,
+    /// From `oldObject.metadata.name`: DELETECOLLECTION reviews carry an empty request name.
+    pub name: String,
+    /// Fleet's `objectset.rio.cattle.io/hash` label.
+    pub objectset_hash: Option<String>,
+    /// Fleet's `objectset.rio.cattle.io/id` annotation (the setID).
+    pub objectset_id: Option<String>,
+    /// `metadata.deletionTimestamp` is set: finalizers are pending, this is a repeat.
+    pub terminating: bool,
+}
+
+impl ObjectFacts {
+    /// Fleet marks every object it deploys with the hash label and the id annotation.
+    pub fn is_fleet_managed(&self) -> bool {
+        self.objectset_hash.is_some() || self.objectset_id.is_some()
+    }
+
+    /// `namespace/name`, or `name` for cluster-scoped objects.
+    pub fn display_name(&self) -> String {
+        if self.namespace.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
+/// The facts of one review, taken from the AdmissionRequest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Review {
+    pub operation: Operation,
+    pub dry_run: bool,
+    pub username: String,
+    pub groups: Vec<String>,
+    /// `None` when the review carries no `oldObject` (never for DELETE since Kubernetes 1.15).
+    pub object: Option<ObjectFacts>,
+}
+
+/// What is known of the Fleet owner of the object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Owner {
+    /// The setID from the object's annotation, when present.
+    pub set_id: Option<String>,
+    /// `namespace/name` of the owning GitRepo, once resolved.
+    pub gitrepo: Option<String>,
+    /// Name of the owning Bundle (equal to the BundleDeployment name), once resolved.
+    pub bundle: Option<String>,
+    /// A per-GitRepo override of the cluster-wide policy.
+    pub policy: Option<Policy>,
+}
+
+impl Owner {
+    /// The owner only from what the object itself says.
+    pub fn from_object(object: &ObjectFacts) -> Self {
+        Owner {
+            set_id: object.objectset_id.clone(),
+            ..Owner::default()
+        }
+    }
+
+    /// Short human description: `GitRepo ns/name (bundle b)` or `Fleet objectset <id>`.
+    pub fn describe(&self) -> String {
+        match (&self.gitrepo, &self.bundle) {
+            (Some(repo), Some(bundle)) => format!("Fleet GitRepo {repo} (bundle {bundle})"),
+            (Some(repo), None) => format!("Fleet GitRepo {repo}"),
+            (None, Some(bundle)) => format!("Fleet bundle {bundle}"),
+            (None, None) => match &self.set_id {
+                Some(id) => format!("Fleet (objectset {id})"),
+                None => "Fleet".to_string(),
+            },
+        }
+    }
+
+    /// The value of the `owner` audit annotation: the GitRepo when known, else the setID.
+    fn audit_value(&self) -> String {
+        self.gitrepo
+            .clone()
+            .or_else(|| self.set_id.as_ref().map(|id| format!("objectset:{id}")))
+            .unwrap_or_else(|| "unknown".to_string())
+    }
+}
+
+/// Why the verdict is what it is; also the `decision` label of the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Not a DELETE: nothing to do.
+    NotDelete,
+    /// A DELETE without an `oldObject`: nothing to decide on.
+    NoObject,
+    /// The object carries no Fleet label or annotation.
+    NotManaged,
+    /// Fleet deletes what it deployed (prune, uninstall, force-replace).
+    FleetDeletion,
+    /// The object is already terminating: an earlier DELETE was admitted.
+    RepeatDeletion,
+    /// Namespace controller, garbage collector, TTL controller.
+    ControllerDeletion,
+    /// Policy `allow`.
+    Allowed,
+    /// Policy `warn`.
+    Warned,
+    /// Policy `deny`, user in a break-glass group.
+    BreakGlass,
+    /// Policy `deny`.
+    Denied,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::NotDelete => "not-delete",
+            Outcome::NoObject => "no-object",
+            Outcome::NotManaged => "not-managed",
+            Outcome::FleetDeletion => "fleet",
+            Outcome::RepeatDeletion => "repeat",
+            Outcome::ControllerDeletion => "controller",
+            Outcome::Allowed => "allowed",
+            Outcome::Warned => "warned",
+            Outcome::BreakGlass => "break-glass",
+            Outcome::Denied => "denied",
+        }
+    }
+
+    /// Whether the object is gone (or going) in a way Fleet will report as Missing.
+    fn counts(self) -> bool {
+        matches!(
+            self,
+            Outcome::ControllerDeletion | Outcome::Allowed | Outcome::Warned | Outcome::BreakGlass
+        )
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The verdict on one review.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub outcome: Outcome,
+    pub allowed: bool,
+    /// The refusal text the user sees (only when not allowed).
+    pub denial: Option<String>,
+    /// At most [`MAX_WARNINGS`] of at most [`MAX_WARNING_CHARS`] characters.
+    pub warnings: Vec<String>,
+    /// Keys are bare names: kube-apiserver prefixes them with the webhook name.
+    pub audit_annotations: Vec<(&'static str, String)>,
+    /// Count this deletion in the GitRepo status (never for dry-run reviews).
+    pub count: bool,
+}
+
+impl Verdict {
+    fn silent(outcome: Outcome) -> Self {
+        Verdict {
+            outcome,
+            allowed: true,
+            denial: None,
+            warnings: Vec::new(),
+            audit_annotations: Vec::new(),
+            count: false,
+        }
+    }
+
+    /// The fast path: no warnings, no annotations, nothing else done.
+    pub fn is_fast_path(&self) -> bool {
+        matches!(
+            self.outcome,
+            Outcome::NotDelete | Outcome::NoObject | Outcome::NotManaged
+        )
+    }
+}
+
+/// Decide on one review. Pure: the same input always gives the same verdict.
+pub fn decide(review: &Review, owner: &Owner, config: &DecisionConfig) -> Verdict {
+    if review.operation != Operation::Delete {
+        return Verdict::silent(Outcome::NotDelete);
+    }
+    let Some(object) = &review.object else {
+        return Verdict::silent(Outcome::NoObject);
+    };
+    if !object.is_fleet_managed() {
+        return Verdict::silent(Outcome::NotManaged);
+    }
+    let groups = review.groups.as_slice();
+    let policy = owner.policy.unwrap_or(config.policy);
+
+    let outcome = if matches_identity(&config.fleet_identities, &review.username, groups) {
+        Outcome::FleetDeletion
+    } else if object.terminating {
+        Outcome::RepeatDeletion
+    } else if matches_identity(&config.controller_identities, &review.username, groups) {
+        Outcome::ControllerDeletion
+    } else {
+        match policy {
+            Policy::Allow => Outcome::Allowed,
+            Policy::Warn => Outcome::Warned,
+            Policy::Deny if matches_identity(&config.break_glass_groups, "", groups) => {
+                Outcome::BreakGlass
+            }
+            Policy::Deny => Outcome::Denied,
+        }
+    };
+
+    let count = outcome.counts() && !review.dry_run;
+    let allowed = outcome != Outcome::Denied;
+    let warnings = match outcome {
+        Outcome::Warned => warnings(object, owner, None),
+        Outcome::BreakGlass => warnings(
+            object,
+            owner,
+            Some("Allowed by break-glass group; policy is deny."),
+        ),
+        _ => Vec::new(),
+    };
+    let denial = (!allowed).then(|| denial_message(object, owner));
+
+    let mut audit = vec![
+        ("owner", owner.audit_value()),
+        ("decision", outcome.as_str().to_string()),
+        ("counted", count.to_string()),
+        ("reason", reason(outcome, review.dry_run, policy)),
+    ];
+    if let Some(repo) = &owner.gitrepo {
+        audit.push(("gitrepo", repo.clone()));
+    }
+    if let Some(bundle) = &owner.bundle {
+        audit.push(("bundle", bundle.clone()));
+    }
+    if let Some(id) = &owner.set_id {
+        audit.push(("objectset-id", id.clone()));
+    }
+
+    Verdict {
+        outcome,
+        allowed,
+        denial,
+        warnings,
+        audit_annotations: audit,
+        count,
+    }
+}
+
+fn reason(outcome: Outcome, dry_run: bool, policy: Policy) -> String {
+    let base = match outcome {
+        Outcome::FleetDeletion => "deleted by Fleet itself".to_string(),
+        Outcome::RepeatDeletion => "object already terminating; counted once when gone".to_string(),
+        Outcome::ControllerDeletion => "deleted by a Kubernetes controller".to_string(),
+        _ => format!("manual deletion, policy {}", policy.as_str()),
+    };
+    if dry_run {
+        format!("{base}; dry run, no side effects")
+    } else {
+        base
+    }
+}
+
+fn warnings(object: &ObjectFacts, owner: &Owner, first: Option<&str>) -> Vec<String> {
+    let mut out: Vec<String> = first.map(str::to_string).into_iter().collect();
+    out.push(format!(
+        "{} {} is managed by {}.",
+        object.kind,
+        object.display_name(),
+        owner.describe()
+    ));
+    out.push("Fleet will report it Missing in the GitRepo status until it is re-created.".into());
+    out.push("Change it in Git instead; Fleet's drift correction may re-create it.".into());
+    out.truncate(MAX_WARNINGS);
+    out.into_iter()
+        .map(|w| truncate_chars(w, MAX_WARNING_CHARS))
+        .collect()
+}
+
+fn denial_message(object: &ObjectFacts, owner: &Owner) -> String {
+    format!(
+        "fleet-delete-guard: {} {} is managed by {}; remove it from the Git repository \
+         instead of deleting it by hand (cluster policy: deny)",
+        object.kind,
+        object.display_name(),
+        owner.describe()
+    )
+}
+
+/// Cut `s` to at most `max` characters, marking the cut with an ellipsis.
+pub fn truncate_chars(s: String, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s;
+    }
+    let mut cut: String = s.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn managed_object() -> ObjectFacts {
+        ObjectFacts {
+            kind: "configmap".into(),
+            namespace: "default".into(),
+            name: "test-config2-one".into(),
+            objectset_hash: Some("37517d22b0ca4dbc462436d47410a3bdfce3c6f9".into()),
+            objectset_id: Some("default-lots-config2".into()),
+            terminating: false,
+        }
+    }
+
+    fn review(user: &str, groups: &[&str]) -> Review {
+        Review {
+            operation: Operation::Delete,
+            dry_run: false,
+            username: user.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            object: Some(managed_object()),
+        }
+    }
+
+    fn owner() -> Owner {
+        Owner::from_object(&managed_object())
+    }
+
+    fn annotation<'a>(v: &'a Verdict, key: &str) -> Option<&'a str> {
+        v.audit_annotations
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn user_delete_warns_and_counts_by_default() {
+        let v = decide(
+            &review("alice", &["system:authenticated"]),
+            &owner(),
+            &DecisionConfig::default(),
+        );
+        assert_eq!(v.outcome, Outcome::Warned);
+        assert!(v.allowed && v.count && v.denial.is_none());
+        assert_eq!(v.warnings.len(), 3);
+        assert!(
+            v.warnings[0].contains("configmap default/test-config2-one"),
+            "{:?}",
+            v.warnings
+        );
+        assert!(v.warnings[0].contains("objectset default-lots-config2"));
+        assert!(v.warnings.iter().any(|w| w.contains("Git")));
+        assert!(v
+            .warnings
+            .iter()
+            .all(|w| w.chars().count() <= MAX_WARNING_CHARS));
+        assert_eq!(annotation(&v, "decision"), Some("warned"));
+        assert_eq!(annotation(&v, "counted"), Some("true"));
+        assert_eq!(
+            annotation(&v, "owner"),
+            Some("objectset:default-lots-config2")
+        );
+    }
+
+    #[test]
+    fn non_delete_operations_take_the_fast_path() {
+        for op in [Operation::Create, Operation::Update, Operation::Connect] {
+            let mut r = review("alice", &[]);
+            r.operation = op;
+            let v = decide(&r, &owner(), &DecisionConfig::default());
+            assert_eq!(v.outcome, Outcome::NotDelete);
+            assert!(
+                v.allowed
+                    && v.is_fast_path()
+                    && v.warnings.is_empty()
+                    && v.audit_annotations.is_empty()
+            );
+        }
+    }
+
+    #[test]
+    fn unlabelled_object_is_not_managed() {
+        let mut r = review("alice", &[]);
+        if let Some(o) = r.object.as_mut() {
+            o.objectset_hash = None;
+            o.objectset_id = None;
+        }
+        let v = decide(&r, &Owner::default(), &DecisionConfig::default());
+        assert_eq!(v.outcome, Outcome::NotManaged);
+        assert!(v.allowed && !v.count && v.audit_annotations.is_empty());
+    }
+
+    #[test]
+    fn either_fleet_marker_alone_makes_it_managed() {
+        let mut only_label = managed_object();
+        only_label.objectset_id = None;
+        let mut only_annotation = managed_object();
+        only_annotation.objectset_hash = None;
+        assert!(only_label.is_fleet_managed() && only_annotation.is_fleet_managed());
+    }
+
+    #[test]
+    fn delete_without_old_object_is_allowed_silently() {
+        let mut r = review("alice", &[]);
+        r.object = None;
+        let v = decide(&r, &Owner::default(), &DecisionConfig::default());
+        assert_eq!(v.outcome, Outcome::NoObject);
+        assert!(v.allowed && v.warnings.is_empty());
+    }
+
+    #[test]
+    fn fleet_agent_is_silent_and_never_counted_even_under_deny() {
+        let cfg = DecisionConfig {
+            policy: Policy::Deny,
+            ..DecisionConfig::default()
+        };
+        let r = review(
+            "system:serviceaccount:cattle-fleet-system:fleet-agent",
+            &[
+                "system:serviceaccounts",
+                "system:serviceaccounts:cattle-fleet-system",
+                "system:authenticated",
+            ],
+        );
+        let v = decide(&r, &owner(), &cfg);
+        assert_eq!(v.outcome, Outcome::FleetDeletion);
+        assert!(v.allowed && !v.count && v.warnings.is_empty());
+        assert_eq!(annotation(&v, "counted"), Some("false"));
+    }
+
+    #[test]
+    fn any_service_account_of_the_local_agent_namespace_is_fleet() {
+        let r = review(
+            "system:serviceaccount:cattle-fleet-local-system:fleet-default",
+            &["system:serviceaccounts:cattle-fleet-local-system"],
+        );
+        assert_eq!(
+            decide(&r, &owner(), &DecisionConfig::default()).outcome,
+            Outcome::FleetDeletion
+        );
+    }
+
+    #[test]
+    fn controllers_are_silent_counted_and_never_denied() {
+        let cfg = DecisionConfig {
+            policy: Policy::Deny,
+            ..DecisionConfig::default()
+        };
+        for user in DEFAULT_CONTROLLERS {
+            let v = decide(
+                &review(user, &["system:serviceaccounts:kube-system"]),
+                &owner(),
+                &cfg,
+            );
+            assert_eq!(v.outcome, Outcome::ControllerDeletion, "{user}");
+            assert!(v.allowed && v.count && v.warnings.is_empty(), "{user}");
+        }
+    }
+    const DEFAULT_CONTROLLERS: &[&str] = crate::policy::DEFAULT_CONTROLLER_IDENTITIES;
+
+    #[test]
+    fn terminating_object_is_a_repeat_and_not_counted_again() {
+        let mut r = review("alice", &[]);
+        if let Some(o) = r.object.as_mut() {
+            o.terminating = true;
+        }
+        let cfg = DecisionConfig {
+            policy: Policy::Deny,
+            ..DecisionConfig::default()
+        };
+        let v = decide(&r, &owner(), &cfg);
+        assert_eq!(v.outcome, Outcome::RepeatDeletion);
+        assert!(v.allowed && !v.count);
+    }
+
+    #[test]
+    fn policy_allow_is_silent_but_counted() {
+        let cfg = DecisionConfig {
+            policy: Policy::Allow,
+            ..DecisionConfig::default()
+        };
+        let v = decide(&review("alice", &[]), &owner(), &cfg);
+        assert_eq!(v.outcome, Outcome::Allowed);
+        assert!(v.allowed && v.count && v.warnings.is_empty());
+        assert_eq!(annotation(&v, "decision"), Some("allowed"));
+    }
+
+    #[test]
+    fn policy_deny_refuses_with_owner_and_git_hint() {
+        let cfg = DecisionConfig {
+            policy: Policy::Deny,
+            ..DecisionConfig::default()
+        };
+        let o = Owner {
+            gitrepo: Some("fleet-local/lots".into()),
+            bundle: Some("lots-config2".into()),
+            ..owner()
+        };
+        let v = decide(&review("alice", &["system:authenticated"]), &o, &cfg);
+        assert_eq!(v.outcome, Outcome::Denied);
+        assert!(!v.allowed && !v.count);
+        let msg = v.denial.clone().unwrap_or_default();
+        assert!(
+            msg.contains("Fleet GitRepo fleet-local/lots (bundle lots-config2)"),
+            "{msg}"
+        );
+        assert!(msg.contains("Git repository"), "{msg}");
+        assert_eq!(annotation(&v, "gitrepo"), Some("fleet-local/lots"));
+        assert_eq!(annotation(&v, "bundle"), Some("lots-config2"));
+    }
+
+    #[test]
+    fn break_glass_group_is_allowed_with_a_warning() {
+        let cfg = DecisionConfig {
+            policy: Policy::Deny,
+            break_glass_groups: vec!["sre-oncall".into()],
+            ..DecisionConfig::default()
+        };
+        let v = decide(&review("bob", &["sre-oncall"]), &owner(), &cfg);
+        assert_eq!(v.outcome, Outcome::BreakGlass);
+        assert!(v.allowed && v.count);
+        assert!(v.warnings[0].contains("break-glass"));
+        assert!(v.warnings.len() <= MAX_WARNINGS);
+        // a user named like the group is not a member
+        let v = decide(&review("sre-oncall", &[]), &owner(), &cfg);
+        assert_eq!(v.outcome, Outcome::Denied);
+    }
+
+    #[test]
+    fn gitrepo_override_beats_cluster_policy() {
+        let cfg = DecisionConfig {
+            policy: Policy::Warn,
+            ..DecisionConfig::default()
+        };
+        let o = Owner {
+            policy: Some(Policy::Deny),
+            ..owner()
+        };
+        assert_eq!(
+            decide(&review("alice", &[]), &o, &cfg).outcome,
+            Outcome::Denied
+        );
+    }
+
+    #[test]
+    fn dry_run_gets_the_same_answer_but_is_never_counted() {
+        let mut r = review("alice", &[]);
+        r.dry_run = true;
+        let v = decide(&r, &owner(), &DecisionConfig::default());
+        let wet = decide(&review("alice", &[]), &owner(), &DecisionConfig::default());
+        assert_eq!(v.warnings, wet.warnings);
+        assert_eq!(v.outcome, Outcome::Warned);
+        assert!(!v.count);
+        assert_eq!(annotation(&v, "counted"), Some("false"));
+        assert!(annotation(&v, "reason")
+            .unwrap_or_default()
+            .contains("dry run"));
+    }
+
+    #[test]
+    fn long_names_are_cut_to_the_warning_limit() {
+        let mut r = review("alice", &[]);
+        if let Some(o) = r.object.as_mut() {
+            o.name = "x".repeat(253);
+        }
+        let v = decide(&r, &owner(), &DecisionConfig::default());
+        assert!(v
+            .warnings
+            .iter()
+            .all(|w| w.chars().count() <= MAX_WARNING_CHARS));
+        assert!(v.warnings[0].ends_with('…'));
+    }
+
+    #[test]
+    fn truncation_respects_multibyte_characters() {
+        let s = "é".repeat(200);
+        let cut = truncate_chars(s, 10);
+        assert_eq!(cut.chars().count(), 10);
+    }
+}

@@ -1,0 +1,1 @@
+//! Pure status arithmetic: what Fleet would write after a resource goes missing.

@@ -1,0 +1,1 @@
+//! Fleet's own vocabulary: labels, annotations, setID and hash rules, status types.

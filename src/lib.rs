@@ -1,0 +1,17 @@
+//! fleet-delete-guard: a validating admission webhook for Rancher Fleet.
+//!
+//! The core is pure ([`decide`], [`delta`], [`fleet`]); the adapters around it
+//! (HTTP server, TLS, kube client, patch worker, CLI) are thin.
+
+pub mod admission;
+pub mod app;
+pub mod cli;
+pub mod decide;
+pub mod delta;
+pub mod fleet;
+pub mod health;
+pub mod metrics;
+pub mod policy;
+pub mod review;
+pub mod server;
+pub mod tls;

@@ -1,0 +1,339 @@
+//! The HTTP adapters: the HTTPS webhook listener and the plain-HTTP metrics/health one.
+
+use std::{
+    future::Future,
+    net::{SocketAddr, TcpListener},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{
+    body::Bytes,
+    extract::{rejection::BytesRejection, DefaultBodyLimit, State},
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Router,
+};
+use axum_server::{tls_rustls::RustlsConfig, Handle};
+use tower::ServiceBuilder;
+use tower_http::timeout::TimeoutLayer;
+use tracing::Instrument;
+
+use crate::{
+    admission::Admission,
+    health::Readiness,
+    metrics::{Metrics, ReviewLabels},
+};
+
+/// kube-apiserver never sends more: old and new object ≤ 3 MiB each plus the envelope.
+pub const MAX_REVIEW_BYTES: usize = 7 * 1024 * 1024;
+
+/// How the listeners behave.
+#[derive(Debug, Clone)]
+pub struct ListenConfig {
+    pub listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
+    /// Whole-request bound (headers, body, answer); keep below the webhook's timeoutSeconds.
+    pub request_timeout: Duration,
+    /// Reviews handled at once; more wait for a slot (still within `request_timeout`).
+    pub max_concurrent_reviews: usize,
+    /// How long in-flight reviews may take to finish after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        ListenConfig {
+            listen: ([0, 0, 0, 0], 9443).into(),
+            metrics_listen: ([0, 0, 0, 0], 8080).into(),
+            request_timeout: Duration::from_secs(4),
+            max_concurrent_reviews: 1024,
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+#[derive(Clone)]
+struct AppState {
+    admission: Arc<Admission>,
+    metrics: Metrics,
+    readiness: Readiness,
+}
+
+/// The webhook router: `POST /validate`.
+pub fn webhook_router(
+    admission: Arc<Admission>,
+    metrics: Metrics,
+    readiness: Readiness,
+    request_timeout: Duration,
+    max_concurrent: usize,
+) -> Router {
+    let state = AppState {
+        admission,
+        metrics,
+        readiness,
+    };
+    Router::new()
+        .route("/validate", post(validate))
+        .layer(DefaultBodyLimit::max(MAX_REVIEW_BYTES))
+        .layer(
+            ServiceBuilder::new()
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    request_timeout,
+                ))
+                .concurrency_limit(max_concurrent.max(1)),
+        )
+        .with_state(state)
+}
+
+/// The metrics and health router: `GET /metrics`, `/healthz`, `/readyz`.
+pub fn metrics_router(metrics: Metrics, readiness: Readiness, admission: Arc<Admission>) -> Router {
+    let state = AppState {
+        admission,
+        metrics,
+        readiness,
+    };
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+async fn metrics_text(State(app): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn readyz(State(app): State<AppState>) -> Response {
+    let code = if app.readiness.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, app.readiness.report()).into_response()
+}
+
+fn reject(app: &AppState, status: StatusCode, kind: &'static str, reason: String) -> Response {
+    app.metrics.error(kind);
+    tracing::warn!(status = status.as_u16(), kind, reason = %reason, "request rejected");
+    (status, format!("{reason}\n")).into_response()
+}
+
+async fn validate(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let received = Instant::now();
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or_default();
+        if !ct.starts_with("application/json") {
+            return reject(
+                &app,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "content_type",
+                format!("content type must be application/json, not {ct:?}"),
+            );
+        }
+    }
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let status = rejection.status();
+            let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "too_large"
+            } else {
+                "body"
+            };
+            let reason = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!("request body exceeds {MAX_REVIEW_BYTES} bytes")
+            } else {
+                format!("cannot read request body: {}", rejection.body_text())
+            };
+            return reject(&app, status, kind, reason);
+        }
+    };
+
+    app.metrics.in_flight.inc();
+    let span = tracing::info_span!("review", uid = tracing::field::Empty);
+    let result = async {
+        let result = app.admission.review(&body, received);
+        if let Ok(answer) = &result {
+            tracing::Span::current().record("uid", answer.summary.uid.as_str());
+        }
+        result
+    }
+    .instrument(span.clone())
+    .await;
+    app.metrics.in_flight.dec();
+
+    let answer = match result {
+        Ok(answer) => answer,
+        Err(e) => return reject(&app, StatusCode::BAD_REQUEST, e.kind(), e.to_string()),
+    };
+    let bytes = match serde_json::to_vec(&answer.review) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            return reject(
+                &app,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "serialize",
+                format!("cannot serialize the answer: {e}"),
+            )
+        }
+    };
+    let latency = received.elapsed();
+    let s = &answer.summary;
+    app.metrics
+        .reviews
+        .get_or_create(&ReviewLabels {
+            operation: s.operation,
+            decision: s.decision,
+        })
+        .inc();
+    app.metrics.review_duration.observe(latency.as_secs_f64());
+    let _entered = span.enter();
+    match &s.unexpected_shape {
+        Some(detail) => {
+            app.metrics.error("unexpected_shape");
+            tracing::warn!(
+                uid = %s.uid, detail = %detail, latency_us = latency.as_micros() as u64,
+                "review allowed: its object has an unexpected shape"
+            );
+        }
+        None => tracing::info!(
+            uid = %s.uid,
+            user = %s.user,
+            operation = s.operation,
+            resource = %s.resource,
+            namespace = %s.namespace,
+            name = %s.name,
+            decision = s.decision,
+            dry_run = s.dry_run,
+            warnings = s.warnings,
+            latency_us = latency.as_micros() as u64,
+            "review answered"
+        ),
+    }
+    ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+}
+
+/// Bound listeners, before serving: ports are known (tests bind port 0).
+pub struct Listeners {
+    webhook: TcpListener,
+    metrics: TcpListener,
+}
+
+impl Listeners {
+    pub fn bind(config: &ListenConfig) -> Result<Self, ServerError> {
+        let bind = |addr: SocketAddr| {
+            let l = TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
+            l.set_nonblocking(true)
+                .map_err(|source| ServerError::Bind { addr, source })?;
+            Ok::<_, ServerError>(l)
+        };
+        Ok(Listeners {
+            webhook: bind(config.listen)?,
+            metrics: bind(config.metrics_listen)?,
+        })
+    }
+
+    pub fn webhook_addr(&self) -> std::io::Result<SocketAddr> {
+        self.webhook.local_addr()
+    }
+
+    pub fn metrics_addr(&self) -> std::io::Result<SocketAddr> {
+        self.metrics.local_addr()
+    }
+}
+
+/// Everything [`serve`] needs besides the listeners.
+pub struct Services {
+    pub admission: Arc<Admission>,
+    pub metrics: Metrics,
+    pub readiness: Readiness,
+    pub tls: RustlsConfig,
+}
+
+/// Serve until `shutdown` completes, then stop accepting, let in-flight reviews
+/// finish (bounded by `shutdown_grace`) and return.
+pub async fn serve(
+    listeners: Listeners,
+    config: ListenConfig,
+    services: Services,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let Services {
+        admission,
+        metrics,
+        readiness,
+        tls,
+    } = services;
+    let webhook = webhook_router(
+        admission.clone(),
+        metrics.clone(),
+        readiness.clone(),
+        config.request_timeout,
+        config.max_concurrent_reviews,
+    );
+    let probes = metrics_router(metrics, readiness, admission);
+
+    let handle: Handle<SocketAddr> = Handle::new();
+    let mut server = axum_server::from_tcp_rustls(listeners.webhook, tls)?
+        .handle(handle.clone())
+        .first_request_timeout(config.request_timeout)
+        .map(|acceptor| acceptor.handshake_timeout(config.request_timeout))
+        .http1_only();
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(config.request_timeout);
+
+    let metrics_listener = tokio::net::TcpListener::from_std(listeners.metrics)?;
+    let (probe_stop_tx, probe_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let probes_task = tokio::spawn(async move {
+        axum::serve(metrics_listener, probes)
+            .with_graceful_shutdown(async {
+                let _ = probe_stop_rx.await;
+            })
+            .await
+    });
+
+    let grace = config.shutdown_grace;
+    let shutdown_handle = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!(
+            grace_s = grace.as_secs(),
+            "shutting down: no new connections, finishing in-flight reviews"
+        );
+        shutdown_handle.graceful_shutdown(Some(grace));
+    });
+
+    let result = server.serve(webhook.into_make_service()).await;
+    let _ = probe_stop_tx.send(());
+    let _ = probes_task.await;
+    tracing::info!("webhook server stopped");
+    result.map_err(ServerError::from)
+}

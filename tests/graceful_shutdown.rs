@@ -1,0 +1,103 @@
+//! SIGTERM on the real binary: stop accepting, finish the review in flight, exit 0.
+
+mod support;
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_reviews_then_exits() {
+    let certs = support::certificates();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = support::write_pair(dir.path(), &certs);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleet-delete-guard"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--tls-cert")
+        .arg(&files.cert)
+        .arg("--tls-key")
+        .arg(&files.key)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the binary");
+
+    // Follow the JSON log on a thread; hand each line to the test.
+    let (lines_tx, lines) = mpsc::channel::<String>();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let wait_for = |needle: &str| -> serde_json::Value {
+        loop {
+            let line = lines
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
+            if line.contains(needle) {
+                return serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("log is JSON ({e}): {line}"));
+            }
+        }
+    };
+    let serving = wait_for("fleet-delete-guard serving");
+    let addr: std::net::SocketAddr = serving["listen"]
+        .as_str()
+        .expect("listen")
+        .parse()
+        .expect("addr");
+
+    let body = support::fixture("admissionreview-delete-configmap.json");
+    let (first, rest) = body.as_bytes().split_at(body.len() / 2);
+    let mut stream = support::tls_connect(addr, &certs.ca_pem, &[b"http/1.1"])
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /validate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    stream.write_all(first).await.expect("first half");
+    stream.flush().await.expect("flush");
+
+    // SAFETY: sending a signal to our own child process.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0, "kill");
+    wait_for("shutting down");
+    assert!(
+        support::tls_connect(addr, &certs.ca_pem, &[b"http/1.1"])
+            .await
+            .is_err(),
+        "no new connections after SIGTERM"
+    );
+
+    stream.write_all(rest).await.expect("second half");
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+        .await
+        .expect("answered")
+        .expect("read");
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.contains("6f1d2c3b-4a5e-4f60-9a7b-8c9d0e1f2a3b"),
+        "same uid: {text}"
+    );
+
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(status.success(), "exit status {status:?}");
+}

@@ -1,0 +1,240 @@
+//! Shared test support: certificates, an in-process server, TLS clients.
+//! The Kubernetes API double lives in the `kube-api-double` crate beside this file.
+#![allow(dead_code)]
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum_server::tls_rustls::RustlsConfig;
+use fleet_delete_guard::{
+    admission::{Admission, CountedDeletion, DeletionSink, ObjectOnly, OwnerResolver},
+    health::Readiness,
+    metrics::Metrics,
+    policy::DecisionConfig,
+    server::{self, ListenConfig, Listeners, Services},
+    tls::{self, CertFiles, GeneratedCertificates},
+};
+use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
+use tokio::sync::oneshot;
+
+pub fn fixture(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+pub fn fixture_json(name: &str) -> serde_json::Value {
+    serde_json::from_str(&fixture(name)).expect("fixture is JSON")
+}
+
+pub fn certificates() -> GeneratedCertificates {
+    tls::install_crypto_provider();
+    tls::generate_certificates(
+        &["localhost".to_string(), "127.0.0.1".to_string()],
+        Duration::from_secs(3600),
+    )
+    .expect("generate certificates")
+}
+
+/// Writes a certificate pair into `dir` as tls.crt / tls.key.
+pub fn write_pair(dir: &Path, certs: &GeneratedCertificates) -> CertFiles {
+    let files = CertFiles {
+        cert: dir.join("tls.crt"),
+        key: dir.join("tls.key"),
+    };
+    tls::write_file_atomically(&files.cert, certs.cert_pem.as_bytes()).expect("write cert");
+    tls::write_file_atomically(&files.key, certs.key_pem.as_bytes()).expect("write key");
+    files
+}
+
+/// Records every deletion the admission path hands to the counter.
+#[derive(Default)]
+pub struct RecordingSink(pub Mutex<Vec<CountedDeletion>>);
+
+impl DeletionSink for RecordingSink {
+    fn record(&self, deletion: CountedDeletion) {
+        self.0.lock().expect("sink lock").push(deletion);
+    }
+}
+
+impl RecordingSink {
+    pub fn take(&self) -> Vec<CountedDeletion> {
+        std::mem::take(&mut *self.0.lock().expect("sink lock"))
+    }
+}
+
+/// A server running in this process on ephemeral ports, with files for its certificate.
+pub struct TestServer {
+    pub webhook: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub ca_pem: String,
+    pub files: CertFiles,
+    pub sink: Arc<RecordingSink>,
+    pub metrics: Metrics,
+    pub dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), server::ServerError>>,
+}
+
+pub struct ServerOptions {
+    pub decision: DecisionConfig,
+    pub request_timeout: Duration,
+    pub reload_interval: Duration,
+    pub owners: Arc<dyn OwnerResolver>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            decision: DecisionConfig::default(),
+            request_timeout: Duration::from_secs(4),
+            reload_interval: Duration::from_millis(100),
+            owners: Arc::new(ObjectOnly),
+        }
+    }
+}
+
+impl TestServer {
+    pub async fn start(options: ServerOptions) -> TestServer {
+        let certs = certificates();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = write_pair(dir.path(), &certs);
+        let config = ListenConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            metrics_listen: "127.0.0.1:0".parse().expect("addr"),
+            request_timeout: options.request_timeout,
+            max_concurrent_reviews: 64,
+            shutdown_grace: Duration::from_secs(5),
+        };
+        let listeners = Listeners::bind(&config).expect("bind");
+        let webhook = listeners.webhook_addr().expect("addr");
+        let metrics_addr = listeners.metrics_addr().expect("addr");
+        let metrics = Metrics::new();
+        let readiness = Readiness::default();
+        readiness.set("tls", true, "test certificate");
+        let (served, loaded) = files.load().expect("load pair");
+        let tls = RustlsConfig::from_config(served);
+        tokio::spawn(tls::reload_on_change(
+            files.clone(),
+            tls.clone(),
+            loaded,
+            options.reload_interval,
+            metrics.clone(),
+        ));
+        let sink = Arc::new(RecordingSink::default());
+        let admission = Arc::new(Admission::new(
+            options.decision,
+            options.owners,
+            sink.clone(),
+        ));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let services = Services {
+            admission,
+            metrics: metrics.clone(),
+            readiness,
+            tls,
+        };
+        let task = tokio::spawn(server::serve(listeners, config, services, async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            webhook,
+            metrics_addr,
+            ca_pem: certs.ca_pem,
+            files,
+            sink,
+            metrics,
+            dir,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://localhost:{}/validate", self.webhook.port())
+    }
+
+    pub fn client(&self) -> reqwest::Client {
+        https_client(&self.ca_pem)
+    }
+
+    /// Stop and wait for the server to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let result = tokio::time::timeout(Duration::from_secs(10), &mut self.task)
+            .await
+            .expect("server stops within 10 s");
+        result.expect("server task").expect("server result");
+    }
+}
+
+pub fn client_config(ca_pem: &str) -> rustls::ClientConfig {
+    tls::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.expect("CA PEM")).expect("add CA");
+    }
+    rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+/// An HTTP/1.1 client trusting only `ca_pem`, like kube-apiserver's webhook client.
+pub fn https_client(ca_pem: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(client_config(ca_pem))
+        .http1_only()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+/// A raw TLS stream to the server, for tests that need control over bytes and timing.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    ca_pem: &str,
+    alpn: &[&[u8]],
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let mut config = client_config(ca_pem);
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = ServerName::try_from("localhost").expect("server name");
+    connector.connect(name, tcp).await
+}
+
+/// POST a review body; returns status and parsed JSON (Null when not JSON).
+pub async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, String) {
+    let resp = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.expect("body"))
+}
+
+pub async fn wait_until<F: FnMut() -> bool>(what: &str, timeout: Duration, mut f: F) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn temp_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
