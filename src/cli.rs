@@ -22,6 +22,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the webhook server.
     Serve(ServeArgs),
+    /// Report deletions of Fleet-managed objects from kube-apiserver audit logs.
+    Audit(crate::auditlog::AuditArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -137,7 +139,7 @@ mod tests {
     #[test]
     fn defaults_match_the_docs() {
         let cli = Cli::try_parse_from(["fleet-delete-guard", "serve"]).expect("parse");
-        let Command::Serve(a) = cli.command;
+        let Command::Serve(a) = cli.command else { panic!("serve") };
         assert_eq!(a.listen.port(), 9443);
         assert_eq!(a.metrics_listen.port(), 8080);
         assert_eq!(a.policy, Policy::Warn);
@@ -159,7 +161,7 @@ mod tests {
             "b,c",
         ])
         .expect("parse");
-        let Command::Serve(a) = cli.command;
+        let Command::Serve(a) = cli.command else { panic!("serve") };
         assert_eq!(a.break_glass_groups, ["a", "b", "c"]);
         assert!(Cli::try_parse_from(["fleet-delete-guard", "serve", "--policy", "block"]).is_err());
         assert!(

@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod app;
+pub mod auditlog;
 pub mod cli;
 pub mod decide;
 pub mod delta;

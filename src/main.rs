@@ -38,5 +38,12 @@ async fn main() -> std::process::ExitCode {
                 }
             }
         }
+        Command::Audit(args) => match fleet_delete_guard::auditlog::run(args) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("fleet-delete-guard audit: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        },
     }
 }

@@ -125,6 +125,9 @@ pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ServerConfig
     Ok(Arc::new(config))
 }
 
+/// The raw bytes of a certificate file and its key file, as last read.
+pub type PairBytes = (Vec<u8>, Vec<u8>);
+
 /// Where the serving certificate comes from.
 #[derive(Debug, Clone)]
 pub struct CertFiles {
@@ -133,7 +136,7 @@ pub struct CertFiles {
 }
 
 impl CertFiles {
-    fn read(&self) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
+    fn read(&self) -> Result<PairBytes, TlsError> {
         let read = |p: &Path| {
             std::fs::read(p).map_err(|source| TlsError::Read {
                 path: p.to_path_buf(),
@@ -144,7 +147,7 @@ impl CertFiles {
     }
 
     /// Load the pair once, for start-up: an error here is fatal.
-    pub fn load(&self) -> Result<(Arc<ServerConfig>, (Vec<u8>, Vec<u8>)), TlsError> {
+    pub fn load(&self) -> Result<(Arc<ServerConfig>, PairBytes), TlsError> {
         let bytes = self.read()?;
         Ok((server_config(&bytes.0, &bytes.1)?, bytes))
     }
@@ -168,13 +171,13 @@ pub fn write_file_atomically(path: &Path, contents: &[u8]) -> Result<(), TlsErro
 pub async fn reload_on_change(
     files: CertFiles,
     served: RustlsConfig,
-    mut loaded: (Vec<u8>, Vec<u8>),
+    mut loaded: PairBytes,
     interval: Duration,
     metrics: Metrics,
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut rejected: Option<(Vec<u8>, Vec<u8>)> = None;
+    let mut rejected: Option<PairBytes> = None;
     loop {
         ticker.tick().await;
         let files = files.clone();
