@@ -44,6 +44,10 @@ pub struct CountedDeletion {
     pub username: String,
     pub owner: Owner,
     pub objectset_hash: Option<String>,
+    /// The object had finalizers: it is gone only when they are removed.
+    pub has_finalizers: bool,
+    /// The object's creationTimestamp (Fleet lists it in the BundleDeployment status).
+    pub created_at: Option<String>,
     pub received: Instant,
 }
 
@@ -161,6 +165,12 @@ fn counted(
         username: facts.username.clone(),
         owner,
         objectset_hash: object.and_then(|o| o.objectset_hash.clone()),
+        has_finalizers: meta
+            .and_then(|m| m.finalizers.as_ref())
+            .is_some_and(|f| !f.is_empty()),
+        created_at: meta
+            .and_then(|m| m.creation_timestamp.as_ref())
+            .map(|t| t.0.to_string()),
         received,
     }
 }

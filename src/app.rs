@@ -5,8 +5,10 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use axum_server::tls_rustls::RustlsConfig;
 
 use crate::{
-    admission::{Admission, NoCounting, ObjectOnly},
-    cli::ServeArgs,
+    admission::{Admission, DeletionSink, NoCounting, ObjectOnly, OwnerResolver},
+    cli::{PatchGitRepo, ServeArgs},
+    counting::{self, FleetCluster, COUNTING_CHECK},
+    patcher::{marks::MarkTimings, PatcherConfig},
     health::Readiness,
     metrics::Metrics,
     policy::DecisionConfig,
@@ -122,11 +124,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
         }
     };
 
-    let admission = Arc::new(Admission::new(
-        args.decision_config(),
-        Arc::new(ObjectOnly),
-        Arc::new(NoCounting),
-    ));
+    let (owners, sink) = start_counting(&args, &metrics, &readiness).await;
+    let admission = Arc::new(Admission::new(args.decision_config(), owners, sink));
     tracing::info!(
         listen = %listeners.webhook_addr().map(|a| a.to_string()).unwrap_or_default(),
         metrics_listen = %listeners.metrics_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -146,6 +145,63 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
     )
     .await?;
     Ok(())
+}
+
+/// Connect and start counting; with no cluster, say so and answer reviews anyway.
+async fn start_counting(
+    args: &ServeArgs,
+    metrics: &Metrics,
+    readiness: &Readiness,
+) -> (Arc<dyn OwnerResolver>, Arc<dyn DeletionSink>) {
+    let off = |reason: String| -> (Arc<dyn OwnerResolver>, Arc<dyn DeletionSink>) {
+        tracing::warn!(reason = %reason, "counting is off: reviews are answered, deletions are not counted in Fleet's status");
+        readiness.set(COUNTING_CHECK, true, format!("off: {reason}"));
+        (Arc::new(ObjectOnly), Arc::new(NoCounting))
+    };
+    if !args.counting {
+        return off("disabled by --counting=false".into());
+    }
+    let cluster: FleetCluster = match args.fleet_cluster.parse() {
+        Ok(c) => c,
+        Err(e) => return off(e.to_string()),
+    };
+    let clients = match counting::connect(args.fleet_kubeconfig.as_ref()).await {
+        Ok(c) => c,
+        Err(e) => return off(e.to_string()),
+    };
+    let config = args.patcher_config(clients.separate_fleet);
+    let mode = if clients.separate_fleet { "downstream" } else { "same-cluster" };
+    readiness.set(
+        COUNTING_CHECK,
+        true,
+        format!("on: {mode} mode, cluster {cluster}, GitRepo patches {}", if config.patch_gitrepo { "on" } else { "off" }),
+    );
+    tracing::info!(mode, cluster = %cluster, patch_gitrepo = config.patch_gitrepo, "counting deletions");
+    let counting = counting::start(&clients, &cluster, args.agent_scopes.clone(), config, metrics.clone(), readiness.clone());
+    (counting.index, Arc::new(counting.patcher))
+}
+
+impl ServeArgs {
+    pub fn patcher_config(&self, separate_fleet: bool) -> PatcherConfig {
+        let defaults = PatcherConfig::default();
+        PatcherConfig {
+            patch_gitrepo: match self.patch_gitrepo {
+                PatchGitRepo::Always => true,
+                PatchGitRepo::Never => false,
+                PatchGitRepo::Auto => !separate_fleet,
+            },
+            queue_capacity: self.queue_capacity,
+            marks: MarkTimings {
+                confirm_timeout: self.confirm_timeout,
+                ttl: self.mark_ttl,
+                ..defaults.marks.clone()
+            },
+            instance: std::env::var("POD_NAME")
+                .or_else(|_| std::env::var("HOSTNAME"))
+                .unwrap_or_else(|_| "fleet-delete-guard".into()),
+            ..defaults
+        }
+    }
 }
 
 /// Default CA path, for the docs.

@@ -26,6 +26,16 @@ pub enum Command {
     Audit(crate::auditlog::AuditArgs),
 }
 
+/// Whether to patch the GitRepo status besides the BundleDeployment status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PatchGitRepo {
+    /// Yes in the same-cluster mode, no with --fleet-kubeconfig (downstream credentials
+    /// of a Fleet agent may write only BundleDeployments).
+    Auto,
+    Always,
+    Never,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Json,
@@ -121,6 +131,39 @@ pub struct ServeArgs {
     /// Time in-flight reviews get to finish after SIGTERM (seconds).
     #[arg(long, env = "FLEET_DELETE_GUARD_SHUTDOWN_GRACE", default_value = "20", value_parser = parse_seconds)]
     pub shutdown_grace: Duration,
+
+    /// Count deletions in Fleet's status (needs a cluster connection).
+    #[arg(long, env = "FLEET_DELETE_GUARD_COUNTING", default_value_t = true, action = clap::ArgAction::Set)]
+    pub counting: bool,
+
+    /// Kubeconfig of the Fleet management cluster, when it is not this cluster.
+    #[arg(long, env = "FLEET_DELETE_GUARD_FLEET_KUBECONFIG")]
+    pub fleet_kubeconfig: Option<PathBuf>,
+
+    /// This cluster's Fleet Cluster object, NAMESPACE/NAME.
+    #[arg(long, env = "FLEET_DELETE_GUARD_FLEET_CLUSTER", default_value = "fleet-local/local")]
+    pub fleet_cluster: String,
+
+    /// Patch the GitRepo status too (auto: only without --fleet-kubeconfig).
+    #[arg(long, env = "FLEET_DELETE_GUARD_PATCH_GITREPO", value_enum, default_value = "auto")]
+    pub patch_gitrepo: PatchGitRepo,
+
+    /// Fleet agent scopes (AGENT_SCOPE) tried when matching setIDs; "" is standalone Fleet.
+    #[arg(long = "agent-scope", env = "FLEET_DELETE_GUARD_AGENT_SCOPE", value_delimiter = ',',
+          default_values = crate::owners::DEFAULT_AGENT_SCOPES)]
+    pub agent_scopes: Vec<String>,
+
+    /// Deletions waiting to be counted at most; more are refused and counted in a metric.
+    #[arg(long, env = "FLEET_DELETE_GUARD_QUEUE_CAPACITY", default_value_t = 10_000)]
+    pub queue_capacity: usize,
+
+    /// How long a counted object may stay before the mark is reverted as "not deleted" (seconds).
+    #[arg(long, env = "FLEET_DELETE_GUARD_CONFIRM_TIMEOUT", default_value = "5", value_parser = parse_seconds)]
+    pub confirm_timeout: Duration,
+
+    /// How long a mark is watched over (re-applied, released when the object returns) (seconds).
+    #[arg(long, env = "FLEET_DELETE_GUARD_MARK_TTL", default_value = "900", value_parser = parse_seconds)]
+    pub mark_ttl: Duration,
 
     /// Log format: json (one object per line, for clusters) or text.
     #[arg(

@@ -31,6 +31,18 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+/// `object` is `bundledeployment` or `gitrepo`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PatchLabels {
+    pub object: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObjectLabels {
+    pub object: &'static str,
+}
+
 /// Every metric the process exports.
 #[derive(Clone)]
 pub struct Metrics {
@@ -45,6 +57,28 @@ pub struct Metrics {
     pub tls_reloads: Family<ResultLabels, Counter>,
     /// Reviews being processed right now.
     pub in_flight: Gauge,
+    /// Review received → status patch accepted, per counted deletion.
+    pub status_lag: Histogram,
+    /// Status patches by object and result (`patched`, `unchanged`, `failed`).
+    pub patches: Family<PatchLabels, Counter>,
+    /// 409 Conflicts met while patching (each is re-read and re-applied).
+    pub conflicts: Family<ObjectLabels, Counter>,
+    /// Retries after 5xx, 429 or timeouts.
+    pub retries: Family<ObjectLabels, Counter>,
+    /// Deletions handled in a patch together with others of the same BundleDeployment.
+    pub coalesced: Counter,
+    /// Marks reverted because the object was not deleted after all.
+    pub reverts: Counter,
+    /// Marks re-applied after another writer dropped them while the object was still gone.
+    pub reapplied: Counter,
+    /// Marks removed because the object came back.
+    pub unmarked: Counter,
+    /// Deletions waiting to be counted.
+    pub queue_depth: Gauge,
+    /// Deletions refused by the full queue (counted later by Fleet and by the resync).
+    pub queue_overflow: Counter,
+    /// Deletions whose owner is not in the cache (no BundleDeployment matches).
+    pub unresolved: Counter,
 }
 
 impl Default for Metrics {
@@ -84,6 +118,34 @@ impl Metrics {
             "Admission reviews being processed",
             in_flight.clone(),
         );
+        // 1 ms … ~65 s.
+        let status_lag = Histogram::new(exponential_buckets(0.001, 2.0, 17));
+        registry.register_with_unit(
+            "status_lag",
+            "Time from review received to status patch accepted",
+            Unit::Seconds,
+            status_lag.clone(),
+        );
+        let patches = Family::<PatchLabels, Counter>::default();
+        registry.register("status_patches", "Status patches by object and result", patches.clone());
+        let conflicts = Family::<ObjectLabels, Counter>::default();
+        registry.register("status_conflicts", "409 Conflicts met while patching status", conflicts.clone());
+        let retries = Family::<ObjectLabels, Counter>::default();
+        registry.register("status_retries", "Status patch retries after 5xx, 429 or timeouts", retries.clone());
+        let coalesced = Counter::default();
+        registry.register("coalesced_deletions", "Deletions counted in a shared patch", coalesced.clone());
+        let reverts = Counter::default();
+        registry.register("reverts", "Marks reverted because the deletion did not happen", reverts.clone());
+        let reapplied = Counter::default();
+        registry.register("reapplied_marks", "Marks re-applied after another writer dropped them", reapplied.clone());
+        let unmarked = Counter::default();
+        registry.register("unmarked", "Marks removed because the object came back", unmarked.clone());
+        let queue_depth = Gauge::default();
+        registry.register("queue_depth", "Deletions waiting to be counted", queue_depth.clone());
+        let queue_overflow = Counter::default();
+        registry.register("queue_overflow", "Deletions refused because the queue was full", queue_overflow.clone());
+        let unresolved = Counter::default();
+        registry.register("unresolved_owner", "Deletions whose BundleDeployment is not in the cache", unresolved.clone());
         Metrics {
             registry: Arc::new(registry),
             reviews,
@@ -91,6 +153,17 @@ impl Metrics {
             errors,
             tls_reloads,
             in_flight,
+            status_lag,
+            patches,
+            conflicts,
+            retries,
+            coalesced,
+            reverts,
+            reapplied,
+            unmarked,
+            queue_depth,
+            queue_overflow,
+            unresolved,
         }
     }
 

@@ -116,7 +116,9 @@ impl Fault {
     pub fn respond(mut self, code: u16) -> Self {
         let (message, retry_after) = match self.action {
             FaultAction::Respond {
-                message, retry_after, ..
+                message,
+                retry_after,
+                ..
             } => (message, retry_after),
             _ => (None, None),
         };
@@ -171,8 +173,14 @@ impl Fault {
             SubMatch::Any => true,
         };
         sub_ok
-            && self.name.as_ref().is_none_or(|n| r.name.as_ref() == Some(n))
-            && self.namespace.as_ref().is_none_or(|n| r.namespace.as_ref() == Some(n))
+            && self
+                .name
+                .as_ref()
+                .is_none_or(|n| r.name.as_ref() == Some(n))
+            && self
+                .namespace
+                .as_ref()
+                .is_none_or(|n| r.namespace.as_ref() == Some(n))
     }
 }
 

@@ -104,7 +104,12 @@ impl StoreView<'_> {
 
     /// Like [`StoreView::list`] with a label selector in the apiserver's syntax
     /// (an invalid selector selects nothing).
-    pub fn list_selected(&self, gvr: &Gvr, namespace: Option<&str>, label_selector: &str) -> Vec<&Value> {
+    pub fn list_selected(
+        &self,
+        gvr: &Gvr,
+        namespace: Option<&str>,
+        label_selector: &str,
+    ) -> Vec<&Value> {
         match LabelSelector::parse(label_selector) {
             Ok(sel) => self
                 .list(gvr, namespace)

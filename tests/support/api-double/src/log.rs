@@ -83,6 +83,8 @@ impl RequestRecord {
 
     /// Same verb, plural resource and subresource (`None` = the main resource).
     pub fn is(&self, verb: Verb, resource: &str, subresource: Option<&str>) -> bool {
-        self.verb == verb && self.resource() == resource && self.subresource.as_deref() == subresource
+        self.verb == verb
+            && self.resource() == resource
+            && self.subresource.as_deref() == subresource
     }
 }

@@ -42,7 +42,9 @@ fn split_pointer(path: &str) -> Result<Vec<String>, JsonPatchError> {
         return Ok(vec![]);
     }
     if !path.starts_with('/') {
-        return Err(JsonPatchError::Malformed(format!("invalid JSON pointer {path:?}")));
+        return Err(JsonPatchError::Malformed(format!(
+            "invalid JSON pointer {path:?}"
+        )));
     }
     Ok(path[1..].split('/').map(unescape).collect())
 }
@@ -51,7 +53,10 @@ fn parse_index(tok: &str, len: usize, allow_end: bool) -> Option<usize> {
     if allow_end && tok == "-" {
         return Some(len);
     }
-    if tok.is_empty() || (tok.len() > 1 && tok.starts_with('0')) || !tok.chars().all(|c| c.is_ascii_digit()) {
+    if tok.is_empty()
+        || (tok.len() > 1 && tok.starts_with('0'))
+        || !tok.chars().all(|c| c.is_ascii_digit())
+    {
         return None;
     }
     let i: usize = tok.parse().ok()?;
@@ -95,7 +100,11 @@ fn add(doc: &mut Value, path: &str, value: Value) -> Result<(), JsonPatchError> 
         *doc = value;
         return Ok(());
     };
-    let fail = || JsonPatchError::Failed(format!("add operation does not apply: doc is missing path: {path:?}"));
+    let fail = || {
+        JsonPatchError::Failed(format!(
+            "add operation does not apply: doc is missing path: {path:?}"
+        ))
+    };
     match get_mut(doc, parent).ok_or_else(fail)? {
         Value::Object(m) => {
             m.insert(last.clone(), value);
@@ -112,7 +121,11 @@ fn add(doc: &mut Value, path: &str, value: Value) -> Result<(), JsonPatchError> 
 
 fn remove(doc: &mut Value, path: &str) -> Result<Value, JsonPatchError> {
     let toks = split_pointer(path)?;
-    let fail = || JsonPatchError::Failed(format!("remove operation does not apply: doc is missing path: {path:?}"));
+    let fail = || {
+        JsonPatchError::Failed(format!(
+            "remove operation does not apply: doc is missing path: {path:?}"
+        ))
+    };
     let Some((last, parent)) = toks.split_last() else {
         return Err(fail());
     };
@@ -128,28 +141,29 @@ fn remove(doc: &mut Value, path: &str) -> Result<Value, JsonPatchError> {
 
 /// Applies an RFC 6902 JSON patch (add, remove, replace, move, copy, test) atomically.
 pub fn json_patch(doc: &Value, patch: &Value) -> Result<Value, JsonPatchError> {
-    let ops = patch
-        .as_array()
-        .ok_or_else(|| JsonPatchError::Malformed("json: cannot unmarshal object into Go value of type jsonpatch.Patch".into()))?;
+    let ops = patch.as_array().ok_or_else(|| {
+        JsonPatchError::Malformed(
+            "json: cannot unmarshal object into Go value of type jsonpatch.Patch".into(),
+        )
+    })?;
     let mut out = doc.clone();
     for op in ops {
-        let o = op
-            .as_object()
-            .ok_or_else(|| JsonPatchError::Malformed("json patch operation is not an object".into()))?;
+        let o = op.as_object().ok_or_else(|| {
+            JsonPatchError::Malformed("json patch operation is not an object".into())
+        })?;
         let kind = o.get("op").and_then(Value::as_str).unwrap_or("");
-        let path = o
-            .get("path")
-            .and_then(Value::as_str)
-            .ok_or_else(|| JsonPatchError::Malformed(format!("operation {kind:?} is missing path")))?;
+        let path = o.get("path").and_then(Value::as_str).ok_or_else(|| {
+            JsonPatchError::Malformed(format!("operation {kind:?} is missing path"))
+        })?;
         let value = || {
-            o.get("value")
-                .cloned()
-                .ok_or_else(|| JsonPatchError::Malformed(format!("operation {kind:?} is missing value")))
+            o.get("value").cloned().ok_or_else(|| {
+                JsonPatchError::Malformed(format!("operation {kind:?} is missing value"))
+            })
         };
         let from = || {
-            o.get("from")
-                .and_then(Value::as_str)
-                .ok_or_else(|| JsonPatchError::Malformed(format!("operation {kind:?} is missing from")))
+            o.get("from").and_then(Value::as_str).ok_or_else(|| {
+                JsonPatchError::Malformed(format!("operation {kind:?} is missing from"))
+            })
         };
         match kind {
             "add" => add(&mut out, path, value()?)?,
@@ -160,7 +174,9 @@ pub fn json_patch(doc: &Value, patch: &Value) -> Result<Value, JsonPatchError> {
                 let v = value()?;
                 let toks = split_pointer(path)?;
                 let target = get_mut(&mut out, &toks).ok_or_else(|| {
-                    JsonPatchError::Failed(format!("replace operation does not apply: doc is missing key: {path}"))
+                    JsonPatchError::Failed(format!(
+                        "replace operation does not apply: doc is missing key: {path}"
+                    ))
                 })?;
                 *target = v;
             }
@@ -171,9 +187,9 @@ pub fn json_patch(doc: &Value, patch: &Value) -> Result<Value, JsonPatchError> {
             }
             "copy" => {
                 let f = from()?;
-                let v = get(&out, &split_pointer(f)?)
-                    .cloned()
-                    .ok_or_else(|| JsonPatchError::Failed(format!("copy from does not exist: {f}")))?;
+                let v = get(&out, &split_pointer(f)?).cloned().ok_or_else(|| {
+                    JsonPatchError::Failed(format!("copy from does not exist: {f}"))
+                })?;
                 add(&mut out, path, v)?;
             }
             "test" => {
@@ -184,10 +200,16 @@ pub fn json_patch(doc: &Value, patch: &Value) -> Result<Value, JsonPatchError> {
                     None => want.is_null(),
                 };
                 if !ok {
-                    return Err(JsonPatchError::Failed(format!("testing value {path} failed: test failed")));
+                    return Err(JsonPatchError::Failed(format!(
+                        "testing value {path} failed: test failed"
+                    )));
                 }
             }
-            other => return Err(JsonPatchError::Malformed(format!("Unexpected kind: {other}"))),
+            other => {
+                return Err(JsonPatchError::Malformed(format!(
+                    "Unexpected kind: {other}"
+                )))
+            }
         }
     }
     Ok(out)
@@ -230,10 +252,19 @@ mod tests {
             Err(JsonPatchError::Failed(_))
         ));
         assert!(matches!(
-            json_patch(&doc, &json!([{"op": "replace", "path": "/nope", "value": 9}])),
+            json_patch(
+                &doc,
+                &json!([{"op": "replace", "path": "/nope", "value": 9}])
+            ),
             Err(JsonPatchError::Failed(_))
         ));
-        assert!(matches!(json_patch(&doc, &json!({"op": "add"})), Err(JsonPatchError::Malformed(_))));
-        assert!(matches!(json_patch(&doc, &json!([{"op": "frob", "path": "/x"}])), Err(JsonPatchError::Malformed(_))));
+        assert!(matches!(
+            json_patch(&doc, &json!({"op": "add"})),
+            Err(JsonPatchError::Malformed(_))
+        ));
+        assert!(matches!(
+            json_patch(&doc, &json!([{"op": "frob", "path": "/x"}])),
+            Err(JsonPatchError::Malformed(_))
+        ));
     }
 }

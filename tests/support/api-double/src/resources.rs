@@ -14,7 +14,11 @@ pub struct Gvr {
 
 impl Gvr {
     /// A `Gvr` usable in `const` items.
-    pub const fn new_static(group: &'static str, version: &'static str, resource: &'static str) -> Self {
+    pub const fn new_static(
+        group: &'static str,
+        version: &'static str,
+        resource: &'static str,
+    ) -> Self {
         Self {
             group: Cow::Borrowed(group),
             version: Cow::Borrowed(version),
@@ -22,7 +26,11 @@ impl Gvr {
         }
     }
 
-    pub fn new(group: impl Into<String>, version: impl Into<String>, resource: impl Into<String>) -> Self {
+    pub fn new(
+        group: impl Into<String>,
+        version: impl Into<String>,
+        resource: impl Into<String>,
+    ) -> Self {
         Self {
             group: Cow::Owned(group.into()),
             version: Cow::Owned(version.into()),
@@ -63,7 +71,8 @@ impl fmt::Display for Gvr {
 pub mod gvr {
     use super::Gvr;
     pub const GITREPOS: Gvr = Gvr::new_static("fleet.cattle.io", "v1alpha1", "gitrepos");
-    pub const BUNDLEDEPLOYMENTS: Gvr = Gvr::new_static("fleet.cattle.io", "v1alpha1", "bundledeployments");
+    pub const BUNDLEDEPLOYMENTS: Gvr =
+        Gvr::new_static("fleet.cattle.io", "v1alpha1", "bundledeployments");
     pub const BUNDLES: Gvr = Gvr::new_static("fleet.cattle.io", "v1alpha1", "bundles");
     pub const CLUSTERS: Gvr = Gvr::new_static("fleet.cattle.io", "v1alpha1", "clusters");
     pub const CONFIGMAPS: Gvr = Gvr::new_static("", "v1", "configmaps");
@@ -98,7 +107,12 @@ pub struct ResourceDef {
 
 impl ResourceDef {
     /// A namespaced custom resource with a status subresource (what Fleet's CRDs are).
-    pub const fn crd(group: &'static str, version: &'static str, plural: &'static str, kind: &'static str) -> Self {
+    pub const fn crd(
+        group: &'static str,
+        version: &'static str,
+        plural: &'static str,
+        kind: &'static str,
+    ) -> Self {
         Self {
             gvr: Gvr::new_static(group, version, plural),
             kind: Cow::Borrowed(kind),
@@ -110,7 +124,12 @@ impl ResourceDef {
     }
 
     /// A namespaced built-in resource without status subresource or generation.
-    pub const fn builtin(group: &'static str, version: &'static str, plural: &'static str, kind: &'static str) -> Self {
+    pub const fn builtin(
+        group: &'static str,
+        version: &'static str,
+        plural: &'static str,
+        kind: &'static str,
+    ) -> Self {
         Self {
             gvr: Gvr::new_static(group, version, plural),
             kind: Cow::Borrowed(kind),
@@ -149,7 +168,12 @@ impl ResourceDef {
 /// Everything the double serves by default. One line per kind.
 pub const BUILTIN_RESOURCES: &[ResourceDef] = &[
     ResourceDef::crd("fleet.cattle.io", "v1alpha1", "gitrepos", "GitRepo"),
-    ResourceDef::crd("fleet.cattle.io", "v1alpha1", "bundledeployments", "BundleDeployment"),
+    ResourceDef::crd(
+        "fleet.cattle.io",
+        "v1alpha1",
+        "bundledeployments",
+        "BundleDeployment",
+    ),
     ResourceDef::crd("fleet.cattle.io", "v1alpha1", "bundles", "Bundle"),
     ResourceDef::crd("fleet.cattle.io", "v1alpha1", "clusters", "Cluster"),
     ResourceDef::builtin("", "v1", "configmaps", "ConfigMap"),
@@ -197,9 +221,9 @@ impl ResourceTable {
     }
 
     pub(crate) fn by_path(&self, group: &str, version: &str, plural: &str) -> Option<usize> {
-        self.defs
-            .iter()
-            .position(|d| d.gvr.group == group && d.gvr.version == version && d.gvr.resource == plural)
+        self.defs.iter().position(|d| {
+            d.gvr.group == group && d.gvr.version == version && d.gvr.resource == plural
+        })
     }
 
     /// Finds the resource of an object from its `apiVersion` and `kind`.

@@ -88,7 +88,8 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
             }
             _ => {
                 let start = i;
-                while i < chars.len() && !chars[i].is_whitespace() && !",()<>=!".contains(chars[i]) {
+                while i < chars.len() && !chars[i].is_whitespace() && !",()<>=!".contains(chars[i])
+                {
                     i += 1;
                 }
                 out.push(Tok::Ident(chars[start..i].iter().collect()));
@@ -105,11 +106,22 @@ fn valid_key(k: &str) -> bool {
     };
     let name_ok = !name.is_empty()
         && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.chars().last().is_some_and(|c| c.is_ascii_alphanumeric());
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
     let prefix_ok = prefix.is_none_or(|p| {
-        !p.is_empty() && p.len() <= 253 && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.".contains(c))
+        !p.is_empty()
+            && p.len() <= 253
+            && p.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.".contains(c))
     });
     name_ok && prefix_ok
 }
@@ -117,7 +129,8 @@ fn valid_key(k: &str) -> bool {
 fn valid_value(v: &str) -> bool {
     v.is_empty()
         || (v.len() <= 63
-            && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             && v.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
             && v.chars().last().is_some_and(|c| c.is_ascii_alphanumeric()))
 }
@@ -184,7 +197,11 @@ impl Parser {
                     }
                 }
                 Some(Tok::Comma) => vals.push(String::new()),
-                other => return Err(format!("found '{other:?}', expected: ',', ')' or identifier")),
+                other => {
+                    return Err(format!(
+                        "found '{other:?}', expected: ',', ')' or identifier"
+                    ))
+                }
             }
         }
         if vals.is_empty() {
@@ -229,14 +246,20 @@ impl Parser {
                 })
             }
             Some(Tok::Gt) | Some(Tok::Lt) => {
-                let op = if self.next() == Some(Tok::Gt) { Op::Gt } else { Op::Lt };
+                let op = if self.next() == Some(Tok::Gt) {
+                    Op::Gt
+                } else {
+                    Op::Lt
+                };
                 match self.next() {
                     Some(Tok::Ident(v)) if v.parse::<i64>().is_ok() => Ok(Requirement {
                         key,
                         op,
                         values: vec![v],
                     }),
-                    other => Err(format!("for 'Gt', 'Lt' operators, the value must be an integer, found {other:?}")),
+                    other => Err(format!(
+                        "for 'Gt', 'Lt' operators, the value must be an integer, found {other:?}"
+                    )),
                 }
             }
             Some(Tok::Ident(w)) if w == "in" || w == "notin" => {
@@ -262,12 +285,17 @@ impl LabelSelector {
             return Ok(Self { reqs });
         }
         loop {
-            reqs.push(p.requirement().map_err(|e| format!("unable to parse requirement: {e}"))?);
+            reqs.push(
+                p.requirement()
+                    .map_err(|e| format!("unable to parse requirement: {e}"))?,
+            );
             match p.next() {
                 None => break,
                 Some(Tok::Comma) => continue,
                 Some(other) => {
-                    return Err(format!("unable to parse requirement: found '{other:?}', expected: ','"))
+                    return Err(format!(
+                        "unable to parse requirement: found '{other:?}', expected: ','"
+                    ))
                 }
             }
         }
@@ -329,7 +357,9 @@ impl FieldSelector {
             } else if let Some((f, v)) = part.split_once('=') {
                 (f, true, v)
             } else {
-                return Err(format!("invalid selector: '{s}'; can't understand '{part}'"));
+                return Err(format!(
+                    "invalid selector: '{s}'; can't understand '{part}'"
+                ));
             };
             let field = field.trim();
             if field != "metadata.name" && field != "metadata.namespace" {
@@ -388,11 +418,28 @@ mod tests {
         for s in yes {
             assert!(LabelSelector::parse(s).unwrap().matches(&o), "{s}");
         }
-        let no = ["app=db", "app!=web", "missing", "!app", "app in (db)", "app notin (web,db)", "app=web,tier=be", "n>5"];
+        let no = [
+            "app=db",
+            "app!=web",
+            "missing",
+            "!app",
+            "app in (db)",
+            "app notin (web,db)",
+            "app=web,tier=be",
+            "n>5",
+        ];
         for s in no {
             assert!(!LabelSelector::parse(s).unwrap().matches(&o), "{s}");
         }
-        for bad in ["app in ()", "app in web", "=x", "a b", "app=web,", "n>x", "app in (web"] {
+        for bad in [
+            "app in ()",
+            "app in web",
+            "=x",
+            "a b",
+            "app=web,",
+            "n>x",
+            "app in (web",
+        ] {
             assert!(LabelSelector::parse(bad).is_err(), "{bad}");
         }
     }
@@ -401,8 +448,14 @@ mod tests {
     fn field_selector_syntax() {
         let o = obj(json!({}));
         assert!(FieldSelector::parse("metadata.name=n").unwrap().matches(&o));
-        assert!(FieldSelector::parse("metadata.name==n,metadata.namespace=ns").unwrap().matches(&o));
-        assert!(!FieldSelector::parse("metadata.name!=n").unwrap().matches(&o));
+        assert!(
+            FieldSelector::parse("metadata.name==n,metadata.namespace=ns")
+                .unwrap()
+                .matches(&o)
+        );
+        assert!(!FieldSelector::parse("metadata.name!=n")
+            .unwrap()
+            .matches(&o));
         assert!(FieldSelector::parse("spec.x=1").is_err());
     }
 }

@@ -111,13 +111,21 @@ impl ApiError {
     }
 
     pub fn not_found(gvr: &Gvr, name: &str) -> Self {
-        let mut e = Self::new(404, "NotFound", format!("{} \"{}\" not found", gvr.qualified_resource(), name));
+        let mut e = Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{}\" not found", gvr.qualified_resource(), name),
+        );
         e.details = Some(resource_details(gvr, name));
         e
     }
 
     pub fn path_not_found() -> Self {
-        let mut e = Self::new(404, "NotFound", "the server could not find the requested resource");
+        let mut e = Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
         e.details = Some(json!({}));
         e
     }
@@ -145,7 +153,12 @@ impl ApiError {
         let mut e = Self::new(
             409,
             "Conflict",
-            format!("Operation cannot be fulfilled on {} \"{}\": {}", gvr.qualified_resource(), name, why),
+            format!(
+                "Operation cannot be fulfilled on {} \"{}\": {}",
+                gvr.qualified_resource(),
+                name,
+                why
+            ),
         );
         e.details = Some(resource_details(gvr, name));
         e
@@ -170,7 +183,10 @@ impl ApiError {
         let mut d = resource_details(gvr, name);
         if let Value::Object(m) = &mut d {
             m.insert("kind".into(), json!(kind));
-            m.insert("causes".into(), json!([{"reason": "FieldValueInvalid", "message": detail, "field": field}]));
+            m.insert(
+                "causes".into(),
+                json!([{"reason": "FieldValueInvalid", "message": detail, "field": field}]),
+            );
         }
         e.details = Some(d);
         e
@@ -202,7 +218,11 @@ impl ApiError {
 
     pub fn internal(message: impl Into<String>) -> Self {
         let m = message.into();
-        let mut e = Self::new(500, "InternalError", format!("Internal error occurred: {m}"));
+        let mut e = Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {m}"),
+        );
         e.details = Some(json!({"causes": [{"message": m}]}));
         e
     }
@@ -244,8 +264,10 @@ impl IntoResponse for ApiError {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
         let mut resp = (code, body).into_response();
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if let Some(s) = self.retry_after {
             if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);

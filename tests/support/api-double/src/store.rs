@@ -113,7 +113,10 @@ pub(crate) fn event_line(ty: &str, object: &Value) -> Bytes {
 pub(crate) enum WatchFrom {
     /// `resourceVersion` unset or "0": synthetic ADDED events for the current state first
     /// (unless `sendInitialEvents=false`), then an `initial-events-end` bookmark when asked.
-    Now { initial_events: bool, end_bookmark: bool },
+    Now {
+        initial_events: bool,
+        end_bookmark: bool,
+    },
     /// Resume after this resourceVersion.
     After(u64),
 }
@@ -151,7 +154,9 @@ pub(crate) fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
 
 pub(crate) fn set_meta(obj: &mut Value, field: &str, value: Value) {
     if let Value::Object(o) = obj {
-        let m = o.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+        let m = o
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Map::new()));
         if !m.is_object() {
             *m = Value::Object(Map::new());
         }
@@ -170,7 +175,11 @@ fn remove_meta(obj: &mut Value, field: &str) {
 fn finalizers(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -199,8 +208,16 @@ fn ensure_object(body: &Value) -> Result<(), ApiError> {
 /// Fills in or checks `apiVersion` and `kind`.
 fn check_type_meta(rd: &ResourceDef, body: &mut Value) -> Result<(), ApiError> {
     let want_av = rd.api_version();
-    let av = body.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string();
-    let kind = body.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+    let av = body
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let kind = body
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if !av.is_empty() && av != want_av {
         return Err(ApiError::bad_request(format!(
             "the API version in the data ({av}) does not match the expected API version ({want_av})"
@@ -251,10 +268,15 @@ impl Db {
     }
 
     /// Objects of a resource in key order, optionally in one namespace.
-    pub(crate) fn iter<'a>(&'a self, res: usize, ns: Option<&'a str>) -> impl Iterator<Item = (&'a Key, &'a Value)> + 'a {
+    pub(crate) fn iter<'a>(
+        &'a self,
+        res: usize,
+        ns: Option<&str>,
+    ) -> impl Iterator<Item = (&'a Key, &'a Value)> + 'a {
+        let ns = ns.map(str::to_string);
         self.objects[res]
             .iter()
-            .filter(move |((n, _), _)| ns.is_none_or(|want| want == n))
+            .filter(move |((n, _), _)| ns.as_ref().is_none_or(|want| want == n))
     }
 
     /// Objects after `after` (exclusive) in key order.
@@ -265,8 +287,7 @@ impl Db {
     ) -> Box<dyn Iterator<Item = (&'a Key, &'a Value)> + 'a> {
         match after {
             Some(k) => Box::new(
-                self.objects[res]
-                    .range((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded)),
+                self.objects[res].range((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded)),
             ),
             None => Box::new(self.objects[res].iter()),
         }
@@ -279,7 +300,14 @@ impl Db {
 
     /// Stores (or removes, for DELETED) an object whose resourceVersion is already set,
     /// records history and fans the event out to watchers.
-    fn commit(&mut self, res: usize, ty: EventType, object: Value, old: Option<Value>, fire_hooks: bool) {
+    fn commit(
+        &mut self,
+        res: usize,
+        ty: EventType,
+        object: Value,
+        old: Option<Value>,
+        fire_hooks: bool,
+    ) {
         let key = self.key(
             res,
             meta_str(&object, "namespace").unwrap_or(""),
@@ -301,7 +329,10 @@ impl Db {
             old,
         };
         self.subs.retain(|s| match s.translate(&change) {
-            Some((t, o)) => s.tx.send(WatchMsg::Line(event_line(t.as_str(), &o))).is_ok(),
+            Some((t, o)) => {
+                s.tx.send(WatchMsg::Line(event_line(t.as_str(), &o)))
+                    .is_ok()
+            }
             None => !s.tx.is_closed(),
         });
         self.history.push_back(change);
@@ -327,7 +358,13 @@ impl Db {
 
     // ---------------------------------------------------------------- client verbs
 
-    pub(crate) fn create(&mut self, res: usize, url_ns: &str, mut body: Value, dry_run: bool) -> Result<Outcome, ApiError> {
+    pub(crate) fn create(
+        &mut self,
+        res: usize,
+        url_ns: &str,
+        mut body: Value,
+        dry_run: bool,
+    ) -> Result<Outcome, ApiError> {
         let rd = self.rt.get(res).clone();
         ensure_object(&body)?;
         check_type_meta(&rd, &mut body)?;
@@ -359,7 +396,9 @@ impl Db {
             set_meta(&mut body, "name", json!(name));
         }
         if meta_str(&body, "resourceVersion").is_some_and(|s| !s.is_empty()) {
-            return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
+            return Err(ApiError::bad_request(
+                "resourceVersion should not be set on objects to be created",
+            ));
         }
         if self.get(res, url_ns, &name).is_some() {
             return Err(ApiError::already_exists(&rd.gvr, &name));
@@ -395,7 +434,13 @@ impl Db {
         })
     }
 
-    fn check_url_identity(&self, res: usize, ns: &str, name: &str, body: &Value) -> Result<(), ApiError> {
+    fn check_url_identity(
+        &self,
+        res: usize,
+        ns: &str,
+        name: &str,
+        body: &Value,
+    ) -> Result<(), ApiError> {
         let rd = self.rt.get(res);
         let body_name = meta_str(body, "name").unwrap_or("");
         if body_name != name {
@@ -426,6 +471,9 @@ impl Db {
         dry_run: bool,
     ) -> Result<Outcome, ApiError> {
         let rd = self.rt.get(res).clone();
+        if status_only && !rd.status_subresource {
+            return Err(ApiError::path_not_found());
+        }
         ensure_object(&body)?;
         check_type_meta(&rd, &mut body)?;
         self.check_url_identity(res, ns, name, &body)?;
@@ -449,6 +497,9 @@ impl Db {
         dry_run: bool,
     ) -> Result<Outcome, ApiError> {
         let rd = self.rt.get(res).clone();
+        if status_only && !rd.status_subresource {
+            return Err(ApiError::path_not_found());
+        }
         let Some(old) = self.get(res, ns, name).cloned() else {
             if matches!(ptype, PatchType::Apply) && !status_only {
                 // server-side apply creates missing objects
@@ -456,7 +507,9 @@ impl Db {
                 merge_patch(&mut obj, patch);
                 self.check_url_identity(res, ns, name, &obj)?;
                 if obj.get("apiVersion").is_none() || obj.get("kind").is_none() {
-                    return Err(ApiError::bad_request("apiVersion and kind must be set for apply"));
+                    return Err(ApiError::bad_request(
+                        "apiVersion and kind must be set for apply",
+                    ));
                 }
                 return self.create(res, ns, obj, dry_run);
             }
@@ -465,7 +518,9 @@ impl Db {
         let patched = match ptype {
             PatchType::Merge | PatchType::Apply => {
                 if !patch.is_object() {
-                    return Err(ApiError::bad_request("invalid JSON merge patch: the patch must be a JSON object"));
+                    return Err(ApiError::bad_request(
+                        "invalid JSON merge patch: the patch must be a JSON object",
+                    ));
                 }
                 let mut doc = old.clone();
                 merge_patch(&mut doc, patch);
@@ -557,7 +612,10 @@ impl Db {
         let terminating = meta_str(&old, "deletionTimestamp").is_some();
         if terminating {
             let before = finalizers(&old);
-            let added: Vec<String> = finalizers(&cand).into_iter().filter(|f| !before.contains(f)).collect();
+            let added: Vec<String> = finalizers(&cand)
+                .into_iter()
+                .filter(|f| !before.contains(f))
+                .collect();
             if !added.is_empty() {
                 return Err(ApiError::invalid(
                     &rd.gvr,
@@ -569,7 +627,10 @@ impl Db {
             }
         }
         if rd.generation && spec_part(&rd, &cand) != spec_part(&rd, &old) {
-            let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+            let g = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             set_meta(&mut cand, "generation", json!(g + 1));
         }
         if cand == old {
@@ -596,7 +657,13 @@ impl Db {
                 removed: true,
             });
         }
-        self.commit(res, EventType::Modified, cand.clone(), Some(old), fire_hooks);
+        self.commit(
+            res,
+            EventType::Modified,
+            cand.clone(),
+            Some(old),
+            fire_hooks,
+        );
         Ok(Outcome {
             object: cand,
             created: false,
@@ -605,7 +672,14 @@ impl Db {
     }
 
     /// DELETE with DeleteOptions. Objects with finalizers only get `deletionTimestamp`.
-    pub(crate) fn delete(&mut self, res: usize, ns: &str, name: &str, opts: &Value, dry_run: bool) -> Result<Outcome, ApiError> {
+    pub(crate) fn delete(
+        &mut self,
+        res: usize,
+        ns: &str,
+        name: &str,
+        opts: &Value,
+        dry_run: bool,
+    ) -> Result<Outcome, ApiError> {
         let rd = self.rt.get(res).clone();
         let old = self
             .get(res, ns, name)
@@ -646,7 +720,10 @@ impl Db {
             set_meta(&mut cand, "deletionGracePeriodSeconds", json!(0));
             if rd.generation {
                 // the apiserver bumps generation when deletionTimestamp is set
-                let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+                let g = old
+                    .pointer("/metadata/generation")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
                 set_meta(&mut cand, "generation", json!(g + 1));
             }
             if dry_run {
@@ -688,14 +765,17 @@ impl Db {
     /// Upserts a whole object as given (status included, no preconditions).
     /// With `seed`, a numeric resourceVersion newer than any handed out is kept, and hooks
     /// are not told.
-    pub(crate) fn put_direct(&mut self, mut obj: Value, seed: bool) -> Result<(usize, Value), ApiError> {
+    pub(crate) fn put_direct(
+        &mut self,
+        mut obj: Value,
+        seed: bool,
+    ) -> Result<(usize, Value), ApiError> {
         ensure_object(&obj)?;
         let av = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
         let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
-        let res = self
-            .rt
-            .by_api_version_kind(av, kind)
-            .ok_or_else(|| ApiError::bad_request(format!("the double serves no resource for {av} {kind}")))?;
+        let res = self.rt.by_api_version_kind(av, kind).ok_or_else(|| {
+            ApiError::bad_request(format!("the double serves no resource for {av} {kind}"))
+        })?;
         let rd = self.rt.get(res).clone();
         let name = meta_str(&obj, "name").unwrap_or("").to_string();
         if name.is_empty() {
@@ -703,7 +783,11 @@ impl Db {
         }
         let ns = if rd.namespaced {
             let ns = meta_str(&obj, "namespace").unwrap_or("default").to_string();
-            let ns = if ns.is_empty() { "default".to_string() } else { ns };
+            let ns = if ns.is_empty() {
+                "default".to_string()
+            } else {
+                ns
+            };
             set_meta(&mut obj, "namespace", json!(ns));
             ns
         } else {
@@ -723,7 +807,10 @@ impl Db {
         if rd.generation && obj.pointer("/metadata/generation").is_none() {
             let g = match &old {
                 Some(o) => {
-                    let g = o.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+                    let g = o
+                        .pointer("/metadata/generation")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1);
                     if spec_part(&rd, o) != spec_part(&rd, &obj) {
                         g + 1
                     } else {
@@ -754,7 +841,13 @@ impl Db {
 
     /// An RFC 7386 merge patch applied as a privileged writer: status and metadata included,
     /// no preconditions. System fields stay.
-    pub(crate) fn merge_direct(&mut self, res: usize, ns: &str, name: &str, patch: &Value) -> Result<Value, ApiError> {
+    pub(crate) fn merge_direct(
+        &mut self,
+        res: usize,
+        ns: &str,
+        name: &str,
+        patch: &Value,
+    ) -> Result<Value, ApiError> {
         let rd = self.rt.get(res).clone();
         let old = self
             .get(res, ns, name)
@@ -762,7 +855,13 @@ impl Db {
             .ok_or_else(|| ApiError::not_found(&rd.gvr, name))?;
         let mut doc = old.clone();
         merge_patch(&mut doc, patch);
-        for f in ["name", "namespace", "uid", "creationTimestamp", "resourceVersion"] {
+        for f in [
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "resourceVersion",
+        ] {
             match old.get("metadata").and_then(|m| m.get(f)) {
                 Some(v) => set_meta(&mut doc, f, v.clone()),
                 None => remove_meta(&mut doc, f),
@@ -772,12 +871,20 @@ impl Db {
             return Ok(old);
         }
         if rd.generation && spec_part(&rd, &doc) != spec_part(&rd, &old) {
-            let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+            let g = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             set_meta(&mut doc, "generation", json!(g + 1));
         }
         let rv = self.next_rv();
         set_meta(&mut doc, "resourceVersion", json!(rv.to_string()));
-        self.commit(res, EventType::Modified, doc.clone(), Some(old), true);
+        let ty = if meta_str(&old, "deletionTimestamp").is_some() && finalizers(&doc).is_empty() {
+            EventType::Deleted
+        } else {
+            EventType::Modified
+        };
+        self.commit(res, ty, doc.clone(), Some(old), true);
         Ok(doc)
     }
 
@@ -815,7 +922,10 @@ impl Db {
         match from {
             WatchFrom::After(rv) => {
                 if rv < self.floor {
-                    return Err(ApiError::expired(format!("too old resource version: {rv} ({})", self.floor)));
+                    return Err(ApiError::expired(format!(
+                        "too old resource version: {rv} ({})",
+                        self.floor
+                    )));
                 }
                 for c in self.history.iter().filter(|c| c.rv > rv) {
                     if let Some((t, o)) = sub.translate(c) {

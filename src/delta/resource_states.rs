@@ -1,0 +1,78 @@
+//! What one BundleDeployment contributes to its GitRepo's `status.resources`
+//! (Fleet's `bundleDeploymentResources` / `resourcesDefaultState`). Shared by
+//! the incremental GitRepo delta and the full recompute so both agree.
+
+use std::collections::BTreeMap;
+
+use crate::fleet::state::{deployment_state, MODIFIED, NOT_READY, READY};
+use crate::fleet::status::BundleDeployment;
+use crate::fleet::ResourceKey;
+
+/// One resource's state on one cluster, as one BD reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceState {
+    /// `Ready`, `Missing`, `Modified`, `Orphaned`, `Unknown`, a BD state, or
+    /// the agent's summary state of a non-ready object (e.g. `in-progress`).
+    pub state: String,
+    /// The BD's lists were truncated.
+    pub incomplete: bool,
+}
+
+/// State of resources that are listed only in `resources`: Ready for
+/// Modified/NotReady BDs (those states come from individual resources),
+/// `Unknown` if the BD's lists were truncated, else the BD's own state.
+pub fn resources_default_state(bd: &BundleDeployment) -> String {
+    let status = bd.status_or_default();
+    match deployment_state(&bd.spec, &status) {
+        NOT_READY | MODIFIED => {
+            if status.incomplete_state {
+                "Unknown".to_string()
+            } else {
+                READY.to_string()
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Every resource a BD reports, with its state: live resources get the
+/// default state, then non-ready and modified entries override it.
+pub fn bundle_deployment_resource_states(bd: &BundleDeployment) -> BTreeMap<ResourceKey, ResourceState> {
+    let status = bd.status_or_default();
+    let incomplete = status.incomplete_state;
+    let default_state = resources_default_state(bd);
+    let mut out = BTreeMap::new();
+    for r in &status.resources {
+        out.insert(r.key(), ResourceState { state: default_state.clone(), incomplete });
+    }
+    for n in &status.non_ready_status {
+        out.insert(n.key(), ResourceState { state: n.summary.state.clone(), incomplete });
+    }
+    for m in &status.modified_status {
+        let state = if m.delete {
+            "Orphaned"
+        } else if m.missing {
+            "Missing"
+        } else {
+            "Modified"
+        };
+        out.insert(m.key(), ResourceState { state: state.to_string(), incomplete });
+    }
+    out
+}
+
+/// Name of the `perClusterState` list a state is filed under (`None` for
+/// states Fleet does not file, e.g. `in-progress` or a BD state like `OutOfSync`).
+pub fn per_cluster_list(state: &str) -> Option<&'static str> {
+    Some(match state {
+        "Ready" => "Ready",
+        "WaitApplied" => "WaitApplied",
+        "Pending" => "Pending",
+        "Modified" => "Modified",
+        "NotReady" | "updating" | "error" => "NotReady",
+        "Orphaned" => "Orphaned",
+        "Missing" => "Missing",
+        "Unknown" => "Unknown",
+        _ => return None,
+    })
+}

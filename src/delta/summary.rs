@@ -1,0 +1,133 @@
+//! Fleet's summary helpers (`internal/cmd/controller/summary`): counting BD
+//! states, the Ready-condition message, and the GitRepo `display` block.
+
+use crate::fleet::state::{deployment_state, message_from_deployment, READY};
+use crate::fleet::status::{BundleDeployment, BundleSummary, NonReadyResource, StatusDisplay};
+
+/// Fleet keeps at most this many non-ready entries in a summary.
+pub const MAX_NON_READY_RESOURCES: usize = 10;
+
+/// The summary entry Fleet writes for a non-ready BD (`name` is the BD name
+/// in a GitRepo summary, the cluster id in a Bundle summary).
+pub fn non_ready_entry(name: &str, bd: &BundleDeployment) -> NonReadyResource {
+    let status = bd.status_or_default();
+    NonReadyResource {
+        name: name.to_string(),
+        bundle_state: deployment_state(&bd.spec, &status).to_string(),
+        message: message_from_deployment(&bd.spec, &status),
+        modified_status: status.modified_status.clone(),
+        non_ready_status: status.non_ready_status.clone(),
+        ..NonReadyResource::default()
+    }
+}
+
+/// `IncrementState`: counts `bd`'s state and lists it while fewer than 10
+/// entries are listed. Does not touch `desiredReady`.
+pub fn increment_state(summary: &mut BundleSummary, name: &str, bd: &BundleDeployment) {
+    let entry = non_ready_entry(name, bd);
+    if let Some(c) = summary.counter_mut(&entry.bundle_state) {
+        *c = c.saturating_add(1);
+    }
+    if !name.is_empty()
+        && entry.bundle_state != READY
+        && summary.non_ready_resources.len() < MAX_NON_READY_RESOURCES
+    {
+        summary.non_ready_resources.push(entry);
+    }
+}
+
+/// `ReadyMessage`: for each non-ready state with a count, `State(n) [Kind name]`
+/// of its first entry plus up to 4 modified and 4 non-ready strings of that
+/// entry; all sorted bytewise and joined with `; `. Empty means ready.
+pub fn ready_message(summary: &BundleSummary, referenced_kind: &str) -> String {
+    use crate::fleet::state::*;
+    let mut messages = Vec::new();
+    for state in [OUT_OF_SYNC, NOT_READY, WAIT_APPLIED, ERR_APPLIED, PENDING, MODIFIED] {
+        let count = summary.counter(state);
+        if count <= 0 {
+            continue;
+        }
+        let Some(v) = summary.non_ready_resources.iter().find(|v| v.bundle_state == state) else {
+            continue;
+        };
+        if v.message.is_empty() {
+            messages.push(format!("{state}({count}) [{referenced_kind} {}]", v.name));
+        } else {
+            messages.push(format!("{state}({count}) [{referenced_kind} {}: {}]", v.name, v.message));
+        }
+        messages.extend(v.modified_status.iter().take(4).map(ToString::to_string));
+        messages.extend(v.non_ready_status.iter().take(4).map(ToString::to_string));
+    }
+    messages.sort();
+    messages.join("; ")
+}
+
+/// The Ready message of a Bundle whose targets are `bds` (one per cluster):
+/// targets sorted by cluster name, summarized under their cluster ids, with
+/// referenced kind `Cluster`. This is what a GitRepo copies when the Bundle
+/// is the first not-ready one.
+pub fn bundle_ready_message(bds: &[&BundleDeployment]) -> String {
+    let mut targets: Vec<&BundleDeployment> = bds.to_vec();
+    targets.sort_by(|a, b| cluster_name(a).cmp(cluster_name(b)));
+    let mut summary = BundleSummary::default();
+    for bd in targets {
+        increment_state(&mut summary, &bd.cluster_id(), bd);
+        summary.desired_ready = summary.desired_ready.saturating_add(1);
+    }
+    ready_message(&summary, "Cluster")
+}
+
+fn cluster_name(bd: &BundleDeployment) -> &str {
+    bd.metadata
+        .labels
+        .get(crate::fleet::LABEL_CLUSTER)
+        .map(String::as_str)
+        .unwrap_or_default()
+}
+
+/// True for messages `SetReadyConditions` builds from BD states (they start
+/// with `State(`), as opposed to e.g. a Bundle's rendering error.
+pub fn is_bundle_state_message(message: &str) -> bool {
+    use crate::fleet::state::*;
+    [OUT_OF_SYNC, NOT_READY, WAIT_APPLIED, ERR_APPLIED, PENDING, MODIFIED]
+        .iter()
+        .any(|s| message.strip_prefix(s).is_some_and(|rest| rest.starts_with('(')))
+}
+
+/// GitRepo `display` from its summary: `readyBundleDeployments`, the
+/// highest-ranked state (`""` when all Ready) with the message of its first
+/// BD, and `GitUpdating` while the git job is not `Current`.
+///
+/// `previous` supplies the message when the BD in that state is beyond the
+/// 10 listed entries.
+pub fn display_from_summary(summary: &BundleSummary, git_job_status: &str, previous: &StatusDisplay) -> StatusDisplay {
+    use crate::fleet::state::*;
+    let mut max_state = "";
+    for state in [READY, NOT_READY, PENDING, OUT_OF_SYNC, MODIFIED, WAIT_APPLIED, ERR_APPLIED] {
+        if summary.counter(state) > 0 && state_rank(state) > state_rank(max_state) {
+            max_state = state;
+        }
+    }
+    if max_state == READY {
+        max_state = "";
+    }
+    let message = if max_state.is_empty() {
+        String::new()
+    } else {
+        match summary.non_ready_resources.iter().find(|e| e.bundle_state == max_state) {
+            Some(e) => e.message.clone(),
+            None if previous.state == max_state => previous.message.clone(),
+            None => String::new(),
+        }
+    };
+    let mut display = previous.clone();
+    display.ready_bundle_deployments = format!("{}/{}", summary.ready, summary.desired_ready);
+    display.state = if git_job_status == "Current" {
+        max_state.to_string()
+    } else {
+        "GitUpdating".to_string()
+    };
+    display.error = !message.is_empty();
+    display.message = message;
+    display
+}

@@ -1,0 +1,375 @@
+//! Owner resolution without an API call on the admission path.
+//!
+//! A kube-runtime reflector watches this cluster's BundleDeployments (selected by
+//! Fleet's cluster labels) and a second one watches GitRepos for the per-GitRepo
+//! policy annotation. From their event streams [`OwnerIndex`] keeps a map from the
+//! setID that Fleet writes into `objectset.rio.cattle.io/id` — and its SHA-1, the
+//! `objectset.rio.cattle.io/hash` label — to the owning BundleDeployment, its Bundle
+//! and its GitRepo. A lookup is one hash-map read under a read lock.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
+
+use kube::{
+    api::{ApiResource, DynamicObject, GroupVersionKind},
+    runtime::watcher::Event,
+    ResourceExt,
+};
+
+use crate::{
+    admission::OwnerResolver,
+    decide::{ObjectFacts, Owner},
+    fleet::{
+        object_set_hash, set_id, DEFAULT_LABEL_PREFIX, LABEL_BUNDLE_NAME, LABEL_BUNDLE_NAMESPACE,
+        LABEL_REPO_NAME,
+    },
+    policy::Policy,
+};
+
+/// Annotation on a GitRepo that overrides `--policy` for the objects it deploys.
+pub const POLICY_ANNOTATION: &str = "fleet-delete-guard/policy";
+
+/// Agent scopes tried when matching setIDs: standalone Fleet (`""`) and Rancher's
+/// local agent (`cattle-fleet-local-system`). Fleet appends the scope to the setID.
+pub const DEFAULT_AGENT_SCOPES: &[&str] = &["", "cattle-fleet-local-system"];
+
+pub fn bundle_deployment_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("fleet.cattle.io", "v1alpha1", "BundleDeployment"),
+        "bundledeployments",
+    )
+}
+
+pub fn gitrepo_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("fleet.cattle.io", "v1alpha1", "GitRepo"),
+        "gitrepos",
+    )
+}
+
+/// The BundleDeployment that owns an object, with what its labels say.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BundleDeploymentRef {
+    pub namespace: String,
+    pub name: String,
+    /// The Bundle (Fleet makes the BD name equal to it).
+    pub bundle: String,
+    /// `namespace/name` of the GitRepo, when the BD has Fleet's repo-name label.
+    pub gitrepo: Option<String>,
+}
+
+impl BundleDeploymentRef {
+    fn from_object(bd: &DynamicObject) -> Option<Self> {
+        let name = bd.metadata.name.clone()?;
+        let namespace = bd.metadata.namespace.clone().unwrap_or_default();
+        let labels = bd.labels();
+        let bundle = labels
+            .get(LABEL_BUNDLE_NAME)
+            .filter(|b| !b.is_empty())
+            .cloned()
+            .unwrap_or_else(|| name.clone());
+        let gitrepo = match (labels.get(LABEL_BUNDLE_NAMESPACE), labels.get(LABEL_REPO_NAME)) {
+            (Some(ns), Some(repo)) if !ns.is_empty() && !repo.is_empty() => {
+                Some(format!("{ns}/{repo}"))
+            }
+            _ => None,
+        };
+        Some(BundleDeploymentRef {
+            namespace,
+            name,
+            bundle,
+            gitrepo,
+        })
+    }
+}
+
+#[derive(Default)]
+struct Maps {
+    /// setID and hash → owner.
+    by_key: HashMap<String, Arc<BundleDeploymentRef>>,
+    /// BD `ns/name` → the keys it put in `by_key`, to remove them on delete.
+    keys_of: HashMap<String, Vec<String>>,
+}
+
+impl Maps {
+    fn insert(&mut self, bd: BundleDeploymentRef, scopes: &[String]) {
+        let id = format!("{}/{}", bd.namespace, bd.name);
+        self.remove(&id);
+        let owner = Arc::new(bd);
+        let mut keys = Vec::with_capacity(scopes.len() * 2);
+        for scope in scopes {
+            let set_id = set_id(&owner.name, DEFAULT_LABEL_PREFIX, scope);
+            keys.push(object_set_hash(&set_id));
+            keys.push(set_id);
+        }
+        for key in &keys {
+            self.by_key.insert(key.clone(), owner.clone());
+        }
+        self.keys_of.insert(id, keys);
+    }
+
+    fn remove(&mut self, id: &str) {
+        if let Some(keys) = self.keys_of.remove(id) {
+            for key in keys {
+                if self
+                    .by_key
+                    .get(&key)
+                    .is_some_and(|o| format!("{}/{}", o.namespace, o.name) == id)
+                {
+                    self.by_key.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    live: Maps,
+    /// Filled during a re-list, swapped in at `InitDone`.
+    relisting: Option<Maps>,
+    policies: HashMap<String, Policy>,
+    relisting_policies: Option<HashMap<String, Policy>>,
+}
+
+/// setID/hash → owner, fed by the watch streams. Cheap to share (`Arc`).
+pub struct OwnerIndex {
+    scopes: Vec<String>,
+    state: RwLock<State>,
+}
+
+impl OwnerIndex {
+    pub fn new(scopes: Vec<String>) -> Self {
+        OwnerIndex {
+            scopes,
+            state: RwLock::new(State::default()),
+        }
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Apply one BundleDeployment watch event.
+    pub fn apply_bundle_deployment_event(&self, event: &Event<DynamicObject>) {
+        let mut state = self.write();
+        match event {
+            Event::Init => state.relisting = Some(Maps::default()),
+            Event::InitApply(bd) => {
+                if let Some(owner) = BundleDeploymentRef::from_object(bd) {
+                    let scopes = self.scopes.clone();
+                    state
+                        .relisting
+                        .get_or_insert_with(Maps::default)
+                        .insert(owner, &scopes);
+                }
+            }
+            Event::InitDone => {
+                if let Some(fresh) = state.relisting.take() {
+                    state.live = fresh;
+                }
+            }
+            Event::Apply(bd) => {
+                if let Some(owner) = BundleDeploymentRef::from_object(bd) {
+                    state.live.insert(owner, &self.scopes);
+                }
+            }
+            Event::Delete(bd) => {
+                let id = format!(
+                    "{}/{}",
+                    bd.metadata.namespace.as_deref().unwrap_or_default(),
+                    bd.name_any()
+                );
+                state.live.remove(&id);
+            }
+        }
+    }
+
+    /// Apply one GitRepo watch event (only the policy annotation matters).
+    pub fn apply_gitrepo_event(&self, event: &Event<DynamicObject>) {
+        let mut state = self.write();
+        match event {
+            Event::Init => state.relisting_policies = Some(HashMap::new()),
+            Event::InitApply(repo) => {
+                if let Some((key, Some(policy))) = gitrepo_policy(repo) {
+                    state
+                        .relisting_policies
+                        .get_or_insert_with(HashMap::new)
+                        .insert(key, policy);
+                }
+            }
+            Event::InitDone => {
+                if let Some(fresh) = state.relisting_policies.take() {
+                    state.policies = fresh;
+                }
+            }
+            Event::Apply(repo) => {
+                if let Some((key, policy)) = gitrepo_policy(repo) {
+                    match policy {
+                        Some(p) => state.policies.insert(key, p),
+                        None => state.policies.remove(&key),
+                    };
+                }
+            }
+            Event::Delete(repo) => {
+                if let Some((key, _)) = gitrepo_policy(repo) {
+                    state.policies.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// The owning BundleDeployment of an object, by setID, else by hash label.
+    pub fn bundle_deployment(
+        &self,
+        set_id: Option<&str>,
+        hash: Option<&str>,
+    ) -> Option<Arc<BundleDeploymentRef>> {
+        let state = self.read();
+        set_id
+            .and_then(|id| state.live.by_key.get(id))
+            .or_else(|| hash.and_then(|h| state.live.by_key.get(h)))
+            .cloned()
+    }
+
+    /// Number of BundleDeployments indexed.
+    pub fn len(&self) -> usize {
+        self.read().live.keys_of.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `(ns/name, policy)` of a GitRepo; a bad annotation value is logged and ignored.
+fn gitrepo_policy(repo: &DynamicObject) -> Option<(String, Option<Policy>)> {
+    let key = format!(
+        "{}/{}",
+        repo.metadata.namespace.as_deref()?,
+        repo.metadata.name.as_deref()?
+    );
+    let policy = repo.annotations().get(POLICY_ANNOTATION).and_then(|v| {
+        v.parse::<Policy>()
+            .map_err(|e| {
+                tracing::warn!(gitrepo = %key, annotation = POLICY_ANNOTATION, error = %e, "ignoring the GitRepo's policy override")
+            })
+            .ok()
+    });
+    Some((key, policy))
+}
+
+impl OwnerResolver for OwnerIndex {
+    fn resolve(&self, object: &ObjectFacts) -> Owner {
+        let mut owner = Owner::from_object(object);
+        if let Some(bd) =
+            self.bundle_deployment(object.objectset_id.as_deref(), object.objectset_hash.as_deref())
+        {
+            owner.bundle = Some(bd.bundle.clone());
+            if let Some(repo) = &bd.gitrepo {
+                owner.policy = self.read().policies.get(repo).copied();
+                owner.gitrepo = Some(repo.clone());
+            }
+        }
+        owner
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bd(name: &str, repo: Option<&str>) -> DynamicObject {
+        let mut labels = serde_json::json!({
+            "fleet.cattle.io/bundle-name": name,
+            "fleet.cattle.io/cluster": "local",
+            "fleet.cattle.io/cluster-namespace": "fleet-local",
+        });
+        if let Some(repo) = repo {
+            labels["fleet.cattle.io/repo-name"] = repo.into();
+            labels["fleet.cattle.io/bundle-namespace"] = "fleet-local".into();
+        }
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "fleet.cattle.io/v1alpha1", "kind": "BundleDeployment",
+            "metadata": {"name": name, "namespace": "cluster-fleet-local-local-1a3d67d0a899", "labels": labels}
+        }))
+        .expect("bd")
+    }
+
+    fn repo(name: &str, policy: Option<&str>) -> DynamicObject {
+        let mut meta = serde_json::json!({"name": name, "namespace": "fleet-local"});
+        if let Some(p) = policy {
+            meta["annotations"] = serde_json::json!({ POLICY_ANNOTATION: p });
+        }
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "fleet.cattle.io/v1alpha1", "kind": "GitRepo", "metadata": meta
+        }))
+        .expect("repo")
+    }
+
+    fn index() -> OwnerIndex {
+        OwnerIndex::new(DEFAULT_AGENT_SCOPES.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn object(id: Option<&str>, hash: Option<&str>) -> ObjectFacts {
+        ObjectFacts {
+            kind: "configmap".into(),
+            namespace: "default".into(),
+            name: "x".into(),
+            objectset_id: id.map(str::to_string),
+            objectset_hash: hash.map(str::to_string),
+            terminating: false,
+        }
+    }
+
+    #[test]
+    fn resolves_by_set_id_and_by_hash_for_both_scopes() {
+        let idx = index();
+        idx.apply_bundle_deployment_event(&Event::Apply(bd("lots-config2", Some("lots"))));
+        let by_id = idx.resolve(&object(Some("default-lots-config2"), None));
+        assert_eq!(by_id.gitrepo.as_deref(), Some("fleet-local/lots"));
+        assert_eq!(by_id.bundle.as_deref(), Some("lots-config2"));
+        let by_hash = idx.resolve(&object(None, Some("37517d22b0ca4dbc462436d47410a3bdfce3c6f9")));
+        assert_eq!(by_hash.gitrepo.as_deref(), Some("fleet-local/lots"));
+        let rancher = idx.resolve(&object(Some("default-lots-config2-cattle-fleet-local-system"), None));
+        assert_eq!(rancher.bundle.as_deref(), Some("lots-config2"));
+        let unknown = idx.resolve(&object(Some("default-elsewhere"), None));
+        assert_eq!(unknown.gitrepo, None);
+        assert_eq!(unknown.set_id.as_deref(), Some("default-elsewhere"));
+    }
+
+    #[test]
+    fn delete_and_relist_replace_the_index() {
+        let idx = index();
+        idx.apply_bundle_deployment_event(&Event::Apply(bd("a", Some("r"))));
+        idx.apply_bundle_deployment_event(&Event::Delete(bd("a", Some("r"))));
+        assert!(idx.is_empty());
+        idx.apply_bundle_deployment_event(&Event::Apply(bd("stale", Some("r"))));
+        idx.apply_bundle_deployment_event(&Event::Init);
+        idx.apply_bundle_deployment_event(&Event::InitApply(bd("b", None)));
+        assert!(idx.bundle_deployment(Some("default-stale"), None).is_some(), "old view served during relist");
+        idx.apply_bundle_deployment_event(&Event::InitDone);
+        assert!(idx.bundle_deployment(Some("default-stale"), None).is_none());
+        let b = idx.bundle_deployment(Some("default-b"), None).expect("b");
+        assert_eq!(b.gitrepo, None, "no repo-name label, no GitRepo");
+    }
+
+    #[test]
+    fn gitrepo_annotation_overrides_policy_and_bad_values_are_ignored() {
+        let idx = index();
+        idx.apply_bundle_deployment_event(&Event::Apply(bd("lots-config2", Some("lots"))));
+        idx.apply_gitrepo_event(&Event::Apply(repo("lots", Some("deny"))));
+        assert_eq!(idx.resolve(&object(Some("default-lots-config2"), None)).policy, Some(Policy::Deny));
+        idx.apply_gitrepo_event(&Event::Apply(repo("lots", Some("bogus"))));
+        assert_eq!(idx.resolve(&object(Some("default-lots-config2"), None)).policy, None);
+        idx.apply_gitrepo_event(&Event::Apply(repo("lots", Some("allow"))));
+        idx.apply_gitrepo_event(&Event::Delete(repo("lots", None)));
+        assert_eq!(idx.resolve(&object(Some("default-lots-config2"), None)).policy, None);
+    }
+}

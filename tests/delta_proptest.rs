@@ -1,0 +1,179 @@
+//! Property tests: random sequences of deletions and restorations of the
+//! fixture's 11 ConfigMaps, applied incrementally (BD deltas + GitRepo
+//! deltas), must equal Fleet's full recompute from the resulting BDs, and
+//! Fleet's count invariant must hold throughout.
+
+use fleet_delete_guard::delta::batch::{self, Change, ChangeKind};
+use fleet_delete_guard::delta::recompute::gitrepo_status_from_bundle_deployments;
+use fleet_delete_guard::delta::DeletedResource;
+use fleet_delete_guard::fleet::status::{BundleDeployment, GitRepoStatus, ResourceCounts};
+use fleet_delete_guard::fleet::{cluster_namespace, LABEL_CLUSTER, LABEL_CLUSTER_NAMESPACE};
+use proptest::prelude::*;
+use serde_json::Value;
+
+const NOW: &str = "2026-08-21T14:30:05Z";
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn fixture_bds() -> Vec<BundleDeployment> {
+    fixture("bundledeployments-lots.json")["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|v| BundleDeployment::from_value(v).expect("bd parses"))
+        .collect()
+}
+
+fn fixture_gitrepo() -> GitRepoStatus {
+    GitRepoStatus::from_value(&fixture("gitrepo-lots.json")["status"]).expect("parses")
+}
+
+/// (BD index, ConfigMap name) for the 11 fixture objects.
+fn resources() -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (i, names) in [&["one", "two", "three", "four"][..], &["one", "two", "three", "four"], &["one", "two", "three"]]
+        .iter()
+        .enumerate()
+    {
+        for n in *names {
+            out.push((i, format!("test-config{}-{n}", i + 1)));
+        }
+    }
+    out
+}
+
+fn cm(name: &str) -> DeletedResource {
+    DeletedResource::new("v1", "ConfigMap", Some("default"), name).with_created_at("2026-08-20T09:01:12Z")
+}
+
+fn strip_times(mut v: Value) -> Value {
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                m.remove("lastUpdateTime");
+                m.values_mut().for_each(walk);
+            }
+            Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut v);
+    v
+}
+
+fn json_of<T: serde::Serialize>(t: &T) -> Value {
+    serde_json::to_value(t).expect("serializes")
+}
+
+/// Fleet's invariant: every desired object is exactly one of ready,
+/// notReady, modified or missing (orphans are not desired, and waitApplied /
+/// unknown are never set by the agent).
+fn conserved(c: &ResourceCounts) -> bool {
+    c.ready + c.not_ready + c.modified + c.missing == c.desired_ready
+        && c.ready >= 0
+        && c.missing >= 0
+        && c.wait_applied == 0
+        && c.unknown == 0
+}
+
+fn changes_for(ops: &[(usize, bool)], objects: &[(usize, String)], bd_offset: usize) -> Vec<Change> {
+    ops.iter()
+        .map(|&(i, delete)| {
+            let (bd, name) = &objects[i % objects.len()];
+            Change {
+                bd: bd + bd_offset,
+                resource: cm(name),
+                kind: if delete { ChangeKind::Missing } else { ChangeKind::Restored },
+            }
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Single cluster: the incremental GitRepo status equals the recompute
+    /// field for field (timestamps aside), after every batch.
+    #[test]
+    fn incremental_equals_recompute(
+        ops in prop::collection::vec((0usize..11, prop::bool::weighted(0.7)), 1..30),
+        batch_size in 1usize..5,
+    ) {
+        let objects = resources();
+        let original = fixture_gitrepo();
+        let mut list = fixture_bds();
+        let mut gr = original.clone();
+        for chunk in ops.chunks(batch_size) {
+            let changes = changes_for(chunk, &objects, 0);
+            batch::apply(&mut gr, &mut list, &changes, NOW);
+            let want = gitrepo_status_from_bundle_deployments(&original, &list, NOW);
+            prop_assert_eq!(&gr.resource_counts, &want.resource_counts);
+            prop_assert_eq!(&gr.per_cluster_resource_counts, &want.per_cluster_resource_counts);
+            prop_assert_eq!(&gr.resources, &want.resources);
+            prop_assert_eq!(strip_times(json_of(&gr)), strip_times(json_of(&want)));
+
+            for bd in &list {
+                let counts = bd.status.as_ref().and_then(|s| s.resource_counts.clone()).expect("counts");
+                prop_assert!(conserved(&counts), "BD {} counts {:?}", bd.metadata.name, counts);
+            }
+            let total = gr.resource_counts.clone().expect("counts");
+            prop_assert!(conserved(&total), "GitRepo counts {:?}", total);
+            prop_assert_eq!(total.desired_ready, 11);
+
+            // Replaying the batch ends where it started (idempotent deltas).
+            let mut again = gr.clone();
+            let mut list_again = list.clone();
+            batch::apply(&mut again, &mut list_again, &changes, NOW);
+            prop_assert_eq!(&list_again, &list);
+            prop_assert_eq!(&again, &gr);
+        }
+    }
+
+    /// Two clusters: everything but the Ready condition equals the recompute
+    /// (which Bundle's message Fleet shows depends on Bundle UIDs).
+    #[test]
+    fn incremental_equals_recompute_on_two_clusters(
+        ops in prop::collection::vec((0usize..22, prop::bool::weighted(0.7)), 1..30),
+        batch_size in 1usize..5,
+    ) {
+        let objects = resources();
+        let mut list = fixture_bds();
+        let second: Vec<BundleDeployment> = list
+            .iter()
+            .map(|b| {
+                let mut b = b.clone();
+                b.metadata.uid = format!("0{}", &b.metadata.uid[1..]);
+                b.metadata.namespace = cluster_namespace("fleet-default", "downstream1");
+                b.metadata.labels.insert(LABEL_CLUSTER.into(), "downstream1".into());
+                b.metadata.labels.insert(LABEL_CLUSTER_NAMESPACE.into(), "fleet-default".into());
+                b
+            })
+            .collect();
+        list.extend(second);
+        let original = gitrepo_status_from_bundle_deployments(&fixture_gitrepo(), &list, NOW);
+        let mut gr = original.clone();
+        for chunk in ops.chunks(batch_size) {
+            let mut changes = Vec::new();
+            for &(i, delete) in chunk {
+                changes.extend(changes_for(&[(i % 11, delete)], &objects, if i >= 11 { 3 } else { 0 }));
+            }
+            batch::apply(&mut gr, &mut list, &changes, NOW);
+            let want = gitrepo_status_from_bundle_deployments(&original, &list, NOW);
+            prop_assert_eq!(&gr.resource_counts, &want.resource_counts);
+            prop_assert_eq!(&gr.per_cluster_resource_counts, &want.per_cluster_resource_counts);
+            prop_assert_eq!(&gr.resources, &want.resources);
+            prop_assert_eq!(gr.ready_clusters, want.ready_clusters);
+            let (s, w) = (gr.summary.clone().expect("summary"), want.summary.clone().expect("summary"));
+            prop_assert_eq!((s.ready, s.modified, s.desired_ready), (w.ready, w.modified, w.desired_ready));
+            prop_assert_eq!(&s, &w);
+            prop_assert_eq!(&gr.display, &want.display);
+            let total = gr.resource_counts.clone().expect("counts");
+            prop_assert!(conserved(&total));
+            prop_assert_eq!(total.desired_ready, 22);
+        }
+    }
+}
