@@ -148,6 +148,7 @@ impl Patcher {
     /// The worker; spawn it once.
     pub async fn run(self) {
         let shared = self.shared;
+        tracing::debug!("patch worker started");
         loop {
             tokio::select! {
                 _ = shared.notify.notified() => {}
@@ -170,6 +171,7 @@ impl Patcher {
             (pushed, q.len())
         };
         shared.metrics.queue_depth.set(depth as i64);
+        tracing::debug!(object = %item.object.describe(), op = ?item.op, ?pushed, depth, "queued");
         if pushed == Pushed::Full {
             shared.metrics.queue_overflow.inc();
             tracing::error!(
@@ -340,6 +342,7 @@ impl Shared {
     }
 
     async fn handle(&self, items: Vec<Item>) {
+        tracing::debug!(items = items.len(), "handling queued work");
         let mut writes: Vec<Write> = Vec::with_capacity(items.len());
         for item in items {
             match item.op {
@@ -397,6 +400,7 @@ impl Shared {
             match result {
                 Ok(w) => {
                     let reapplied = matches!(w, Written::Patched { .. });
+                    tracing::debug!(bundledeployment = %name, patched = reapplied, writes = writes.len(), "BundleDeployment status written");
                     match BundleDeployment::from_value(w.object()) {
                         Ok(bd) => {
                             self.after_bundle_deployment(&writes, &bd, reapplied);
@@ -423,6 +427,7 @@ impl Shared {
         .await;
         match result {
             Ok(w) => {
+                tracing::debug!(gitrepo = %repo, patched = matches!(w, Written::Patched { .. }), "GitRepo status written");
                 self.observe_lag(&written);
                 self.publish_events(w.object(), &written);
             }

@@ -194,6 +194,7 @@ where
                 return Ok(written);
             }
             Err(CallError::Conflict(message)) => {
+                tracing::debug!(object, name, "409 Conflict; re-reading and re-applying");
                 metrics.conflicts.get_or_create(&labels).inc();
                 conflicts += 1;
                 if conflicts > policy.max_conflicts {
@@ -209,6 +210,7 @@ where
                 tokio::time::sleep(Duration::from_millis(jitter)).await;
             }
             Err(CallError::Transient(message)) => {
+                tracing::debug!(object, name, error = %message, attempt = transient + 1, "status write failed; retrying");
                 metrics.retries.get_or_create(&labels).inc();
                 transient += 1;
                 if transient >= policy.max_transient {

@@ -2,6 +2,8 @@
 //! The Kubernetes API double lives in the `kube-api-double` crate beside this file.
 #![allow(dead_code)]
 
+pub mod fleet;
+
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -32,7 +34,18 @@ pub fn fixture_json(name: &str) -> serde_json::Value {
     serde_json::from_str(&fixture(name)).expect("fixture is JSON")
 }
 
+/// Logs to the test output when RUST_LOG is set.
+pub fn init_logging() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 pub fn certificates() -> GeneratedCertificates {
+    init_logging();
     tls::install_crypto_provider();
     tls::generate_certificates(
         &["localhost".to_string(), "127.0.0.1".to_string()],
@@ -86,6 +99,8 @@ pub struct ServerOptions {
     pub request_timeout: Duration,
     pub reload_interval: Duration,
     pub owners: Arc<dyn OwnerResolver>,
+    /// Where counted deletions go; a [`RecordingSink`] when `None`.
+    pub sink: Option<Arc<dyn DeletionSink>>,
 }
 
 impl Default for ServerOptions {
@@ -95,6 +110,7 @@ impl Default for ServerOptions {
             request_timeout: Duration::from_secs(4),
             reload_interval: Duration::from_millis(100),
             owners: Arc::new(ObjectOnly),
+            sink: None,
         }
     }
 }
@@ -127,11 +143,11 @@ impl TestServer {
             metrics.clone(),
         ));
         let sink = Arc::new(RecordingSink::default());
-        let admission = Arc::new(Admission::new(
-            options.decision,
-            options.owners,
-            sink.clone(),
-        ));
+        let counted: Arc<dyn DeletionSink> = match options.sink {
+            Some(s) => s,
+            None => sink.clone(),
+        };
+        let admission = Arc::new(Admission::new(options.decision, options.owners, counted));
         let (stop, stopped) = oneshot::channel::<()>();
         let services = Services {
             admission,
@@ -153,6 +169,10 @@ impl TestServer {
             stop: Some(stop),
             task,
         }
+    }
+
+    pub fn metrics_text_blocking(&self) -> String {
+        self.metrics.encode()
     }
 
     pub fn url(&self) -> String {
