@@ -32,7 +32,10 @@ fn ms(d: Duration) -> String {
 async fn singles(rounds: usize) -> (Vec<Duration>, f64) {
     let double = ApiDouble::start(Options::default()).await;
     seed_many(&double, rounds);
-    let s = CountingServer::start(&double, fast_patcher()).await.synced().await;
+    let s = CountingServer::start(&double, fast_patcher())
+        .await
+        .synced()
+        .await;
     let client = s.server.client();
     let url = s.server.url();
     let mut lags = Vec::with_capacity(rounds);
@@ -44,7 +47,13 @@ async fn singles(rounds: usize) -> (Vec<Duration>, f64) {
         assert_eq!(status, 200);
         double.delete_object(&gvr::CONFIGMAPS, "default", &name);
         double
-            .wait_for(&gvr::GITREPOS, "fleet-local", "many", |r| missing(r) as usize > i, Duration::from_secs(30))
+            .wait_for(
+                &gvr::GITREPOS,
+                "fleet-local",
+                "many",
+                |r| missing(r) as usize > i,
+                Duration::from_secs(30),
+            )
             .await
             .expect("counted");
         lags.push(start.elapsed());
@@ -58,13 +67,19 @@ async fn singles(rounds: usize) -> (Vec<Duration>, f64) {
 async fn burst(n: usize) -> (Vec<Duration>, f64) {
     let double = ApiDouble::start(Options::default()).await;
     seed_many(&double, n);
-    let s = CountingServer::start(&double, fast_patcher()).await.synced().await;
+    let s = CountingServer::start(&double, fast_patcher())
+        .await
+        .synced()
+        .await;
     let client = s.server.client();
     let url = s.server.url();
     let reviews: Vec<_> = (0..n)
         .map(|i| {
             let name = format!("cm-{i:03}");
-            (name.clone(), support::fleet::many_review(&double, &name, &format!("r-{i}")))
+            (
+                name.clone(),
+                support::fleet::many_review(&double, &name, &format!("r-{i}")),
+            )
         })
         .collect();
 
@@ -75,7 +90,13 @@ async fn burst(n: usize) -> (Vec<Duration>, f64) {
         let mut seen = 0usize;
         while seen < n {
             let repo = watcher_double
-                .wait_for(&gvr::GITREPOS, "fleet-local", "many", |r| missing(r) as usize > seen, Duration::from_secs(60))
+                .wait_for(
+                    &gvr::GITREPOS,
+                    "fleet-local",
+                    "many",
+                    |r| missing(r) as usize > seen,
+                    Duration::from_secs(60),
+                )
                 .await
                 .expect("progress");
             let now = Instant::now();
@@ -108,7 +129,11 @@ async fn burst(n: usize) -> (Vec<Duration>, f64) {
     };
     let (mut sent, counted) = tokio::join!(sent, counted_at);
     sent.sort();
-    let lags: Vec<Duration> = sent.iter().zip(counted.iter()).map(|(s, c)| c.saturating_duration_since(*s)).collect();
+    let lags: Vec<Duration> = sent
+        .iter()
+        .zip(counted.iter())
+        .map(|(s, c)| c.saturating_duration_since(*s))
+        .collect();
     let patches = double.count(Verb::Patch, "bundledeployments", Some("status"))
         + double.count(Verb::Patch, "gitrepos", Some("status"));
     (lags, patches as f64 / n as f64)
@@ -131,7 +156,11 @@ async fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing useful: run a
     // tiny smoke round then, so the harness stays cheap in test runs.
     let quick = !std::env::args().any(|a| a == "--bench");
-    let (singles_n, bursts): (usize, Vec<usize>) = if quick { (3, vec![10]) } else { (200, vec![100, 1000]) };
+    let (singles_n, bursts): (usize, Vec<usize>) = if quick {
+        (3, vec![10])
+    } else {
+        (200, vec![100, 1000])
+    };
     println!("| scenario | deletions | p50 lag ms | p99 lag ms | max lag ms | status patches per deletion |");
     println!("|---|---|---|---|---|---|");
     let (lags, ppd) = singles(singles_n).await;

@@ -8,9 +8,9 @@ use crate::{
     admission::{Admission, DeletionSink, NoCounting, ObjectOnly, OwnerResolver},
     cli::{PatchGitRepo, ServeArgs},
     counting::{self, FleetCluster, COUNTING_CHECK},
-    patcher::{marks::MarkTimings, PatcherConfig},
     health::Readiness,
     metrics::Metrics,
+    patcher::{marks::MarkTimings, PatcherConfig},
     policy::DecisionConfig,
     server::{self, ListenConfig, Listeners, Services},
     tls::{self, CertFiles, TlsError},
@@ -25,6 +25,8 @@ pub enum AppError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Server(#[from] server::ServerError),
+    #[error(transparent)]
+    Certs(#[from] crate::certs::CertError),
 }
 
 impl ServeArgs {
@@ -77,6 +79,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
     let metrics = Metrics::new();
     let readiness = Readiness::default();
     let listeners = Listeners::bind(&args.listen_config())?;
+    // With --cert-secret: bootstrap the certificate and serve it from --cert-dir (src/certs.rs).
+    let args = crate::certs::bootstrap(args, &readiness).await?;
 
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
@@ -170,14 +174,28 @@ async fn start_counting(
         Err(e) => return off(e.to_string()),
     };
     let config = args.patcher_config(clients.separate_fleet);
-    let mode = if clients.separate_fleet { "downstream" } else { "same-cluster" };
+    let mode = if clients.separate_fleet {
+        "downstream"
+    } else {
+        "same-cluster"
+    };
     readiness.set(
         COUNTING_CHECK,
         true,
-        format!("on: {mode} mode, cluster {cluster}, GitRepo patches {}", if config.patch_gitrepo { "on" } else { "off" }),
+        format!(
+            "on: {mode} mode, cluster {cluster}, GitRepo patches {}",
+            if config.patch_gitrepo { "on" } else { "off" }
+        ),
     );
     tracing::info!(mode, cluster = %cluster, patch_gitrepo = config.patch_gitrepo, "counting deletions");
-    let counting = counting::start(&clients, &cluster, args.agent_scopes.clone(), config, metrics.clone(), readiness.clone());
+    let counting = counting::start(
+        &clients,
+        &cluster,
+        args.agent_scopes.clone(),
+        config,
+        metrics.clone(),
+        readiness.clone(),
+    );
     (counting.index, Arc::new(counting.patcher))
 }
 

@@ -24,6 +24,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Report deletions of Fleet-managed objects from kube-apiserver audit logs.
     Audit(crate::auditlog::AuditArgs),
+    // --- certificates (src/certs.rs) ---
+    /// Write a CA and a serving certificate for given DNS names into files.
+    Certs(crate::certs::CertsArgs),
 }
 
 /// Whether to patch the GitRepo status besides the BundleDeployment status.
@@ -141,11 +144,20 @@ pub struct ServeArgs {
     pub fleet_kubeconfig: Option<PathBuf>,
 
     /// This cluster's Fleet Cluster object, NAMESPACE/NAME.
-    #[arg(long, env = "FLEET_DELETE_GUARD_FLEET_CLUSTER", default_value = "fleet-local/local")]
+    #[arg(
+        long,
+        env = "FLEET_DELETE_GUARD_FLEET_CLUSTER",
+        default_value = "fleet-local/local"
+    )]
     pub fleet_cluster: String,
 
     /// Patch the GitRepo status too (auto: only without --fleet-kubeconfig).
-    #[arg(long, env = "FLEET_DELETE_GUARD_PATCH_GITREPO", value_enum, default_value = "auto")]
+    #[arg(
+        long,
+        env = "FLEET_DELETE_GUARD_PATCH_GITREPO",
+        value_enum,
+        default_value = "auto"
+    )]
     pub patch_gitrepo: PatchGitRepo,
 
     /// Fleet agent scopes (AGENT_SCOPE) tried when matching setIDs; "" is standalone Fleet.
@@ -154,7 +166,11 @@ pub struct ServeArgs {
     pub agent_scopes: Vec<String>,
 
     /// Deletions waiting to be counted at most; more are refused and counted in a metric.
-    #[arg(long, env = "FLEET_DELETE_GUARD_QUEUE_CAPACITY", default_value_t = 10_000)]
+    #[arg(
+        long,
+        env = "FLEET_DELETE_GUARD_QUEUE_CAPACITY",
+        default_value_t = 10_000
+    )]
     pub queue_capacity: usize,
 
     /// How long a counted object may stay before the mark is reverted as "not deleted" (seconds).
@@ -164,6 +180,10 @@ pub struct ServeArgs {
     /// How long a mark is watched over (re-applied, released when the object returns) (seconds).
     #[arg(long, env = "FLEET_DELETE_GUARD_MARK_TTL", default_value = "900", value_parser = parse_seconds)]
     pub mark_ttl: Duration,
+
+    // --- certificate bootstrap (src/certs.rs): --cert-secret, --webhook-config, ... ---
+    #[command(flatten)]
+    pub cert_bootstrap: crate::certs::BootstrapArgs,
 
     /// Log format: json (one object per line, for clusters) or text.
     #[arg(
@@ -182,7 +202,9 @@ mod tests {
     #[test]
     fn defaults_match_the_docs() {
         let cli = Cli::try_parse_from(["fleet-delete-guard", "serve"]).expect("parse");
-        let Command::Serve(a) = cli.command else { panic!("serve") };
+        let Command::Serve(a) = cli.command else {
+            panic!("serve")
+        };
         assert_eq!(a.listen.port(), 9443);
         assert_eq!(a.metrics_listen.port(), 8080);
         assert_eq!(a.policy, Policy::Warn);
@@ -204,7 +226,9 @@ mod tests {
             "b,c",
         ])
         .expect("parse");
-        let Command::Serve(a) = cli.command else { panic!("serve") };
+        let Command::Serve(a) = cli.command else {
+            panic!("serve")
+        };
         assert_eq!(a.break_glass_groups, ["a", "b", "c"]);
         assert!(Cli::try_parse_from(["fleet-delete-guard", "serve", "--policy", "block"]).is_err());
         assert!(

@@ -47,10 +47,12 @@ impl std::str::FromStr for FleetCluster {
     type Err = ConnectError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once('/') {
-            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => Ok(FleetCluster {
-                namespace: ns.to_string(),
-                name: name.to_string(),
-            }),
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+                Ok(FleetCluster {
+                    namespace: ns.to_string(),
+                    name: name.to_string(),
+                })
+            }
             _ => Err(ConnectError::FleetCluster(s.to_string())),
         }
     }
@@ -84,20 +86,32 @@ pub struct Clients {
 /// Connect from the usual places: KUBECONFIG, else in-cluster; the Fleet cluster from
 /// `fleet_kubeconfig` when given. No API call is made here.
 pub async fn connect(fleet_kubeconfig: Option<&PathBuf>) -> Result<Clients, ConnectError> {
-    let config = Config::infer().await.map_err(|e| ConnectError::Infer(e.to_string()))?;
+    let config = Config::infer()
+        .await
+        .map_err(|e| ConnectError::Infer(e.to_string()))?;
     let cluster = Client::try_from(config).map_err(|e| ConnectError::Client(e.to_string()))?;
     let (fleet, separate_fleet) = match fleet_kubeconfig {
         Some(path) => {
-            let err = |message: String| ConnectError::FleetKubeconfig { path: path.clone(), message };
+            let err = |message: String| ConnectError::FleetKubeconfig {
+                path: path.clone(),
+                message,
+            };
             let kubeconfig = Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
             let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
                 .await
                 .map_err(|e| err(e.to_string()))?;
-            (Client::try_from(config).map_err(|e| ConnectError::Client(e.to_string()))?, true)
+            (
+                Client::try_from(config).map_err(|e| ConnectError::Client(e.to_string()))?,
+                true,
+            )
         }
         None => (cluster.clone(), false),
     };
-    Ok(Clients { cluster, fleet, separate_fleet })
+    Ok(Clients {
+        cluster,
+        fleet,
+        separate_fleet,
+    })
 }
 
 /// Counting, running: the owner index for the admission path, the patcher as its sink.
@@ -125,27 +139,35 @@ pub fn start(
         metrics,
         config,
     );
-    readiness.set(CACHES_CHECK, false, "waiting for the first list of BundleDeployments");
+    readiness.set(
+        CACHES_CHECK,
+        false,
+        "waiting for the first list of BundleDeployments",
+    );
 
     // BundleDeployments of this cluster: the index, and the patcher's watch over its marks.
-    let bd_api: Api<DynamicObject> = Api::all_with(clients.fleet.clone(), &bundle_deployment_resource());
+    let bd_api: Api<DynamicObject> =
+        Api::all_with(clients.fleet.clone(), &bundle_deployment_resource());
     let (bd_store, bd_writer) = {
         let w = reflector::store::Writer::<DynamicObject>::new(bundle_deployment_resource());
         (w.as_reader(), w)
     };
     let bd_index = index.clone();
     let observer = patcher.clone();
-    let bds = watcher(bd_api, watcher::Config::default().labels(&cluster.selector()))
-        .default_backoff()
-        .map_ok(move |event| {
-            bd_index.apply_bundle_deployment_event(&event);
-            if let watcher::Event::Apply(bd) = &event {
-                observer.observe_bundle_deployment(bd);
-            }
-            // The cache needs names and labels only; statuses are read fresh when patching.
-            event.modify(strip)
-        })
-        .reflect(bd_writer);
+    let bds = watcher(
+        bd_api,
+        watcher::Config::default().labels(&cluster.selector()),
+    )
+    .default_backoff()
+    .map_ok(move |event| {
+        bd_index.apply_bundle_deployment_event(&event);
+        if let watcher::Event::Apply(bd) = &event {
+            observer.observe_bundle_deployment(bd);
+        }
+        // The cache needs names and labels only; statuses are read fresh when patching.
+        event.modify(strip)
+    })
+    .reflect(bd_writer);
     tokio::spawn(async move {
         bds.for_each(|r| async move {
             if let Err(e) = r {
@@ -157,7 +179,8 @@ pub fn start(
 
     // GitRepos: only their policy annotation.
     let repo_store = if watch_gitrepos {
-        let repo_api: Api<DynamicObject> = Api::all_with(clients.fleet.clone(), &gitrepo_resource());
+        let repo_api: Api<DynamicObject> =
+            Api::all_with(clients.fleet.clone(), &gitrepo_resource());
         let writer = reflector::store::Writer::<DynamicObject>::new(gitrepo_resource());
         let store = writer.as_reader();
         let repo_index = index.clone();
@@ -193,11 +216,17 @@ pub fn start(
         };
         match synced.await {
             Ok(()) => {
-                tracing::info!(bundledeployments = ready_index.len(), "caches synced; counting deletions");
+                tracing::info!(
+                    bundledeployments = ready_index.len(),
+                    "caches synced; counting deletions"
+                );
                 readiness.set(
                     CACHES_CHECK,
                     true,
-                    format!("{} BundleDeployments of this cluster cached", ready_index.len()),
+                    format!(
+                        "{} BundleDeployments of this cluster cached",
+                        ready_index.len()
+                    ),
                 );
             }
             Err(e) => tracing::error!(error = %e, "cache writer dropped before sync"),
@@ -224,7 +253,10 @@ mod tests {
     #[test]
     fn fleet_cluster_parses_and_rejects() {
         let c: FleetCluster = "fleet-local/local".parse().expect("parse");
-        assert_eq!(c.selector(), "fleet.cattle.io/cluster-namespace=fleet-local,fleet.cattle.io/cluster=local");
+        assert_eq!(
+            c.selector(),
+            "fleet.cattle.io/cluster-namespace=fleet-local,fleet.cattle.io/cluster=local"
+        );
         for bad in ["local", "/local", "ns/", "a/b/c"] {
             let err = bad.parse::<FleetCluster>().expect_err(bad);
             assert!(err.to_string().contains("NAMESPACE/NAME"), "{err}");

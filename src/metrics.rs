@@ -127,25 +127,65 @@ impl Metrics {
             status_lag.clone(),
         );
         let patches = Family::<PatchLabels, Counter>::default();
-        registry.register("status_patches", "Status patches by object and result", patches.clone());
+        registry.register(
+            "status_patches",
+            "Status patches by object and result",
+            patches.clone(),
+        );
         let conflicts = Family::<ObjectLabels, Counter>::default();
-        registry.register("status_conflicts", "409 Conflicts met while patching status", conflicts.clone());
+        registry.register(
+            "status_conflicts",
+            "409 Conflicts met while patching status",
+            conflicts.clone(),
+        );
         let retries = Family::<ObjectLabels, Counter>::default();
-        registry.register("status_retries", "Status patch retries after 5xx, 429 or timeouts", retries.clone());
+        registry.register(
+            "status_retries",
+            "Status patch retries after 5xx, 429 or timeouts",
+            retries.clone(),
+        );
         let coalesced = Counter::default();
-        registry.register("coalesced_deletions", "Deletions counted in a shared patch", coalesced.clone());
+        registry.register(
+            "coalesced_deletions",
+            "Deletions counted in a shared patch",
+            coalesced.clone(),
+        );
         let reverts = Counter::default();
-        registry.register("reverts", "Marks reverted because the deletion did not happen", reverts.clone());
+        registry.register(
+            "reverts",
+            "Marks reverted because the deletion did not happen",
+            reverts.clone(),
+        );
         let reapplied = Counter::default();
-        registry.register("reapplied_marks", "Marks re-applied after another writer dropped them", reapplied.clone());
+        registry.register(
+            "reapplied_marks",
+            "Marks re-applied after another writer dropped them",
+            reapplied.clone(),
+        );
         let unmarked = Counter::default();
-        registry.register("unmarked", "Marks removed because the object came back", unmarked.clone());
+        registry.register(
+            "unmarked",
+            "Marks removed because the object came back",
+            unmarked.clone(),
+        );
         let queue_depth = Gauge::default();
-        registry.register("queue_depth", "Deletions waiting to be counted", queue_depth.clone());
+        registry.register(
+            "queue_depth",
+            "Deletions waiting to be counted",
+            queue_depth.clone(),
+        );
         let queue_overflow = Counter::default();
-        registry.register("queue_overflow", "Deletions refused because the queue was full", queue_overflow.clone());
+        registry.register(
+            "queue_overflow",
+            "Deletions refused because the queue was full",
+            queue_overflow.clone(),
+        );
         let unresolved = Counter::default();
-        registry.register("unresolved_owner", "Deletions whose BundleDeployment is not in the cache", unresolved.clone());
+        registry.register(
+            "unresolved_owner",
+            "Deletions whose BundleDeployment is not in the cache",
+            unresolved.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             reviews,

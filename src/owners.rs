@@ -70,7 +70,10 @@ impl BundleDeploymentRef {
             .filter(|b| !b.is_empty())
             .cloned()
             .unwrap_or_else(|| name.clone());
-        let gitrepo = match (labels.get(LABEL_BUNDLE_NAMESPACE), labels.get(LABEL_REPO_NAME)) {
+        let gitrepo = match (
+            labels.get(LABEL_BUNDLE_NAMESPACE),
+            labels.get(LABEL_REPO_NAME),
+        ) {
             (Some(ns), Some(repo)) if !ns.is_empty() && !repo.is_empty() => {
                 Some(format!("{ns}/{repo}"))
             }
@@ -268,9 +271,10 @@ fn gitrepo_policy(repo: &DynamicObject) -> Option<(String, Option<Policy>)> {
 impl OwnerResolver for OwnerIndex {
     fn resolve(&self, object: &ObjectFacts) -> Owner {
         let mut owner = Owner::from_object(object);
-        if let Some(bd) =
-            self.bundle_deployment(object.objectset_id.as_deref(), object.objectset_hash.as_deref())
-        {
+        if let Some(bd) = self.bundle_deployment(
+            object.objectset_id.as_deref(),
+            object.objectset_hash.as_deref(),
+        ) {
             owner.bundle = Some(bd.bundle.clone());
             if let Some(repo) = &bd.gitrepo {
                 owner.policy = self.read().policies.get(repo).copied();
@@ -335,9 +339,15 @@ mod tests {
         let by_id = idx.resolve(&object(Some("default-lots-config2"), None));
         assert_eq!(by_id.gitrepo.as_deref(), Some("fleet-local/lots"));
         assert_eq!(by_id.bundle.as_deref(), Some("lots-config2"));
-        let by_hash = idx.resolve(&object(None, Some("37517d22b0ca4dbc462436d47410a3bdfce3c6f9")));
+        let by_hash = idx.resolve(&object(
+            None,
+            Some("37517d22b0ca4dbc462436d47410a3bdfce3c6f9"),
+        ));
         assert_eq!(by_hash.gitrepo.as_deref(), Some("fleet-local/lots"));
-        let rancher = idx.resolve(&object(Some("default-lots-config2-cattle-fleet-local-system"), None));
+        let rancher = idx.resolve(&object(
+            Some("default-lots-config2-cattle-fleet-local-system"),
+            None,
+        ));
         assert_eq!(rancher.bundle.as_deref(), Some("lots-config2"));
         let unknown = idx.resolve(&object(Some("default-elsewhere"), None));
         assert_eq!(unknown.gitrepo, None);
@@ -353,7 +363,10 @@ mod tests {
         idx.apply_bundle_deployment_event(&Event::Apply(bd("stale", Some("r"))));
         idx.apply_bundle_deployment_event(&Event::Init);
         idx.apply_bundle_deployment_event(&Event::InitApply(bd("b", None)));
-        assert!(idx.bundle_deployment(Some("default-stale"), None).is_some(), "old view served during relist");
+        assert!(
+            idx.bundle_deployment(Some("default-stale"), None).is_some(),
+            "old view served during relist"
+        );
         idx.apply_bundle_deployment_event(&Event::InitDone);
         assert!(idx.bundle_deployment(Some("default-stale"), None).is_none());
         let b = idx.bundle_deployment(Some("default-b"), None).expect("b");
@@ -365,11 +378,23 @@ mod tests {
         let idx = index();
         idx.apply_bundle_deployment_event(&Event::Apply(bd("lots-config2", Some("lots"))));
         idx.apply_gitrepo_event(&Event::Apply(repo("lots", Some("deny"))));
-        assert_eq!(idx.resolve(&object(Some("default-lots-config2"), None)).policy, Some(Policy::Deny));
+        assert_eq!(
+            idx.resolve(&object(Some("default-lots-config2"), None))
+                .policy,
+            Some(Policy::Deny)
+        );
         idx.apply_gitrepo_event(&Event::Apply(repo("lots", Some("bogus"))));
-        assert_eq!(idx.resolve(&object(Some("default-lots-config2"), None)).policy, None);
+        assert_eq!(
+            idx.resolve(&object(Some("default-lots-config2"), None))
+                .policy,
+            None
+        );
         idx.apply_gitrepo_event(&Event::Apply(repo("lots", Some("allow"))));
         idx.apply_gitrepo_event(&Event::Delete(repo("lots", None)));
-        assert_eq!(idx.resolve(&object(Some("default-lots-config2"), None)).policy, None);
+        assert_eq!(
+            idx.resolve(&object(Some("default-lots-config2"), None))
+                .policy,
+            None
+        );
     }
 }

@@ -24,7 +24,13 @@ async fn answer(server: &TestServer, review: &Value) -> Value {
 }
 
 /// What kube-apiserver does: review, then delete when allowed.
-async fn delete(double: &ApiDouble, server: &TestServer, name: &str, user: &str, uid: &str) -> Value {
+async fn delete(
+    double: &ApiDouble,
+    server: &TestServer,
+    name: &str,
+    user: &str,
+    uid: &str,
+) -> Value {
     let review = delete_review(double, name, user, uid);
     let r = answer(server, &review).await;
     if r["allowed"] == true && review["request"]["dryRun"] != true {
@@ -37,7 +43,12 @@ fn expected_bd(name: &str) -> Value {
     let list = fixture_json("bundledeployments-lots-after-delete.json");
     list["items"]
         .as_array()
-        .and_then(|items| items.iter().find(|bd| bd["metadata"]["name"] == name).cloned())
+        .and_then(|items| {
+            items
+                .iter()
+                .find(|bd| bd["metadata"]["name"] == name)
+                .cloned()
+        })
         .expect("fixture BD")
 }
 
@@ -52,17 +63,26 @@ async fn wait_repo(double: &ApiDouble, what: &str, pred: impl Fn(&Value) -> bool
 async fn one_delete_is_counted_at_once_exactly_as_fleet_would() {
     let double = seeded_double().await;
     imitate_gitrepo_status_controller(&double, Duration::ZERO);
-    let s = CountingServer::start(&double, fast_patcher()).await.synced().await;
+    let s = CountingServer::start(&double, fast_patcher())
+        .await
+        .synced()
+        .await;
 
     let r = delete(&double, &s.server, "test-config2-one", "alice", "review-1").await;
     assert_eq!(r["allowed"], true);
     let first = r["warnings"][0].as_str().unwrap_or_default();
-    assert!(first.contains("Fleet GitRepo fleet-local/lots (bundle lots-config2)"), "{first}");
+    assert!(
+        first.contains("Fleet GitRepo fleet-local/lots (bundle lots-config2)"),
+        "{first}"
+    );
     assert_eq!(r["auditAnnotations"]["gitrepo"], "fleet-local/lots");
     assert_eq!(r["auditAnnotations"]["bundle"], "lots-config2");
 
     wait_repo(&double, "10/11", |repo| ready_of_desired(repo) == "10/11").await;
-    double.wait_hooks_idle(WAIT).await.expect("Fleet imitation settles");
+    double
+        .wait_hooks_idle(WAIT)
+        .await
+        .expect("Fleet imitation settles");
 
     // Fleet recomputed the GitRepo from the BundleDeployments and still says 10/11.
     let repo = gitrepo(&double);
@@ -100,17 +120,26 @@ async fn one_delete_is_counted_at_once_exactly_as_fleet_would() {
     assert_eq!(event["regarding"]["name"], "lots");
     assert_eq!(event["regarding"]["kind"], "GitRepo");
     let note = event["note"].as_str().unwrap_or_default();
-    assert!(note.contains("configmap default/test-config2-one deleted by alice"), "{note}");
+    assert!(
+        note.contains("configmap default/test-config2-one deleted by alice"),
+        "{note}"
+    );
 
     let metrics = s.metrics.encode();
-    assert!(metrics.contains("fleet_delete_guard_status_lag_seconds_count 1"), "{metrics}");
+    assert!(
+        metrics.contains("fleet_delete_guard_status_lag_seconds_count 1"),
+        "{metrics}"
+    );
     assert!(metrics.contains(r#"fleet_delete_guard_status_patches_total{object="bundledeployment",result="patched"} 1"#), "{metrics}");
 }
 
 #[tokio::test]
 async fn the_same_deletion_reviewed_three_times_is_counted_once() {
     let double = seeded_double().await;
-    let s = CountingServer::start(&double, fast_patcher()).await.synced().await;
+    let s = CountingServer::start(&double, fast_patcher())
+        .await
+        .synced()
+        .await;
     let review = delete_review(&double, "test-config1-one", "alice", "r");
     for uid in ["r-1", "r-2", "r-3"] {
         let mut again = review.clone();
@@ -131,14 +160,18 @@ async fn the_same_deletion_reviewed_three_times_is_counted_once() {
 #[tokio::test]
 async fn dry_run_and_fleet_own_deletions_are_never_patched_but_controllers_count() {
     let double = seeded_double().await;
-    let s = CountingServer::start(&double, fast_patcher()).await.synced().await;
+    let s = CountingServer::start(&double, fast_patcher())
+        .await
+        .synced()
+        .await;
 
     let mut dry = delete_review(&double, "test-config1-two", "alice", "dry");
     dry["request"]["dryRun"] = true.into();
     assert_eq!(answer(&s.server, &dry).await["allowed"], true);
 
     let mut agent = delete_review(&double, "test-config1-three", "x", "agent");
-    agent["request"]["userInfo"] = fixture_json("admissionreview-delete-by-fleet-agent.json")["request"]["userInfo"].clone();
+    agent["request"]["userInfo"] =
+        fixture_json("admissionreview-delete-by-fleet-agent.json")["request"]["userInfo"].clone();
     assert_eq!(answer(&s.server, &agent).await["allowed"], true);
     double.delete_object(&gvr::CONFIGMAPS, "default", "test-config1-three");
 
@@ -155,27 +188,62 @@ async fn dry_run_and_fleet_own_deletions_are_never_patched_but_controllers_count
     assert!(r.get("warnings").is_none(), "no human to warn: {r}");
     double.delete_object(&gvr::CONFIGMAPS, "default", "test-config3-one");
 
-    wait_repo(&double, "controller deletion counted", |repo| missing(repo) == 1).await;
+    wait_repo(&double, "controller deletion counted", |repo| {
+        missing(repo) == 1
+    })
+    .await;
     let bd1 = bundle_deployment(&double, "lots-config1");
-    assert_eq!(bd1["status"]["resourceCounts"]["missing"], 0, "dry run and Fleet's own deletion not counted");
+    assert_eq!(
+        bd1["status"]["resourceCounts"]["missing"], 0,
+        "dry run and Fleet's own deletion not counted"
+    );
     assert_eq!(
         double.count_where(|r| r.verb == Verb::Patch && r.name.as_deref() == Some("lots-config1")),
         0,
         "no patch at all for lots-config1"
     );
-    assert_eq!(bundle_deployment(&double, "lots-config3")["status"]["resourceCounts"]["missing"], 1);
+    assert_eq!(
+        bundle_deployment(&double, "lots-config3")["status"]["resourceCounts"]["missing"],
+        1
+    );
 }
 
 #[tokio::test]
 async fn conflicts_and_server_errors_still_give_exact_counts() {
     let double = seeded_double().await;
     imitate_gitrepo_status_controller(&double, Duration::ZERO);
-    double.inject(Fault::new(Verb::Patch, "bundledeployments").subresource("status").times(3).respond(409));
-    double.inject(Fault::new(Verb::Patch, "gitrepos").subresource("status").times(2).respond(409));
-    double.inject(Fault::new(Verb::Patch, "gitrepos").subresource("status").times(2).respond(500));
-    double.inject(Fault::new(Verb::Get, "bundledeployments").subresource("status").times(2).respond(503));
-    let s = CountingServer::start(&double, fast_patcher()).await.synced().await;
-    for (i, name) in ["test-config1-one", "test-config2-two", "test-config3-three"].iter().enumerate() {
+    double.inject(
+        Fault::new(Verb::Patch, "bundledeployments")
+            .subresource("status")
+            .times(3)
+            .respond(409),
+    );
+    double.inject(
+        Fault::new(Verb::Patch, "gitrepos")
+            .subresource("status")
+            .times(2)
+            .respond(409),
+    );
+    double.inject(
+        Fault::new(Verb::Patch, "gitrepos")
+            .subresource("status")
+            .times(2)
+            .respond(500),
+    );
+    double.inject(
+        Fault::new(Verb::Get, "bundledeployments")
+            .subresource("status")
+            .times(2)
+            .respond(503),
+    );
+    let s = CountingServer::start(&double, fast_patcher())
+        .await
+        .synced()
+        .await;
+    for (i, name) in ["test-config1-one", "test-config2-two", "test-config3-three"]
+        .iter()
+        .enumerate()
+    {
         delete(&double, &s.server, name, "alice", &format!("r-{i}")).await;
     }
     let repo = wait_repo(&double, "8/11", |repo| ready_of_desired(repo) == "8/11").await;
@@ -183,22 +251,40 @@ async fn conflicts_and_server_errors_still_give_exact_counts() {
     double.wait_hooks_idle(WAIT).await.expect("settled");
     assert_eq!(ready_of_desired(&gitrepo(&double)), "8/11");
     let metrics = s.metrics.encode();
-    assert!(metrics.contains("fleet_delete_guard_status_conflicts_total"), "{metrics}");
-    assert!(metrics.contains("fleet_delete_guard_status_retries_total"), "{metrics}");
+    assert!(
+        metrics.contains("fleet_delete_guard_status_conflicts_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("fleet_delete_guard_status_retries_total"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
 async fn forbidden_patches_are_counted_in_a_metric_and_not_retried_forever() {
     let double = seeded_double().await;
-    double.inject(Fault::new(Verb::Patch, "bundledeployments").subresource("status").always().respond(403));
-    let s = CountingServer::start(&double, fast_patcher()).await.synced().await;
+    double.inject(
+        Fault::new(Verb::Patch, "bundledeployments")
+            .subresource("status")
+            .always()
+            .respond(403),
+    );
+    let s = CountingServer::start(&double, fast_patcher())
+        .await
+        .synced()
+        .await;
     delete(&double, &s.server, "test-config1-one", "alice", "r").await;
     let metrics = s.metrics.clone();
     support::wait_until("403 counted", WAIT, || {
         metrics.encode().contains(r#"fleet_delete_guard_status_patches_total{object="bundledeployment",result="failed"} 1"#)
     })
     .await;
-    assert_eq!(double.count(Verb::Patch, "bundledeployments", Some("status")), 1, "a 403 is not retried");
+    assert_eq!(
+        double.count(Verb::Patch, "bundledeployments", Some("status")),
+        1,
+        "a 403 is not retried"
+    );
     assert_eq!(missing(&gitrepo(&double)), 0);
 }
 
@@ -206,13 +292,19 @@ async fn forbidden_patches_are_counted_in_a_metric_and_not_retried_forever() {
 async fn five_hundred_concurrent_deletions_are_counted_exactly_with_few_patches() {
     let double = ApiDouble::start(kube_api_double::Options::default()).await;
     support::fleet::seed_many(&double, 500);
-    let s = CountingServer::start(&double, fast_patcher()).await.synced().await;
+    let s = CountingServer::start(&double, fast_patcher())
+        .await
+        .synced()
+        .await;
     let client = s.server.client();
     let url = s.server.url();
     let reviews: Vec<(String, Value)> = (0..500usize)
         .map(|i| {
             let name = format!("cm-{i:03}");
-            (name.clone(), support::fleet::many_review(&double, &name, &format!("r-{i}")))
+            (
+                name.clone(),
+                support::fleet::many_review(&double, &name, &format!("r-{i}")),
+            )
         })
         .collect();
     stream::iter(reviews)
@@ -228,24 +320,45 @@ async fn five_hundred_concurrent_deletions_are_counted_exactly_with_few_patches(
         })
         .await;
     let repo = double
-        .wait_for(&gvr::GITREPOS, "fleet-local", "many", |r| missing(r) == 500, WAIT)
+        .wait_for(
+            &gvr::GITREPOS,
+            "fleet-local",
+            "many",
+            |r| missing(r) == 500,
+            WAIT,
+        )
         .await
         .expect("500 missing");
     assert_eq!(ready_of_desired(&repo), "0/500");
-    let bd = double.get(&gvr::BUNDLEDEPLOYMENTS, BD_NAMESPACE, "many-config").expect("bd");
+    let bd = double
+        .get(&gvr::BUNDLEDEPLOYMENTS, BD_NAMESPACE, "many-config")
+        .expect("bd");
     assert_eq!(bd["status"]["resourceCounts"]["missing"], 500);
     assert_eq!(bd["status"]["resourceCounts"]["ready"], 0);
     let patches = double.count(Verb::Patch, "bundledeployments", Some("status"));
-    assert!(patches < 100, "coalesced: {patches} BundleDeployment patches for 500 deletions");
-    assert!(s.metrics.encode().contains("fleet_delete_guard_coalesced_deletions_total"));
+    assert!(
+        patches < 100,
+        "coalesced: {patches} BundleDeployment patches for 500 deletions"
+    );
+    assert!(s
+        .metrics
+        .encode()
+        .contains("fleet_delete_guard_coalesced_deletions_total"));
 }
 
 #[tokio::test]
 async fn a_deletion_refused_elsewhere_is_reverted() {
     let double = seeded_double().await;
-    let s = CountingServer::start(&double, fast_patcher()).await.synced().await;
+    let s = CountingServer::start(&double, fast_patcher())
+        .await
+        .synced()
+        .await;
     // Allowed by us, but another webhook refuses it: the object stays.
-    let r = answer(&s.server, &delete_review(&double, "test-config2-two", "alice", "r")).await;
+    let r = answer(
+        &s.server,
+        &delete_review(&double, "test-config2-two", "alice", "r"),
+    )
+    .await;
     assert_eq!(r["allowed"], true);
     wait_repo(&double, "marked", |repo| missing(repo) == 1).await;
     let repo = wait_repo(&double, "reverted", |repo| missing(repo) == 0).await;
@@ -256,89 +369,174 @@ async fn a_deletion_refused_elsewhere_is_reverted() {
         without_volatile(fixture_bd_before("lots-config2")["status"].clone()),
         "the BundleDeployment is back to what it was"
     );
-    assert!(s.metrics.encode().contains("fleet_delete_guard_reverts_total 1"));
+    assert!(s
+        .metrics
+        .encode()
+        .contains("fleet_delete_guard_reverts_total 1"));
 }
 
 fn fixture_bd_before(name: &str) -> Value {
     let list = fixture_json("bundledeployments-lots.json");
     list["items"]
         .as_array()
-        .and_then(|items| items.iter().find(|bd| bd["metadata"]["name"] == name).cloned())
+        .and_then(|items| {
+            items
+                .iter()
+                .find(|bd| bd["metadata"]["name"] == name)
+                .cloned()
+        })
         .expect("fixture BD")
 }
 
 #[tokio::test]
 async fn a_stale_writer_dropping_the_mark_is_answered_by_reapplying_it() {
     let double = seeded_double().await;
-    let s = CountingServer::start(&double, fast_patcher()).await.synced().await;
+    let s = CountingServer::start(&double, fast_patcher())
+        .await
+        .synced()
+        .await;
     delete(&double, &s.server, "test-config2-one", "alice", "r").await;
     double
-        .wait_for(&gvr::BUNDLEDEPLOYMENTS, BD_NAMESPACE, "lots-config2", |bd| bd["status"]["resourceCounts"]["missing"] == 1, WAIT)
+        .wait_for(
+            &gvr::BUNDLEDEPLOYMENTS,
+            BD_NAMESPACE,
+            "lots-config2",
+            |bd| bd["status"]["resourceCounts"]["missing"] == 1,
+            WAIT,
+        )
         .await
         .expect("marked");
-    support::wait_until("mark confirmed", WAIT, || s.counting.patcher.marks_len() == 1).await;
+    support::wait_until("mark confirmed", WAIT, || {
+        s.counting.patcher.marks_len() == 1
+    })
+    .await;
     // A Fleet agent older than the upstream fix rewrites the status it computes:
     // 3 live resources, all ready, nothing missing.
     let before = fixture_bd_before("lots-config2");
     let mut stale = before["status"].clone();
-    stale["resources"].as_array_mut().expect("resources").retain(|r| r["name"] != "test-config2-one");
+    stale["resources"]
+        .as_array_mut()
+        .expect("resources")
+        .retain(|r| r["name"] != "test-config2-one");
     stale["resourceCounts"] = json!({"ready": 3, "desiredReady": 3, "waitApplied": 0, "modified": 0, "orphaned": 0, "missing": 0, "unknown": 0, "notReady": 0});
     // Its merge patch, computed against its own cache, removes what it does not know.
     stale["modifiedStatus"] = Value::Null;
     double
-        .merge_patch_object(&gvr::BUNDLEDEPLOYMENTS, BD_NAMESPACE, "lots-config2", json!({ "status": stale }))
+        .merge_patch_object(
+            &gvr::BUNDLEDEPLOYMENTS,
+            BD_NAMESPACE,
+            "lots-config2",
+            json!({ "status": stale }),
+        )
         .expect("stale write");
     let bd = double
-        .wait_for(&gvr::BUNDLEDEPLOYMENTS, BD_NAMESPACE, "lots-config2", |bd| bd["status"]["resourceCounts"]["missing"] == 1, WAIT)
+        .wait_for(
+            &gvr::BUNDLEDEPLOYMENTS,
+            BD_NAMESPACE,
+            "lots-config2",
+            |bd| bd["status"]["resourceCounts"]["missing"] == 1,
+            WAIT,
+        )
         .await
         .expect("mark restored");
-    assert_eq!(bd["status"]["modifiedStatus"][0]["name"], "test-config2-one");
-    assert!(s.metrics.encode().contains("fleet_delete_guard_reapplied_marks_total 1"), "{}", s.metrics.encode());
+    assert_eq!(
+        bd["status"]["modifiedStatus"][0]["name"],
+        "test-config2-one"
+    );
+    let metrics = s.metrics.clone();
+    support::wait_until("re-apply counted", WAIT, || {
+        metrics
+            .encode()
+            .contains("fleet_delete_guard_reapplied_marks_total 1")
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_resource_that_comes_back_is_unmarked() {
     let double = seeded_double().await;
-    let s = CountingServer::start(&double, fast_patcher()).await.synced().await;
-    let original = double.get(&gvr::CONFIGMAPS, "default", "test-config3-two").expect("cm");
+    let s = CountingServer::start(&double, fast_patcher())
+        .await
+        .synced()
+        .await;
+    let original = double
+        .get(&gvr::CONFIGMAPS, "default", "test-config3-two")
+        .expect("cm");
     delete(&double, &s.server, "test-config3-two", "alice", "r").await;
     wait_repo(&double, "marked", |repo| missing(repo) == 1).await;
     // Re-created (by hand, or by Fleet's drift correction): a new uid.
     let mut again = original.clone();
     again["metadata"]["uid"] = "00000000-0000-0000-0000-00000000beef".into();
-    again["metadata"].as_object_mut().expect("meta").remove("resourceVersion");
+    again["metadata"]
+        .as_object_mut()
+        .expect("meta")
+        .remove("resourceVersion");
     double.seed(again).expect("re-create");
     let repo = wait_repo(&double, "unmarked", |repo| missing(repo) == 0).await;
     assert_eq!(ready_of_desired(&repo), "11/11");
-    assert!(s.metrics.encode().contains("fleet_delete_guard_unmarked_total 1"));
+    assert!(s
+        .metrics
+        .encode()
+        .contains("fleet_delete_guard_unmarked_total 1"));
 }
 
 #[tokio::test]
 async fn an_object_with_finalizers_counts_when_it_is_really_gone() {
     let double = seeded_double().await;
-    let s = CountingServer::start(&double, fast_patcher()).await.synced().await;
-    let mut cm = double.get(&gvr::CONFIGMAPS, "default", "test-config1-four").expect("cm");
+    let s = CountingServer::start(&double, fast_patcher())
+        .await
+        .synced()
+        .await;
+    let mut cm = double
+        .get(&gvr::CONFIGMAPS, "default", "test-config1-four")
+        .expect("cm");
     cm["metadata"]["finalizers"] = json!(["example.com/hold"]);
     double.put_object(cm).expect("add finalizer");
-    let r = answer(&s.server, &delete_review(&double, "test-config1-four", "alice", "r")).await;
+    let r = answer(
+        &s.server,
+        &delete_review(&double, "test-config1-four", "alice", "r"),
+    )
+    .await;
     assert_eq!(r["allowed"], true);
     // kube-apiserver only sets the deletionTimestamp while finalizers are pending.
     double
-        .merge_patch_object(&gvr::CONFIGMAPS, "default", "test-config1-four", json!({"metadata": {"deletionTimestamp": "2026-11-25T00:00:00Z"}}))
+        .merge_patch_object(
+            &gvr::CONFIGMAPS,
+            "default",
+            "test-config1-four",
+            json!({"metadata": {"deletionTimestamp": "2026-11-25T00:00:00Z"}}),
+        )
         .expect("terminating");
     // Terminating, not gone: not counted yet.
-    let terminating = double.get(&gvr::CONFIGMAPS, "default", "test-config1-four").expect("still there");
+    let terminating = double
+        .get(&gvr::CONFIGMAPS, "default", "test-config1-four")
+        .expect("still there");
     assert!(terminating["metadata"]["deletionTimestamp"].is_string());
     // A second DELETE of the terminating object is a repeat: allowed, silent.
-    let repeat = answer(&s.server, &delete_review(&double, "test-config1-four", "alice", "r2")).await;
+    let repeat = answer(
+        &s.server,
+        &delete_review(&double, "test-config1-four", "alice", "r2"),
+    )
+    .await;
     assert_eq!(repeat["auditAnnotations"]["decision"], "repeat");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(missing(&gitrepo(&double)), 0, "not counted while finalizers are pending");
+    assert_eq!(
+        missing(&gitrepo(&double)),
+        0,
+        "not counted while finalizers are pending"
+    );
     // The finalizer is removed: the object is gone.
     double
-        .merge_patch_object(&gvr::CONFIGMAPS, "default", "test-config1-four", json!({"metadata": {"finalizers": null}}))
+        .merge_patch_object(
+            &gvr::CONFIGMAPS,
+            "default",
+            "test-config1-four",
+            json!({"metadata": {"finalizers": null}}),
+        )
         .expect("remove finalizer");
-    assert!(double.get(&gvr::CONFIGMAPS, "default", "test-config1-four").is_none());
+    assert!(double
+        .get(&gvr::CONFIGMAPS, "default", "test-config1-four")
+        .is_none());
     wait_repo(&double, "counted once gone", |repo| missing(repo) == 1).await;
 }
 
@@ -346,18 +544,36 @@ async fn an_object_with_finalizers_counts_when_it_is_really_gone() {
 async fn two_replicas_on_one_double_never_double_count() {
     let double = seeded_double().await;
     imitate_gitrepo_status_controller(&double, Duration::ZERO);
-    let a = CountingServer::start(&double, fast_patcher()).await.synced().await;
-    let b = CountingServer::start(&double, fast_patcher()).await.synced().await;
-    let names = ["test-config1-one", "test-config1-two", "test-config2-one", "test-config2-three", "test-config3-one"];
+    let a = CountingServer::start(&double, fast_patcher())
+        .await
+        .synced()
+        .await;
+    let b = CountingServer::start(&double, fast_patcher())
+        .await
+        .synced()
+        .await;
+    let names = [
+        "test-config1-one",
+        "test-config1-two",
+        "test-config2-one",
+        "test-config2-three",
+        "test-config3-one",
+    ];
     for (i, name) in names.iter().enumerate() {
         let review = delete_review(&double, name, "alice", &format!("r-{i}"));
         // kube-apiserver may send the reviews of one deletion to both replicas.
         let (ra, rb) = tokio::join!(answer(&a.server, &review), answer(&b.server, &review));
-        assert_eq!((ra["allowed"].clone(), rb["allowed"].clone()), (json!(true), json!(true)));
+        assert_eq!(
+            (ra["allowed"].clone(), rb["allowed"].clone()),
+            (json!(true), json!(true))
+        );
         double.delete_object(&gvr::CONFIGMAPS, "default", name);
     }
     wait_repo(&double, "5 missing", |repo| missing(repo) == 5).await;
-    support::wait_until("both confirmed", WAIT, || a.counting.patcher.marks_len() == 5 && b.counting.patcher.marks_len() == 5).await;
+    support::wait_until("both confirmed", WAIT, || {
+        a.counting.patcher.marks_len() == 5 && b.counting.patcher.marks_len() == 5
+    })
+    .await;
     double.wait_hooks_idle(WAIT).await.expect("settled");
     let repo = gitrepo(&double);
     assert_eq!(ready_of_desired(&repo), "6/11");
@@ -369,11 +585,17 @@ async fn with_the_api_down_at_start_reviews_are_answered_and_counting_resumes() 
     let double = seeded_double().await;
     double.stop().await;
     let s = CountingServer::start(&double, fast_patcher()).await;
-    assert!(!s.readiness.is_ready(), "caches not synced while the API is down");
+    assert!(
+        !s.readiness.is_ready(),
+        "caches not synced while the API is down"
+    );
     let review = fixture_json("admissionreview-delete-configmap.json");
     let r = answer(&s.server, &review).await;
     assert_eq!(r["allowed"], true, "reviews answered without the API");
-    assert!(r["warnings"][0].as_str().unwrap_or_default().contains("default-lots-config2"));
+    assert!(r["warnings"][0]
+        .as_str()
+        .unwrap_or_default()
+        .contains("default-lots-config2"));
 
     double.restart().await.expect("API back");
     let s = s.synced().await;

@@ -4,9 +4,13 @@
 //! Fleet's count invariant must hold throughout.
 
 use fleet_delete_guard::delta::batch::{self, Change, ChangeKind};
+use fleet_delete_guard::delta::bundle_deployment;
+use fleet_delete_guard::delta::gitrepo;
 use fleet_delete_guard::delta::recompute::gitrepo_status_from_bundle_deployments;
 use fleet_delete_guard::delta::DeletedResource;
-use fleet_delete_guard::fleet::status::{BundleDeployment, GitRepoStatus, ResourceCounts};
+use fleet_delete_guard::fleet::status::{
+    BundleDeployment, GitRepoStatus, NonReadyResource, ResourceCounts,
+};
 use fleet_delete_guard::fleet::{cluster_namespace, LABEL_CLUSTER, LABEL_CLUSTER_NAMESPACE};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -35,9 +39,13 @@ fn fixture_gitrepo() -> GitRepoStatus {
 /// (BD index, ConfigMap name) for the 11 fixture objects.
 fn resources() -> Vec<(usize, String)> {
     let mut out = Vec::new();
-    for (i, names) in [&["one", "two", "three", "four"][..], &["one", "two", "three", "four"], &["one", "two", "three"]]
-        .iter()
-        .enumerate()
+    for (i, names) in [
+        &["one", "two", "three", "four"][..],
+        &["one", "two", "three", "four"],
+        &["one", "two", "three"],
+    ]
+    .iter()
+    .enumerate()
     {
         for n in *names {
             out.push((i, format!("test-config{}-{n}", i + 1)));
@@ -47,7 +55,8 @@ fn resources() -> Vec<(usize, String)> {
 }
 
 fn cm(name: &str) -> DeletedResource {
-    DeletedResource::new("v1", "ConfigMap", Some("default"), name).with_created_at("2026-08-20T09:01:12Z")
+    DeletedResource::new("v1", "ConfigMap", Some("default"), name)
+        .with_created_at("2026-08-20T09:01:12Z")
 }
 
 fn strip_times(mut v: Value) -> Value {
@@ -80,17 +89,92 @@ fn conserved(c: &ResourceCounts) -> bool {
         && c.unknown == 0
 }
 
-fn changes_for(ops: &[(usize, bool)], objects: &[(usize, String)], bd_offset: usize) -> Vec<Change> {
+fn changes_for(
+    ops: &[(usize, bool)],
+    objects: &[(usize, String)],
+    bd_offset: usize,
+) -> Vec<Change> {
     ops.iter()
         .map(|&(i, delete)| {
             let (bd, name) = &objects[i % objects.len()];
             Change {
                 bd: bd + bd_offset,
                 resource: cm(name),
-                kind: if delete { ChangeKind::Missing } else { ChangeKind::Restored },
+                kind: if delete {
+                    ChangeKind::Missing
+                } else {
+                    ChangeKind::Restored
+                },
             }
         })
         .collect()
+}
+
+/// The two-cluster variant: the fixture's BDs plus copies on `fleet-default/downstream1`.
+fn two_cluster_bds() -> Vec<BundleDeployment> {
+    let mut list = fixture_bds();
+    let second: Vec<BundleDeployment> = list
+        .iter()
+        .map(|b| {
+            let mut b = b.clone();
+            b.metadata.uid = format!("0{}", &b.metadata.uid[1..]);
+            b.metadata.namespace = cluster_namespace("fleet-default", "downstream1");
+            b.metadata
+                .labels
+                .insert(LABEL_CLUSTER.into(), "downstream1".into());
+            b.metadata
+                .labels
+                .insert(LABEL_CLUSTER_NAMESPACE.into(), "fleet-default".into());
+            b
+        })
+        .collect();
+    list.extend(second);
+    list
+}
+
+/// Like `batch::apply`, but the GitRepo delta only knows the changed BD
+/// (`same_cluster == false`) or the BDs on its cluster.
+fn apply_partially(
+    gr: &mut GitRepoStatus,
+    list: &mut [BundleDeployment],
+    changes: &[Change],
+    same_cluster: bool,
+) {
+    for c in changes {
+        let bd = list[c.bd].clone();
+        let known: Vec<BundleDeployment> = if same_cluster {
+            list.iter()
+                .filter(|b| b.cluster_id() == bd.cluster_id())
+                .cloned()
+                .collect()
+        } else {
+            vec![bd.clone()]
+        };
+        match c.kind {
+            ChangeKind::Missing => gitrepo::mark_missing(gr, &bd, &c.resource, &known, NOW),
+            ChangeKind::Restored => gitrepo::unmark_missing(gr, &bd, &c.resource, &known, NOW),
+        };
+        let target = &mut list[c.bd];
+        let spec = target.spec.clone();
+        let status = target.status.as_mut().expect("status");
+        match c.kind {
+            ChangeKind::Missing => bundle_deployment::mark_missing(status, &spec, &c.resource, NOW),
+            ChangeKind::Restored => {
+                bundle_deployment::unmark_missing(status, &spec, &c.resource, NOW)
+            }
+        };
+    }
+}
+
+fn sorted_entries(s: &GitRepoStatus) -> Vec<String> {
+    let mut v: Vec<String> = s
+        .summary
+        .iter()
+        .flat_map(|s| s.non_ready_resources.iter())
+        .map(|e| serde_json::to_string(e).expect("json"))
+        .collect();
+    v.sort();
+    v
 }
 
 proptest! {
@@ -133,8 +217,47 @@ proptest! {
         }
     }
 
+    /// Whoever is first: in some batches Fleet's agent has already updated the
+    /// BDs before the webhook's GitRepo delta runs, and sometimes Fleet
+    /// recomputes the GitRepo in between. The result is always Fleet's.
+    #[test]
+    fn agent_first_and_fleet_recompute_interleave(
+        batches in prop::collection::vec(
+            (prop::collection::vec((0usize..11, prop::bool::weighted(0.7)), 1..4), 0u8..3),
+            1..10,
+        ),
+    ) {
+        let objects = resources();
+        let original = fixture_gitrepo();
+        let mut list = fixture_bds();
+        let mut gr = original.clone();
+        for (ops, mode) in batches {
+            let changes = changes_for(&ops, &objects, 0);
+            if mode == 1 {
+                // the agent reported first
+                for c in &changes {
+                    let bd = &mut list[c.bd];
+                    let spec = bd.spec.clone();
+                    let status = bd.status.as_mut().expect("status");
+                    match c.kind {
+                        ChangeKind::Missing => bundle_deployment::mark_missing(status, &spec, &c.resource, NOW),
+                        ChangeKind::Restored => bundle_deployment::unmark_missing(status, &spec, &c.resource, NOW),
+                    };
+                }
+            }
+            batch::apply(&mut gr, &mut list, &changes, NOW);
+            if mode == 2 {
+                // Fleet recomputed the GitRepo after the webhook's patch
+                gr = gitrepo_status_from_bundle_deployments(&gr, &list, NOW);
+            }
+            let want = gitrepo_status_from_bundle_deployments(&original, &list, NOW);
+            prop_assert_eq!(strip_times(json_of(&gr)), strip_times(json_of(&want)));
+        }
+    }
+
     /// Two clusters: everything but the Ready condition equals the recompute
-    /// (which Bundle's message Fleet shows depends on Bundle UIDs).
+    /// (which Bundle's message Fleet shows depends on Bundle UIDs). Batches of
+    /// four are first reported by the agent, then by the webhook.
     #[test]
     fn incremental_equals_recompute_on_two_clusters(
         ops in prop::collection::vec((0usize..22, prop::bool::weighted(0.7)), 1..30),
@@ -161,6 +284,19 @@ proptest! {
             for &(i, delete) in chunk {
                 changes.extend(changes_for(&[(i % 11, delete)], &objects, if i >= 11 { 3 } else { 0 }));
             }
+            let agent_first = batch_size == 4;
+            if agent_first {
+                // the agent reported these before the webhook's GitRepo delta
+                for c in &changes {
+                    let bd = &mut list[c.bd];
+                    let spec = bd.spec.clone();
+                    let status = bd.status.as_mut().expect("status");
+                    match c.kind {
+                        ChangeKind::Missing => bundle_deployment::mark_missing(status, &spec, &c.resource, NOW),
+                        ChangeKind::Restored => bundle_deployment::unmark_missing(status, &spec, &c.resource, NOW),
+                    };
+                }
+            }
             batch::apply(&mut gr, &mut list, &changes, NOW);
             let want = gitrepo_status_from_bundle_deployments(&original, &list, NOW);
             prop_assert_eq!(&gr.resource_counts, &want.resource_counts);
@@ -169,11 +305,57 @@ proptest! {
             prop_assert_eq!(gr.ready_clusters, want.ready_clusters);
             let (s, w) = (gr.summary.clone().expect("summary"), want.summary.clone().expect("summary"));
             prop_assert_eq!((s.ready, s.modified, s.desired_ready), (w.ready, w.modified, w.desired_ready));
-            prop_assert_eq!(&s, &w);
+            if agent_first {
+                // Entry order across clusters can lag when the agent was first.
+                let key = |e: &NonReadyResource| serde_json::to_string(e).expect("json");
+                let mut got: Vec<String> = s.non_ready_resources.iter().map(key).collect();
+                let mut exp: Vec<String> = w.non_ready_resources.iter().map(key).collect();
+                got.sort();
+                exp.sort();
+                prop_assert_eq!(got, exp);
+            } else {
+                prop_assert_eq!(&s, &w);
+            }
             prop_assert_eq!(&gr.display, &want.display);
             let total = gr.resource_counts.clone().expect("counts");
             prop_assert!(conserved(&total));
             prop_assert_eq!(total.desired_ready, 22);
+        }
+    }
+
+    /// Partial knowledge (the incremental path): the GitRepo delta sees only
+    /// the changed BD (one cluster) or the BDs of its cluster (two clusters).
+    /// Counts, resources, summary counters and entries, readyClusters, the
+    /// display and the Ready status still equal Fleet's recompute (which
+    /// Bundle's Ready message is shown needs the other BDs' UIDs).
+    #[test]
+    fn partial_knowledge_matches_recompute(
+        ops in prop::collection::vec((0usize..22, prop::bool::weighted(0.7)), 1..30),
+        batch_size in 1usize..4,
+        two_clusters in any::<bool>(),
+    ) {
+        let objects = resources();
+        let mut list = if two_clusters { two_cluster_bds() } else { fixture_bds() };
+        let original = gitrepo_status_from_bundle_deployments(&fixture_gitrepo(), &list, NOW);
+        let mut gr = original.clone();
+        for chunk in ops.chunks(batch_size) {
+            let mut changes = Vec::new();
+            for &(i, delete) in chunk {
+                let offset = if two_clusters && i >= 11 { 3 } else { 0 };
+                changes.extend(changes_for(&[(i % 11, delete)], &objects, offset));
+            }
+            apply_partially(&mut gr, &mut list, &changes, two_clusters);
+            let want = gitrepo_status_from_bundle_deployments(&original, &list, NOW);
+            prop_assert_eq!(&gr.resource_counts, &want.resource_counts);
+            prop_assert_eq!(&gr.per_cluster_resource_counts, &want.per_cluster_resource_counts);
+            prop_assert_eq!(&gr.resources, &want.resources);
+            prop_assert_eq!(gr.ready_clusters, want.ready_clusters);
+            let (s, w) = (gr.summary.clone().expect("summary"), want.summary.clone().expect("summary"));
+            prop_assert_eq!((s.ready, s.modified, s.desired_ready), (w.ready, w.modified, w.desired_ready));
+            prop_assert_eq!(sorted_entries(&gr), sorted_entries(&want));
+            prop_assert_eq!(&gr.display, &want.display);
+            let ready = |g: &GitRepoStatus| g.condition("Ready").map(|c| c.status.clone());
+            prop_assert_eq!(ready(&gr), ready(&want));
         }
     }
 }

@@ -47,7 +47,12 @@ impl BatchReport {
 /// Applies `changes` in order to the BDs (in place) and to `gitrepo`.
 /// `bds` should hold the GitRepo's BDs as currently known (at least those on
 /// the affected clusters); changes pointing outside it are skipped.
-pub fn apply(gitrepo: &mut GitRepoStatus, bds: &mut [BundleDeployment], changes: &[Change], now: &str) -> BatchReport {
+pub fn apply(
+    gitrepo: &mut GitRepoStatus,
+    bds: &mut [BundleDeployment],
+    changes: &[Change],
+    now: &str,
+) -> BatchReport {
     let mut report = BatchReport::default();
     for change in changes {
         let Some(bd) = bds.get(change.bd).cloned() else {
@@ -55,14 +60,22 @@ pub fn apply(gitrepo: &mut GitRepoStatus, bds: &mut [BundleDeployment], changes:
         };
         let outcome = match change.kind {
             ChangeKind::Missing => gitrepo::mark_missing(gitrepo, &bd, &change.resource, bds, now),
-            ChangeKind::Restored => gitrepo::unmark_missing(gitrepo, &bd, &change.resource, bds, now),
+            ChangeKind::Restored => {
+                gitrepo::unmark_missing(gitrepo, &bd, &change.resource, bds, now)
+            }
         };
         report.gitrepo.push(outcome);
-        let Some(target) = bds.get_mut(change.bd) else { continue };
+        let Some(target) = bds.get_mut(change.bd) else {
+            continue;
+        };
         let spec = target.spec.clone();
         let changed = match (target.status.as_mut(), change.kind) {
-            (Some(s), ChangeKind::Missing) => bundle_deployment::mark_missing(s, &spec, &change.resource, now),
-            (Some(s), ChangeKind::Restored) => bundle_deployment::unmark_missing(s, &spec, &change.resource, now),
+            (Some(s), ChangeKind::Missing) => {
+                bundle_deployment::mark_missing(s, &spec, &change.resource, now)
+            }
+            (Some(s), ChangeKind::Restored) => {
+                bundle_deployment::unmark_missing(s, &spec, &change.resource, now)
+            }
             (None, _) => false,
         };
         if changed && !report.changed_bds.contains(&change.bd) {

@@ -10,8 +10,8 @@
 use crate::fleet::conditions::set_error;
 use crate::fleet::state::{agent_updates_resource_status, condition_display, deployment_state};
 use crate::fleet::status::{
-    BundleDeploymentDisplay, BundleDeploymentResource, BundleDeploymentSpec, BundleDeploymentStatus,
-    ModifiedStatus, ResourceCounts,
+    BundleDeploymentDisplay, BundleDeploymentResource, BundleDeploymentSpec,
+    BundleDeploymentStatus, ModifiedStatus, ResourceCounts,
 };
 use crate::fleet::ResourceKey;
 
@@ -51,10 +51,24 @@ pub fn mark_missing(
     }
     let before = status.clone();
     let key = r.key();
-    let res_idx = status.resources.iter().position(|x| x.key().same_object(&key));
-    let mod_idx = status.modified_status.iter().position(|m| m.key().same_object(&key));
+    let res_idx = status
+        .resources
+        .iter()
+        .position(|x| x.key().same_object(&key));
+    let mod_idx = status
+        .modified_status
+        .iter()
+        .position(|m| m.key().same_object(&key));
 
     match (res_idx, mod_idx) {
+        // Listed nowhere. If it belongs here, a writer that does not count missing
+        // objects (an agent before the upstream fix) dropped it: count it as Fleet
+        // does, desiredReady = live + missing. A truncated list may hide it: leave it.
+        (None, None) if r.owned && !status.incomplete_state => {
+            insert_modified(status, ModifiedStatus::missing(&key));
+            add_count(status, |c| &mut c.missing, 1);
+            add_count(status, |c| &mut c.desired_ready, 1);
+        }
         (None, None) => return false,
         (None, Some(i)) => {
             let entry = &mut status.modified_status[i];
@@ -78,7 +92,10 @@ pub fn mark_missing(
         }
         (Some(i), _) => {
             let recorded = status.resources.remove(i).key();
-            let nr_idx = status.non_ready_status.iter().position(|n| n.key().same_object(&key));
+            let nr_idx = status
+                .non_ready_status
+                .iter()
+                .position(|n| n.key().same_object(&key));
             if let Some(j) = nr_idx {
                 status.non_ready_status.remove(j);
                 // An emptied list held fewer than 10 entries, so it was complete.
@@ -217,7 +234,9 @@ fn insert_resource(resources: &mut Vec<BundleDeploymentResource>, entry: BundleD
     let id = |x: &BundleDeploymentResource| ResourceKey::resource_id(&x.key());
     let own = gvk(&entry);
     let own_id = id(&entry);
-    let same: Vec<usize> = (0..resources.len()).filter(|&i| gvk(&resources[i]) == own).collect();
+    let same: Vec<usize> = (0..resources.len())
+        .filter(|&i| gvk(&resources[i]) == own)
+        .collect();
     let pos = match same.iter().find(|&&i| id(&resources[i]) > own_id) {
         Some(&i) => i,
         None => same.last().map_or(resources.len(), |&i| i + 1),
@@ -253,11 +272,122 @@ fn refresh_derived(status: &mut BundleDeploymentStatus, spec: &BundleDeploymentS
     };
     set_error(&mut status.conditions, "Ready", error.as_deref(), now);
 
-    let shown = |t: &str| status.condition(t).map(condition_display).unwrap_or_default();
+    let shown = |t: &str| {
+        status
+            .condition(t)
+            .map(condition_display)
+            .unwrap_or_default()
+    };
     let (deployed, monitored) = (shown("Deployed"), shown("Monitored"));
     let state = deployment_state(spec, status).to_string();
-    let display = status.display.get_or_insert_with(BundleDeploymentDisplay::default);
+    let display = status
+        .display
+        .get_or_insert_with(BundleDeploymentDisplay::default);
     display.deployed = deployed;
     display.monitored = monitored;
     display.state = state;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn res(api_version: &str, kind: &str, name: &str) -> BundleDeploymentResource {
+        BundleDeploymentResource {
+            kind: kind.into(),
+            api_version: api_version.into(),
+            namespace: "ns".into(),
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    fn status(resources: Vec<BundleDeploymentResource>) -> BundleDeploymentStatus {
+        let n = resources.len() as i64;
+        BundleDeploymentStatus {
+            ready: true,
+            non_modified: true,
+            resources,
+            resource_counts: Some(ResourceCounts {
+                ready: n,
+                desired_ready: n,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn restored_resource_goes_back_into_its_kind_group() {
+        let spec = BundleDeploymentSpec::default();
+        let mut st = status(vec![
+            res("apps/v1", "Deployment", "web"),
+            res("v1", "ConfigMap", "a"),
+            res("v1", "ConfigMap", "c"),
+            res("v1", "Service", "web"),
+        ]);
+        let orig = st.clone();
+        let r = DeletedResource::new("v1", "ConfigMap", Some("ns"), "a");
+        assert!(mark_missing(&mut st, &spec, &r, "t1"));
+        assert!(unmark_missing(&mut st, &spec, &r, "t2"));
+        assert_eq!(st.resources, orig.resources);
+        let r = DeletedResource::new("v1", "ConfigMap", Some("ns"), "c");
+        assert!(mark_missing(&mut st, &spec, &r, "t1"));
+        assert!(unmark_missing(&mut st, &spec, &r, "t2"));
+        assert_eq!(st.resources, orig.resources);
+    }
+
+    #[test]
+    fn unowned_object_deleted_stays_missing() {
+        let spec = BundleDeploymentSpec::default();
+        let mut st = status(vec![res("v1", "ConfigMap", "a")]);
+        let mut m = ModifiedStatus::missing(&ResourceKey::new("v1", "ConfigMap", Some("ns"), "b"));
+        m.exist = true;
+        st.modified_status.push(m);
+        st.non_modified = false;
+        if let Some(c) = st.resource_counts.as_mut() {
+            c.missing = 1;
+            c.desired_ready = 2;
+        }
+        let r = DeletedResource::new("v1", "ConfigMap", Some("ns"), "b");
+        assert!(mark_missing(&mut st, &spec, &r, "t"));
+        assert!(st.modified_status[0].is_missing());
+        assert_eq!(
+            st.resource_counts
+                .as_ref()
+                .map(|c| (c.missing, c.desired_ready)),
+            Some((1, 2))
+        );
+        assert_eq!(
+            st.condition("Ready").map(|c| c.message.as_str()),
+            Some("configmap.v1 ns/b missing")
+        );
+    }
+
+    #[test]
+    fn counts_are_left_alone_when_absent() {
+        let spec = BundleDeploymentSpec::default();
+        let mut st = status(vec![res("v1", "ConfigMap", "a")]);
+        st.resource_counts = None;
+        let r = DeletedResource::new("v1", "ConfigMap", Some("ns"), "a");
+        assert!(mark_missing(&mut st, &spec, &r, "t"));
+        assert!(st.resource_counts.is_none());
+        assert!(!st.non_modified);
+    }
+
+    #[test]
+    fn hidden_non_ready_is_guessed_from_counts() {
+        let spec = BundleDeploymentSpec::default();
+        let mut st = status(vec![res("v1", "ConfigMap", "a")]);
+        st.incomplete_state = true;
+        st.ready = false;
+        if let Some(c) = st.resource_counts.as_mut() {
+            c.ready = 0;
+            c.not_ready = 1;
+        }
+        let r = DeletedResource::new("v1", "ConfigMap", Some("ns"), "a");
+        assert!(mark_missing(&mut st, &spec, &r, "t"));
+        let c = st.resource_counts.clone().unwrap_or_default();
+        assert_eq!((c.ready, c.not_ready, c.missing), (0, 0, 1));
+    }
 }

@@ -70,17 +70,27 @@ mod tests {
     fn diff_then_apply_round_trips() {
         let cases = [
             (json!({}), json!({})),
-            (json!({"a": 1, "b": {"c": 2, "d": 3}}), json!({"a": 1, "b": {"c": 5}})),
+            (
+                json!({"a": 1, "b": {"c": 2, "d": 3}}),
+                json!({"a": 1, "b": {"c": 5}}),
+            ),
             (json!({"a": [1, 2]}), json!({"a": [2]})),
             (json!({"a": {"x": 1}}), json!({"a": 7})),
             (json!({"a": 7}), json!({"a": {"x": {"y": 1}}})),
-            (json!({"nonModified": true, "ready": true}), json!({"ready": true, "modifiedStatus": [{"missing": true}]})),
+            (
+                json!({"nonModified": true, "ready": true}),
+                json!({"ready": true, "modifiedStatus": [{"missing": true}]}),
+            ),
             (json!(1), json!({"a": 1})),
             (json!({"a": 1}), json!([1])),
         ];
         for (old, new) in cases {
             let patch = merge_patch_diff(&old, &new);
-            assert_eq!(apply(&old, &patch), new, "old={old} new={new} patch={patch}");
+            assert_eq!(
+                apply(&old, &patch),
+                new,
+                "old={old} new={new} patch={patch}"
+            );
         }
     }
 

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::fleet::conditions::set_condition;
 use crate::fleet::state::{deployment_state, READY};
 use crate::fleet::status::{
-    BundleDeployment, BundleSummary, GitRepoStatus, Resource, ResourceCounts, StatusDisplay,
+    BundleDeployment, BundleSummary, GitRepoStatus, Resource, ResourceCounts,
 };
 use crate::fleet::ResourceKey;
 
@@ -39,20 +39,77 @@ pub fn gitrepo_status_from_bundle_deployments(
     let mut sorted: Vec<&BundleDeployment> = bds.iter().collect();
     sorted.sort_by(|a, b| a.metadata.uid.cmp(&b.metadata.uid));
 
+    // resourcestatus.SetResources
+    out.resources = aggregate_resources(&sorted);
+    let mut total = ResourceCounts {
+        other: status
+            .resource_counts
+            .as_ref()
+            .map(|c| c.other.clone())
+            .unwrap_or_default(),
+        ..ResourceCounts::default()
+    };
+    let mut by_cluster: BTreeMap<String, ResourceCounts> = BTreeMap::new();
+    for bd in &sorted {
+        let counts = bd
+            .status_or_default()
+            .resource_counts
+            .clone()
+            .unwrap_or_default();
+        total.add_scaled(&counts, 1);
+        let id = bd.cluster_id();
+        let slot = by_cluster
+            .entry(id.clone())
+            .or_insert_with(|| ResourceCounts {
+                other: status
+                    .per_cluster_resource_counts
+                    .get(&id)
+                    .map(|c| c.other.clone())
+                    .unwrap_or_default(),
+                ..ResourceCounts::default()
+            });
+        slot.add_scaled(&counts, 1);
+    }
+    out.resource_counts = Some(total);
+    out.per_cluster_resource_counts = by_cluster;
+
+    set_bundle_deployment_fields(&mut out, &sorted, now);
+    out
+}
+
+/// The BD-level part of Fleet's recompute: summary, readyClusters,
+/// desiredReadyClusters, display and the Ready condition, from all of the
+/// GitRepo's BDs sorted by UID. Previous values in `status` only supply
+/// unknown fields, the display message fallback, and condition timestamps.
+pub(crate) fn set_bundle_deployment_fields(
+    status: &mut GitRepoStatus,
+    sorted: &[&BundleDeployment],
+    now: &str,
+) {
     // status.SetFields
     let mut summary = BundleSummary {
-        other: status.summary.as_ref().map(|s| s.other.clone()).unwrap_or_default(),
+        other: status
+            .summary
+            .as_ref()
+            .map(|s| s.other.clone())
+            .unwrap_or_default(),
         ..BundleSummary::default()
     };
     let mut per_cluster: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
-    for bd in &sorted {
+    for bd in sorted {
         increment_state(&mut summary, &bd.metadata.name, bd);
         summary.desired_ready = summary.desired_ready.saturating_add(1);
         if bd.has_cluster_labels() {
             let labels = &bd.metadata.labels;
             let key = (
-                labels.get(crate::fleet::LABEL_CLUSTER_NAMESPACE).cloned().unwrap_or_default(),
-                labels.get(crate::fleet::LABEL_CLUSTER).cloned().unwrap_or_default(),
+                labels
+                    .get(crate::fleet::LABEL_CLUSTER_NAMESPACE)
+                    .cloned()
+                    .unwrap_or_default(),
+                labels
+                    .get(crate::fleet::LABEL_CLUSTER)
+                    .cloned()
+                    .unwrap_or_default(),
             );
             let entry = per_cluster.entry(key).or_default();
             entry.0 += 1;
@@ -61,65 +118,58 @@ pub fn gitrepo_status_from_bundle_deployments(
             }
         }
     }
-    out.desired_ready_clusters = Some(per_cluster.len() as i64);
-    out.ready_clusters = Some(per_cluster.values().filter(|(n, r)| n == r && *r > 0).count() as i64);
-
-    // resourcestatus.SetResources
-    out.resources = aggregate_resources(&sorted);
-    let mut total = ResourceCounts {
-        other: status.resource_counts.as_ref().map(|c| c.other.clone()).unwrap_or_default(),
-        ..ResourceCounts::default()
-    };
-    let mut by_cluster: BTreeMap<String, ResourceCounts> = BTreeMap::new();
-    for bd in &sorted {
-        let counts = bd.status_or_default().resource_counts.clone().unwrap_or_default();
-        total.add_scaled(&counts, 1);
-        let id = bd.cluster_id();
-        let slot = by_cluster.entry(id.clone()).or_insert_with(|| ResourceCounts {
-            other: status.per_cluster_resource_counts.get(&id).map(|c| c.other.clone()).unwrap_or_default(),
-            ..ResourceCounts::default()
-        });
-        slot.add_scaled(&counts, 1);
-    }
-    out.resource_counts = Some(total);
-    out.per_cluster_resource_counts = by_cluster;
+    status.desired_ready_clusters = Some(per_cluster.len() as i64);
+    status.ready_clusters = Some(
+        per_cluster
+            .values()
+            .filter(|(n, r)| n == r && *r > 0)
+            .count() as i64,
+    );
 
     // summary.SetReadyConditions(gitrepo, "Bundle", summary)
     let own = ready_message(&summary, "Bundle");
     let reason = if own.is_empty() {
         String::new()
     } else {
-        status.condition("Ready").map(|c| c.reason.clone()).unwrap_or_default()
+        status
+            .condition("Ready")
+            .map(|c| c.reason.clone())
+            .unwrap_or_default()
     };
 
     // display, GitUpdating
-    let previous = status.display.clone().unwrap_or_else(StatusDisplay::default);
-    out.display = Some(display_from_summary(&summary, &status.git_job_status, &previous));
-    out.summary = Some(summary);
+    let previous = status.display.clone().unwrap_or_default();
+    status.display = Some(display_from_summary(
+        &summary,
+        &status.git_job_status,
+        &previous,
+    ));
+    status.summary = Some(summary);
 
     // setReadyStatusFromBundle: first not-ready bundle wins.
-    let mut bundles: Vec<(&str, Vec<&BundleDeployment>)> = Vec::new();
+    let mut bundles: Vec<Vec<&BundleDeployment>> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
-    for bd in &sorted {
+    for bd in sorted {
         let name = bd.bundle_name();
         match index.get(name) {
-            Some(&i) => bundles[i].1.push(bd),
+            Some(&i) => bundles[i].push(bd),
             None => {
                 index.insert(name, bundles.len());
-                bundles.push((name, vec![bd]));
+                bundles.push(vec![bd]);
             }
         }
     }
     let bundle_msg = bundles
         .iter()
-        .map(|(_, bds)| bundle_ready_message(bds))
+        .map(|bds| bundle_ready_message(bds))
         .find(|m| !m.is_empty());
     match bundle_msg {
-        Some(msg) => set_condition(&mut out.conditions, "Ready", "False", &msg, "", now),
-        None if own.is_empty() => set_condition(&mut out.conditions, "Ready", "True", "", "", now),
-        None => set_condition(&mut out.conditions, "Ready", "False", &own, &reason, now),
+        Some(msg) => set_condition(&mut status.conditions, "Ready", "False", &msg, "", now),
+        None if own.is_empty() => {
+            set_condition(&mut status.conditions, "Ready", "True", "", "", now)
+        }
+        None => set_condition(&mut status.conditions, "Ready", "False", &own, &reason, now),
     };
-    out
 }
 
 /// `fromResources` + `aggregateResourceStatesClustersMap`.
@@ -130,7 +180,10 @@ pub(crate) fn aggregate_resources(bds: &[&BundleDeployment]) -> Vec<Resource> {
     for bd in &items {
         let cluster = bd.cluster_id();
         for (key, state) in bundle_deployment_resource_states(bd) {
-            by_key.entry(key).or_default().push((state, cluster.clone()));
+            by_key
+                .entry(key)
+                .or_default()
+                .push((state, cluster.clone()));
         }
     }
     let mut keys: Vec<ResourceKey> = by_key.keys().cloned().collect();

@@ -18,6 +18,10 @@ pub struct DeletedResource {
     /// The object's creationTimestamp, so undoing the delta can restore the
     /// BD `resources[].createdAt` Fleet had.
     pub created_at: Option<String>,
+    /// Known to belong to the BundleDeployment (its objectset labels say so), even when
+    /// the status no longer lists it: a Fleet agent older than the upstream fix drops a
+    /// missing object from its status altogether.
+    pub owned: bool,
 }
 
 impl DeletedResource {
@@ -29,7 +33,14 @@ impl DeletedResource {
             namespace: namespace.filter(|ns| !ns.is_empty()).map(str::to_string),
             name: name.to_string(),
             created_at: None,
+            owned: false,
         }
+    }
+
+    /// Marks the object as known to belong to the BundleDeployment (see [`Self::owned`]).
+    pub fn owned(mut self) -> Self {
+        self.owned = true;
+        self
     }
 
     /// Adds the creationTimestamp of the deleted object.
@@ -58,7 +69,12 @@ impl DeletedResource {
 
     /// Fleet's resource key for this object.
     pub fn key(&self) -> ResourceKey {
-        ResourceKey::new(&self.api_version, &self.kind, self.namespace.as_deref(), &self.name)
+        ResourceKey::new(
+            &self.api_version,
+            &self.kind,
+            self.namespace.as_deref(),
+            &self.name,
+        )
     }
 
     /// BD modifiedStatus string once missing: `configmap.v1 default/x missing`.
@@ -85,7 +101,10 @@ mod tests {
     #[test]
     fn string_forms() {
         let r = DeletedResource::new("v1", "ConfigMap", Some("default"), "test-config2-one");
-        assert_eq!(r.missing_message(), "configmap.v1 default/test-config2-one missing");
+        assert_eq!(
+            r.missing_message(),
+            "configmap.v1 default/test-config2-one missing"
+        );
         assert_eq!(r.resource_type(), "configmap");
         assert_eq!(r.resource_id(), "default/test-config2-one");
         let cr = DeletedResource::new("rbac.authorization.k8s.io/v1", "ClusterRole", Some(""), "x");

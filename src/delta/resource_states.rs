@@ -37,16 +37,30 @@ pub fn resources_default_state(bd: &BundleDeployment) -> String {
 
 /// Every resource a BD reports, with its state: live resources get the
 /// default state, then non-ready and modified entries override it.
-pub fn bundle_deployment_resource_states(bd: &BundleDeployment) -> BTreeMap<ResourceKey, ResourceState> {
+pub fn bundle_deployment_resource_states(
+    bd: &BundleDeployment,
+) -> BTreeMap<ResourceKey, ResourceState> {
     let status = bd.status_or_default();
     let incomplete = status.incomplete_state;
     let default_state = resources_default_state(bd);
     let mut out = BTreeMap::new();
     for r in &status.resources {
-        out.insert(r.key(), ResourceState { state: default_state.clone(), incomplete });
+        out.insert(
+            r.key(),
+            ResourceState {
+                state: default_state.clone(),
+                incomplete,
+            },
+        );
     }
     for n in &status.non_ready_status {
-        out.insert(n.key(), ResourceState { state: n.summary.state.clone(), incomplete });
+        out.insert(
+            n.key(),
+            ResourceState {
+                state: n.summary.state.clone(),
+                incomplete,
+            },
+        );
     }
     for m in &status.modified_status {
         let state = if m.delete {
@@ -56,7 +70,13 @@ pub fn bundle_deployment_resource_states(bd: &BundleDeployment) -> BTreeMap<Reso
         } else {
             "Modified"
         };
-        out.insert(m.key(), ResourceState { state: state.to_string(), incomplete });
+        out.insert(
+            m.key(),
+            ResourceState {
+                state: state.to_string(),
+                incomplete,
+            },
+        );
     }
     out
 }
@@ -75,4 +95,73 @@ pub fn per_cluster_list(state: &str) -> Option<&'static str> {
         "Unknown" => "Unknown",
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::status::{
+        BundleDeploymentResource, BundleDeploymentStatus, ModifiedStatus, NonReadyStatus,
+        NonReadySummary,
+    };
+
+    fn bd(incomplete: bool) -> BundleDeployment {
+        let res = |n: &str| BundleDeploymentResource {
+            kind: "ConfigMap".into(),
+            api_version: "v1".into(),
+            namespace: "default".into(),
+            name: n.into(),
+            ..Default::default()
+        };
+        let key = |n: &str| ResourceKey::new("v1", "ConfigMap", Some("default"), n);
+        BundleDeployment {
+            status: Some(BundleDeploymentStatus {
+                ready: false,
+                incomplete_state: incomplete,
+                resources: vec![res("a"), res("b"), res("c")],
+                non_ready_status: vec![NonReadyStatus {
+                    kind: "ConfigMap".into(),
+                    api_version: "v1".into(),
+                    namespace: "default".into(),
+                    name: "b".into(),
+                    summary: NonReadySummary {
+                        state: "updating".into(),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                }],
+                modified_status: vec![ModifiedStatus::missing(&key("gone"))],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn states_like_fleet() {
+        let states = bundle_deployment_resource_states(&bd(false));
+        let state = |n: &str| {
+            states[&ResourceKey::new("v1", "ConfigMap", Some("default"), n)]
+                .state
+                .clone()
+        };
+        assert_eq!(state("a"), "Ready");
+        assert_eq!(state("b"), "updating");
+        assert_eq!(state("gone"), "Missing");
+        let states = bundle_deployment_resource_states(&bd(true));
+        assert_eq!(
+            states[&ResourceKey::new("v1", "ConfigMap", Some("default"), "a")].state,
+            "Unknown"
+        );
+        assert!(states.values().all(|s| s.incomplete));
+    }
+
+    #[test]
+    fn per_cluster_lists() {
+        assert_eq!(per_cluster_list("updating"), Some("NotReady"));
+        assert_eq!(per_cluster_list("error"), Some("NotReady"));
+        assert_eq!(per_cluster_list("Missing"), Some("Missing"));
+        assert_eq!(per_cluster_list("in-progress"), None);
+        assert_eq!(per_cluster_list("OutOfSync"), None);
+    }
 }

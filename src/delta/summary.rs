@@ -42,18 +42,32 @@ pub fn increment_state(summary: &mut BundleSummary, name: &str, bd: &BundleDeplo
 pub fn ready_message(summary: &BundleSummary, referenced_kind: &str) -> String {
     use crate::fleet::state::*;
     let mut messages = Vec::new();
-    for state in [OUT_OF_SYNC, NOT_READY, WAIT_APPLIED, ERR_APPLIED, PENDING, MODIFIED] {
+    for state in [
+        OUT_OF_SYNC,
+        NOT_READY,
+        WAIT_APPLIED,
+        ERR_APPLIED,
+        PENDING,
+        MODIFIED,
+    ] {
         let count = summary.counter(state);
         if count <= 0 {
             continue;
         }
-        let Some(v) = summary.non_ready_resources.iter().find(|v| v.bundle_state == state) else {
+        let Some(v) = summary
+            .non_ready_resources
+            .iter()
+            .find(|v| v.bundle_state == state)
+        else {
             continue;
         };
         if v.message.is_empty() {
             messages.push(format!("{state}({count}) [{referenced_kind} {}]", v.name));
         } else {
-            messages.push(format!("{state}({count}) [{referenced_kind} {}: {}]", v.name, v.message));
+            messages.push(format!(
+                "{state}({count}) [{referenced_kind} {}: {}]",
+                v.name, v.message
+            ));
         }
         messages.extend(v.modified_status.iter().take(4).map(ToString::to_string));
         messages.extend(v.non_ready_status.iter().take(4).map(ToString::to_string));
@@ -89,9 +103,20 @@ fn cluster_name(bd: &BundleDeployment) -> &str {
 /// with `State(`), as opposed to e.g. a Bundle's rendering error.
 pub fn is_bundle_state_message(message: &str) -> bool {
     use crate::fleet::state::*;
-    [OUT_OF_SYNC, NOT_READY, WAIT_APPLIED, ERR_APPLIED, PENDING, MODIFIED]
-        .iter()
-        .any(|s| message.strip_prefix(s).is_some_and(|rest| rest.starts_with('(')))
+    [
+        OUT_OF_SYNC,
+        NOT_READY,
+        WAIT_APPLIED,
+        ERR_APPLIED,
+        PENDING,
+        MODIFIED,
+    ]
+    .iter()
+    .any(|s| {
+        message
+            .strip_prefix(s)
+            .is_some_and(|rest| rest.starts_with('('))
+    })
 }
 
 /// GitRepo `display` from its summary: `readyBundleDeployments`, the
@@ -100,10 +125,22 @@ pub fn is_bundle_state_message(message: &str) -> bool {
 ///
 /// `previous` supplies the message when the BD in that state is beyond the
 /// 10 listed entries.
-pub fn display_from_summary(summary: &BundleSummary, git_job_status: &str, previous: &StatusDisplay) -> StatusDisplay {
+pub fn display_from_summary(
+    summary: &BundleSummary,
+    git_job_status: &str,
+    previous: &StatusDisplay,
+) -> StatusDisplay {
     use crate::fleet::state::*;
     let mut max_state = "";
-    for state in [READY, NOT_READY, PENDING, OUT_OF_SYNC, MODIFIED, WAIT_APPLIED, ERR_APPLIED] {
+    for state in [
+        READY,
+        NOT_READY,
+        PENDING,
+        OUT_OF_SYNC,
+        MODIFIED,
+        WAIT_APPLIED,
+        ERR_APPLIED,
+    ] {
         if summary.counter(state) > 0 && state_rank(state) > state_rank(max_state) {
             max_state = state;
         }
@@ -114,7 +151,11 @@ pub fn display_from_summary(summary: &BundleSummary, git_job_status: &str, previ
     let message = if max_state.is_empty() {
         String::new()
     } else {
-        match summary.non_ready_resources.iter().find(|e| e.bundle_state == max_state) {
+        match summary
+            .non_ready_resources
+            .iter()
+            .find(|e| e.bundle_state == max_state)
+        {
             Some(e) => e.message.clone(),
             None if previous.state == max_state => previous.message.clone(),
             None => String::new(),
@@ -130,4 +171,102 @@ pub fn display_from_summary(summary: &BundleSummary, git_job_status: &str, previ
     display.error = !message.is_empty();
     display.message = message;
     display
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::status::ModifiedStatus;
+    use crate::fleet::ResourceKey;
+
+    fn entry(name: &str, state: &str, missing: &[&str]) -> NonReadyResource {
+        NonReadyResource {
+            name: name.into(),
+            bundle_state: state.into(),
+            modified_status: missing
+                .iter()
+                .map(|n| {
+                    ModifiedStatus::missing(&ResourceKey::new(
+                        "v1",
+                        "ConfigMap",
+                        Some("default"),
+                        n,
+                    ))
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ready_message_like_fleet() {
+        let mut s = BundleSummary {
+            modified: 1,
+            ready: 2,
+            desired_ready: 3,
+            ..Default::default()
+        };
+        s.non_ready_resources
+            .push(entry("lots-config2", "Modified", &["test-config2-one"]));
+        assert_eq!(
+            ready_message(&s, "Bundle"),
+            "Modified(1) [Bundle lots-config2]; configmap.v1 default/test-config2-one missing"
+        );
+        // Only the first entry per state, at most 4 strings of it, sorted bytewise.
+        s.modified = 2;
+        s.non_ready_resources[0] = entry("b", "Modified", &["e", "d", "c", "b", "a"]);
+        s.non_ready_resources.push(entry("a", "Modified", &["z"]));
+        assert_eq!(
+            ready_message(&s, "Cluster"),
+            "Modified(2) [Cluster b]; configmap.v1 default/b missing; configmap.v1 default/c missing; \
+             configmap.v1 default/d missing; configmap.v1 default/e missing"
+        );
+        s.non_ready_resources[0].message = "boom".into();
+        assert!(ready_message(&s, "Cluster").starts_with("Modified(2) [Cluster b: boom]"));
+        assert_eq!(ready_message(&BundleSummary::default(), "Bundle"), "");
+    }
+
+    #[test]
+    fn display_picks_highest_rank_and_git_updating() {
+        let mut s = BundleSummary {
+            modified: 1,
+            not_ready: 1,
+            ready: 1,
+            desired_ready: 3,
+            ..Default::default()
+        };
+        s.non_ready_resources.push(NonReadyResource {
+            message: "nr".into(),
+            ..entry("x", "NotReady", &[])
+        });
+        s.non_ready_resources.push(NonReadyResource {
+            message: "mod".into(),
+            ..entry("y", "Modified", &[])
+        });
+        let d = display_from_summary(&s, "Current", &StatusDisplay::default());
+        assert_eq!(
+            (d.state.as_str(), d.message.as_str(), d.error),
+            ("Modified", "mod", true)
+        );
+        assert_eq!(d.ready_bundle_deployments, "1/3");
+        let d = display_from_summary(&s, "GitUpdating", &StatusDisplay::default());
+        assert_eq!(d.state, "GitUpdating");
+        let all_ready = BundleSummary {
+            ready: 2,
+            desired_ready: 2,
+            ..Default::default()
+        };
+        let d = display_from_summary(&all_ready, "Current", &StatusDisplay::default());
+        assert_eq!((d.state.as_str(), d.error), ("", false));
+    }
+
+    #[test]
+    fn bundle_state_messages_are_recognised() {
+        assert!(is_bundle_state_message("Modified(1) [Cluster a/b]"));
+        assert!(is_bundle_state_message("NotReady(2) [Bundle x]; y"));
+        assert!(!is_bundle_state_message(
+            "failed to render: chart not found"
+        ));
+        assert!(!is_bundle_state_message("Modified"));
+    }
 }

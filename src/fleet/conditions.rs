@@ -48,7 +48,12 @@ pub fn set_condition(
 /// Wrangler's `SetError` as the agent uses it for the BD Ready condition:
 /// `None` → True with empty message and reason; `Some(msg)` → False,
 /// reason `Error`.
-pub fn set_error(conditions: &mut Vec<Condition>, type_: &str, error: Option<&str>, now: &str) -> bool {
+pub fn set_error(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    error: Option<&str>,
+    now: &str,
+) -> bool {
     match error {
         None => set_condition(conditions, type_, "True", "", "", now),
         Some(msg) => set_condition(conditions, type_, "False", msg, "Error", now),
@@ -78,7 +83,11 @@ mod tests {
 
     #[test]
     fn creates_missing_condition_at_the_end() {
-        let mut conds = vec![Condition { type_: "A".into(), status: "True".into(), ..Default::default() }];
+        let mut conds = vec![Condition {
+            type_: "A".into(),
+            status: "True".into(),
+            ..Default::default()
+        }];
         assert!(set_condition(&mut conds, "Ready", "False", "m", "", "t"));
         assert_eq!(conds.len(), 2);
         assert_eq!(conds[1].type_, "Ready");

@@ -59,7 +59,10 @@ mod tests {
 
     #[test]
     fn short_names_are_joined_unchanged() {
-        assert_eq!(safe_concat_name(&["default", "lots-config2"]), "default-lots-config2");
+        assert_eq!(
+            safe_concat_name(&["default", "lots-config2"]),
+            "default-lots-config2"
+        );
         assert_eq!(safe_concat_name(&[]), "");
     }
 

@@ -74,7 +74,10 @@ impl ResourceKey {
 
     /// Order Fleet's agent sorts `modifiedStatus` by: `apiVersion/kind/ns/name`.
     pub fn modified_sort_key(&self) -> String {
-        format!("{}/{}/{}/{}", self.api_version, self.kind, self.namespace, self.name)
+        format!(
+            "{}/{}/{}/{}",
+            self.api_version, self.kind, self.namespace, self.name
+        )
     }
 }
 
@@ -111,17 +114,26 @@ mod tests {
         assert_eq!(cm.resource_type(), "configmap");
         assert_eq!(cm.resource_id(), "default/test-config2-one");
         assert_eq!(cm.fleet_name(), "configmap.v1 default/test-config2-one");
-        assert_eq!(cm.modified_sort_key(), "v1/ConfigMap/default/test-config2-one");
+        assert_eq!(
+            cm.modified_sort_key(),
+            "v1/ConfigMap/default/test-config2-one"
+        );
 
         let cr = ResourceKey::new("rbac.authorization.k8s.io/v1", "ClusterRole", None, "admin");
         assert_eq!(cr.resource_type(), "rbac.authorization.k8s.io.clusterrole");
         assert_eq!(cr.resource_id(), "admin");
-        assert_eq!(cr.fleet_name(), "clusterrole.rbac.authorization.k8s.io admin");
+        assert_eq!(
+            cr.fleet_name(),
+            "clusterrole.rbac.authorization.k8s.io admin"
+        );
 
         let d = ResourceKey::new("apps/v1", "Deployment", Some("ns"), "web");
         assert_eq!(d.resource_type(), "apps.deployment");
         assert_eq!(d.fleet_name(), "deployment.apps ns/web");
-        assert_eq!(ResourceKey::new("", "Thing", None, "x").fleet_name(), "thing x");
+        assert_eq!(
+            ResourceKey::new("", "Thing", None, "x").fleet_name(),
+            "thing x"
+        );
     }
 
     #[test]

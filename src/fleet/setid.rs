@@ -48,12 +48,22 @@ mod tests {
     fn worked_example_standalone_and_rancher() {
         let id = set_id("lots-config-one", DEFAULT_LABEL_PREFIX, "");
         assert_eq!(id, "default-lots-config-one");
-        assert_eq!(object_set_hash(&id), "ec4b361339aee0ed3797931ec95840485448986c");
+        assert_eq!(
+            object_set_hash(&id),
+            "ec4b361339aee0ed3797931ec95840485448986c"
+        );
 
-        let id = set_id("lots-config-one", DEFAULT_LABEL_PREFIX, "cattle-fleet-local-system");
+        let id = set_id(
+            "lots-config-one",
+            DEFAULT_LABEL_PREFIX,
+            "cattle-fleet-local-system",
+        );
         assert_eq!(id, "default-lots-config-one-cattle-fleet-local-system");
         assert_eq!(id.len(), 49);
-        assert_eq!(object_set_hash(&id), "f34ee4454c5178beebc55b97344d8b61972f603f");
+        assert_eq!(
+            object_set_hash(&id),
+            "f34ee4454c5178beebc55b97344d8b61972f603f"
+        );
     }
 
     #[test]
@@ -69,7 +79,10 @@ mod tests {
 
     #[test]
     fn fleet_agent_special_case() {
-        assert_eq!(set_id("fleet-agent-local", "default", ""), "fleet-agent-bootstrap");
+        assert_eq!(
+            set_id("fleet-agent-local", "default", ""),
+            "fleet-agent-bootstrap"
+        );
         assert_eq!(
             set_id("fleet-agent-c-abc", "default", "cattle-fleet-local-system"),
             "fleet-agent-bootstrap-cattle-fleet-local-system"

@@ -35,9 +35,15 @@ pub fn state_rank(state: &str) -> u8 {
 
 /// `GetDeploymentState`: the state the upstream BD reconciler shows in
 /// `display.state` and the GitRepo summary counts.
-pub fn deployment_state(spec: &BundleDeploymentSpec, status: &BundleDeploymentStatus) -> &'static str {
+pub fn deployment_state(
+    spec: &BundleDeploymentSpec,
+    status: &BundleDeploymentStatus,
+) -> &'static str {
     if status.applied_deployment_id != spec.deployment_id {
-        if status.condition("Deployed").is_some_and(|c| c.status == "False") {
+        if status
+            .condition("Deployed")
+            .is_some_and(|c| c.status == "False")
+        {
             return ERR_APPLIED;
         }
         return WAIT_APPLIED;
@@ -56,8 +62,16 @@ pub fn deployment_state(spec: &BundleDeploymentSpec, status: &BundleDeploymentSt
 
 /// `MessageFromDeployment`: Deployed message, else Installed (only for the
 /// current deployment), else Monitored. Usually empty.
-pub fn message_from_deployment(spec: &BundleDeploymentSpec, status: &BundleDeploymentStatus) -> String {
-    let msg = |t: &str| status.condition(t).map(|c| c.message.clone()).unwrap_or_default();
+pub fn message_from_deployment(
+    spec: &BundleDeploymentSpec,
+    status: &BundleDeploymentStatus,
+) -> String {
+    let msg = |t: &str| {
+        status
+            .condition(t)
+            .map(|c| c.message.clone())
+            .unwrap_or_default()
+    };
     let mut message = msg("Deployed");
     if message.is_empty() && status.applied_deployment_id == spec.deployment_id {
         message = msg("Installed");
@@ -71,9 +85,14 @@ pub fn message_from_deployment(spec: &BundleDeploymentSpec, status: &BundleDeplo
 /// The agent only rewrites resource status when the current deployment is
 /// applied and installed (`ShouldUpdateStatus`); otherwise Fleet would not
 /// report a deletion either.
-pub fn agent_updates_resource_status(spec: &BundleDeploymentSpec, status: &BundleDeploymentStatus) -> bool {
+pub fn agent_updates_resource_status(
+    spec: &BundleDeploymentSpec,
+    status: &BundleDeploymentStatus,
+) -> bool {
     spec.deployment_id == status.applied_deployment_id
-        && !status.condition("Installed").is_some_and(|c| c.status == "False")
+        && status
+            .condition("Installed")
+            .is_none_or(|c| c.status != "False")
 }
 
 /// The upstream BD reconciler's `conditionToMessage` for display strings.
@@ -90,7 +109,11 @@ mod tests {
     use super::*;
 
     fn cond(t: &str, s: &str) -> Condition {
-        Condition { type_: t.into(), status: s.into(), ..Default::default() }
+        Condition {
+            type_: t.into(),
+            status: s.into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -115,7 +138,10 @@ mod tests {
         assert_eq!(deployment_state(&spec, &st), WAIT_APPLIED);
         st.conditions.push(cond("Deployed", "False"));
         assert_eq!(deployment_state(&spec, &st), ERR_APPLIED);
-        let staged = BundleDeploymentSpec { staged_deployment_id: "b".into(), ..spec.clone() };
+        let staged = BundleDeploymentSpec {
+            staged_deployment_id: "b".into(),
+            ..spec.clone()
+        };
         let st = BundleDeploymentStatus {
             applied_deployment_id: "a".into(),
             ready: true,
@@ -130,11 +156,20 @@ mod tests {
     fn message_precedence() {
         let spec = BundleDeploymentSpec::default();
         let mut st = BundleDeploymentStatus::default();
-        st.conditions.push(Condition { message: "mon".into(), ..cond("Monitored", "True") });
+        st.conditions.push(Condition {
+            message: "mon".into(),
+            ..cond("Monitored", "True")
+        });
         assert_eq!(message_from_deployment(&spec, &st), "mon");
-        st.conditions.push(Condition { message: "inst".into(), ..cond("Installed", "True") });
+        st.conditions.push(Condition {
+            message: "inst".into(),
+            ..cond("Installed", "True")
+        });
         assert_eq!(message_from_deployment(&spec, &st), "inst");
-        st.conditions.push(Condition { message: "dep".into(), ..cond("Deployed", "True") });
+        st.conditions.push(Condition {
+            message: "dep".into(),
+            ..cond("Deployed", "True")
+        });
         assert_eq!(message_from_deployment(&spec, &st), "dep");
     }
 }

@@ -120,7 +120,14 @@ impl Marks {
         };
         self.by_uid.insert(
             object.uid.clone(),
-            Mark { object, state, since: now, checked: None, reapplied, defended },
+            Mark {
+                object,
+                state,
+                since: now,
+                checked: None,
+                reapplied,
+                defended,
+            },
         );
     }
 
@@ -159,7 +166,9 @@ impl Marks {
     pub fn defended_on(&self, bd_namespace: &str, bd_name: &str) -> Vec<Tracked> {
         self.by_uid
             .values()
-            .filter(|m| m.defended && m.object.bd.namespace == bd_namespace && m.object.bd.name == bd_name)
+            .filter(|m| {
+                m.defended && m.object.bd.namespace == bd_namespace && m.object.bd.name == bd_name
+            })
             .map(|m| m.object.clone())
             .collect()
     }
@@ -245,13 +254,21 @@ mod tests {
         assert_eq!(marks.get("u1").map(|m| m.state), Some(MarkState::Confirmed));
 
         marks.marked(tracked("u2", "b"), now, true);
-        assert_eq!(marks.checked("u2", Seen::Same { terminating: false }, now, &t()), Next::Keep, "deletion may still be in flight");
+        assert_eq!(
+            marks.checked("u2", Seen::Same { terminating: false }, now, &t()),
+            Next::Keep,
+            "deletion may still be in flight"
+        );
         let later = now + Duration::from_secs(6);
         assert_eq!(
             marks.checked("u2", Seen::Same { terminating: false }, later, &t()),
             Next::Unmark(UnmarkReason::NotDeleted)
         );
-        assert_eq!(marks.checked("u2", Seen::Same { terminating: true }, later, &t()), Next::Keep, "terminating: going");
+        assert_eq!(
+            marks.checked("u2", Seen::Same { terminating: true }, later, &t()),
+            Next::Keep,
+            "terminating: going"
+        );
     }
 
     #[test]
@@ -260,7 +277,10 @@ mod tests {
         let mut marks = Marks::default();
         marks.marked(tracked("u1", "b"), now, true);
         marks.checked("u1", Seen::Gone, now, &t());
-        assert_eq!(marks.checked("u1", Seen::Replaced, now, &t()), Next::Unmark(UnmarkReason::CameBack));
+        assert_eq!(
+            marks.checked("u1", Seen::Replaced, now, &t()),
+            Next::Unmark(UnmarkReason::CameBack)
+        );
     }
 
     #[test]
@@ -268,7 +288,10 @@ mod tests {
         let now = Instant::now();
         let mut marks = Marks::default();
         marks.await_gone(tracked("f", "b"), now);
-        assert_eq!(marks.checked("f", Seen::Same { terminating: true }, now, &t()), Next::Keep);
+        assert_eq!(
+            marks.checked("f", Seen::Same { terminating: true }, now, &t()),
+            Next::Keep
+        );
         assert_eq!(marks.checked("f", Seen::Gone, now, &t()), Next::Mark);
     }
 
@@ -281,7 +304,10 @@ mod tests {
         assert!(marks.reapply("u1", 2));
         assert!(marks.reapply("u1", 2));
         assert!(!marks.reapply("u1", 2), "cap reached");
-        assert!(marks.defended_on("cluster-ns", "b").is_empty(), "no longer defended");
+        assert!(
+            marks.defended_on("cluster-ns", "b").is_empty(),
+            "no longer defended"
+        );
         assert_eq!(marks.expire(now + Duration::from_secs(61), &t()).len(), 1);
         assert!(marks.is_empty());
     }

@@ -110,7 +110,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// RFC 3339 "now" with second precision, as Kubernetes writes timestamps.
 pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
     now.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
@@ -198,7 +200,12 @@ impl Patcher {
             .unwrap_or_default();
         for object in defended {
             if !shows_missing(&status, &object) {
-                self.push(Item { op: Op::Recheck, object, received: None, user: String::new() });
+                self.push(Item {
+                    op: Op::Recheck,
+                    object,
+                    received: None,
+                    user: String::new(),
+                });
             }
         }
     }
@@ -235,14 +242,24 @@ impl DeletionSink for Patcher {
             created_at: d.created_at,
             bd,
         };
-        let op = if d.has_finalizers { Op::AwaitGone } else { Op::Mark };
-        self.push(Item { op, object, received: Some(d.received), user: d.username });
+        let op = if d.has_finalizers {
+            Op::AwaitGone
+        } else {
+            Op::Mark
+        };
+        self.push(Item {
+            op,
+            object,
+            received: Some(d.received),
+            user: d.username,
+        });
     }
 }
 
 fn deleted_resource(o: &Tracked) -> DeletedResource {
     let ns = (!o.namespace.is_empty()).then_some(o.namespace.as_str());
-    let r = DeletedResource::new(&o.api_version(), &o.kind, ns, &o.name);
+    // The object carried the BundleDeployment's objectset labels: it belongs there.
+    let r = DeletedResource::new(&o.api_version(), &o.kind, ns, &o.name).owned();
     match &o.created_at {
         Some(at) => r.with_created_at(at),
         None => r,
@@ -265,7 +282,11 @@ struct Write {
     item: Item,
 }
 
-fn edit_bundle_deployment(object: &Value, writes: &[Write], now: &str) -> Result<Option<Value>, String> {
+fn edit_bundle_deployment(
+    object: &Value,
+    writes: &[Write],
+    now: &str,
+) -> Result<Option<Value>, String> {
     let bd = BundleDeployment::from_value(object).map_err(|e| e.to_string())?;
     let mut status = bd.status.clone().unwrap_or_default();
     let mut changed = false;
@@ -293,6 +314,16 @@ fn edit_gitrepo(
         Some(s) if !s.is_null() => GitRepoStatus::from_value(s).map_err(|e| e.to_string())?,
         _ => GitRepoStatus::default(),
     };
+    // When the BundleDeployments we know are all of the GitRepo's (the usual single-
+    // cluster case), compute the status exactly as Fleet's controller does; otherwise
+    // apply the incremental, idempotent deltas of our changes.
+    if covers_gitrepo(&status, known) {
+        let old = status.to_value().map_err(|e| e.to_string())?;
+        let new = delta::recompute::gitrepo_status_from_bundle_deployments(&status, known, now)
+            .to_value()
+            .map_err(|e| e.to_string())?;
+        return Ok((new != old).then_some(new));
+    }
     let mut changed = false;
     for (writes, bd) in written {
         for w in writes {
@@ -309,6 +340,21 @@ fn edit_gitrepo(
         return Ok(None);
     }
     status.to_value().map(Some).map_err(|e| e.to_string())
+}
+
+/// The known BundleDeployments are all the GitRepo has: as many as its summary counts,
+/// all on clusters its per-cluster counts name.
+fn covers_gitrepo(status: &GitRepoStatus, known: &[BundleDeployment]) -> bool {
+    let Some(summary) = &status.summary else {
+        return false;
+    };
+    if summary.desired_ready != known.len() as i64 || known.is_empty() {
+        return false;
+    }
+    status
+        .per_cluster_resource_counts
+        .keys()
+        .all(|cluster| known.iter().any(|bd| &bd.cluster_id() == cluster))
 }
 
 impl Shared {
@@ -329,9 +375,11 @@ impl Shared {
         };
         match tokio::time::timeout(self.config.retry.call_timeout, api.get_opt(&o.name)).await {
             Ok(Ok(None)) => Some(Seen::Gone),
-            Ok(Ok(Some(live))) if live.metadata.uid.as_deref() == Some(o.uid.as_str()) => Some(Seen::Same {
-                terminating: live.metadata.deletion_timestamp.is_some(),
-            }),
+            Ok(Ok(Some(live))) if live.metadata.uid.as_deref() == Some(o.uid.as_str()) => {
+                Some(Seen::Same {
+                    terminating: live.metadata.deletion_timestamp.is_some(),
+                })
+            }
             Ok(Ok(Some(_))) => Some(Seen::Replaced),
             Ok(Err(e)) => {
                 tracing::debug!(object = %o.describe(), error = %e, "cannot check the deleted object; will retry");
@@ -365,7 +413,8 @@ impl Shared {
             }
         }
         // GitRepo → BundleDeployment → writes, in a stable order.
-        let mut groups: BTreeMap<Option<String>, BTreeMap<(String, String), Vec<Write>>> = BTreeMap::new();
+        let mut groups: BTreeMap<Option<String>, BTreeMap<(String, String), Vec<Write>>> =
+            BTreeMap::new();
         for w in writes {
             let bd = &w.item.object.bd;
             groups
@@ -380,7 +429,11 @@ impl Shared {
         }
     }
 
-    async fn write_group(&self, gitrepo: Option<String>, bds: BTreeMap<(String, String), Vec<Write>>) {
+    async fn write_group(
+        &self,
+        gitrepo: Option<String>,
+        bds: BTreeMap<(String, String), Vec<Write>>,
+    ) {
         let now = now_rfc3339();
         let mut written: Vec<(Vec<Write>, BundleDeployment)> = Vec::new();
         for ((namespace, name), writes) in bds {
@@ -406,7 +459,9 @@ impl Shared {
                             self.after_bundle_deployment(&writes, &bd, reapplied);
                             written.push((writes, bd));
                         }
-                        Err(e) => tracing::warn!(bundledeployment = %name, error = %e, "patched object unreadable"),
+                        Err(e) => {
+                            tracing::warn!(bundledeployment = %name, error = %e, "patched object unreadable")
+                        }
                     }
                 }
                 Err(e) => {
@@ -414,16 +469,27 @@ impl Shared {
                 }
             }
         }
-        let Some(repo) = gitrepo.filter(|_| self.config.patch_gitrepo && !written.is_empty()) else {
+        let Some(repo) = gitrepo.filter(|_| self.config.patch_gitrepo && !written.is_empty())
+        else {
             self.observe_lag(&written);
             return;
         };
-        let Some((repo_ns, repo_name)) = repo.split_once('/') else { return };
-        let known = self.known_bundle_deployments(repo_ns, repo_name, &written).await;
-        let api: Api<DynamicObject> = Api::namespaced_with(self.fleet.clone(), repo_ns, &gitrepo_resource());
-        let result = update_status(&api, "gitrepo", repo_name, &self.config.retry, &self.metrics, |obj| {
-            edit_gitrepo(obj, &written, &known, &now)
-        })
+        let Some((repo_ns, repo_name)) = repo.split_once('/') else {
+            return;
+        };
+        let known = self
+            .known_bundle_deployments(repo_ns, repo_name, &written)
+            .await;
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.fleet.clone(), repo_ns, &gitrepo_resource());
+        let result = update_status(
+            &api,
+            "gitrepo",
+            repo_name,
+            &self.config.retry,
+            &self.metrics,
+            |obj| edit_gitrepo(obj, &written, &known, &now),
+        )
         .await;
         match result {
             Ok(w) => {
@@ -431,7 +497,9 @@ impl Shared {
                 self.observe_lag(&written);
                 self.publish_events(w.object(), &written);
             }
-            Err(e) => tracing::error!(gitrepo = %repo, error = %e, reason = e.reason(), "cannot count deletions in the GitRepo status"),
+            Err(e) => {
+                tracing::error!(gitrepo = %repo, error = %e, reason = e.reason(), "cannot count deletions in the GitRepo status")
+            }
         }
     }
 
@@ -443,21 +511,36 @@ impl Shared {
         written: &[(Vec<Write>, BundleDeployment)],
     ) -> Vec<BundleDeployment> {
         let mut known: Vec<BundleDeployment> = written.iter().map(|(_, bd)| bd.clone()).collect();
-        let Some((_, first)) = written.first() else { return known };
+        let Some((_, first)) = written.first() else {
+            return known;
+        };
         let selector = format!("{LABEL_REPO_NAME}={repo_name},{LABEL_BUNDLE_NAMESPACE}={repo_ns}");
         let api = self.bundle_deployments(&first.metadata.namespace);
-        match tokio::time::timeout(self.config.retry.call_timeout, api.list(&ListParams::default().labels(&selector))).await {
+        match tokio::time::timeout(
+            self.config.retry.call_timeout,
+            api.list(&ListParams::default().labels(&selector)),
+        )
+        .await
+        {
             Ok(Ok(list)) => {
                 for item in list.items {
-                    let Ok(value) = serde_json::to_value(&item) else { continue };
-                    let Ok(bd) = BundleDeployment::from_value(&value) else { continue };
+                    let Ok(value) = serde_json::to_value(&item) else {
+                        continue;
+                    };
+                    let Ok(bd) = BundleDeployment::from_value(&value) else {
+                        continue;
+                    };
                     if !known.iter().any(|k| k.metadata.name == bd.metadata.name) {
                         known.push(bd);
                     }
                 }
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot list the GitRepo's BundleDeployments; using the ones just written"),
-            Err(_) => tracing::warn!("listing the GitRepo's BundleDeployments timed out; using the ones just written"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot list the GitRepo's BundleDeployments; using the ones just written")
+            }
+            Err(_) => tracing::warn!(
+                "listing the GitRepo's BundleDeployments timed out; using the ones just written"
+            ),
         }
         known
     }
@@ -484,7 +567,9 @@ impl Shared {
         for (writes, _) in written {
             for w in writes.iter().filter(|w| w.mark) {
                 if let Some(received) = w.item.received {
-                    self.metrics.status_lag.observe(received.elapsed().as_secs_f64());
+                    self.metrics
+                        .status_lag
+                        .observe(received.elapsed().as_secs_f64());
                 }
             }
         }
@@ -494,20 +579,36 @@ impl Shared {
         let reference = ObjectReference {
             api_version: Some("fleet.cattle.io/v1alpha1".into()),
             kind: Some("GitRepo".into()),
-            namespace: gitrepo.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string),
-            name: gitrepo.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string),
-            uid: gitrepo.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string),
+            namespace: gitrepo
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            name: gitrepo
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            uid: gitrepo
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             ..ObjectReference::default()
         };
         let when = now_rfc3339();
         for (writes, bd) in written {
             // Events only for deletions a review reported (not for reverts or re-applies).
-            for w in writes.iter().filter(|w| w.mark && w.item.received.is_some()) {
+            for w in writes
+                .iter()
+                .filter(|w| w.mark && w.item.received.is_some())
+            {
                 let o = &w.item.object;
                 let note = format!(
                     "{} deleted by {} at {}; counted as missing in bundle {} on cluster {}",
                     o.describe(),
-                    if w.item.user.is_empty() { "unknown" } else { &w.item.user },
+                    if w.item.user.is_empty() {
+                        "unknown"
+                    } else {
+                        &w.item.user
+                    },
                     when,
                     o.bd.bundle,
                     bd.cluster_id()
@@ -551,8 +652,11 @@ impl Shared {
             tracing::debug!(object = %m.object.describe(), "mark expired; Fleet has had time to catch up");
         }
         for object in due {
-            let Some(seen) = self.look(&object).await else { continue };
-            let next = lock(&self.marks).checked(&object.uid, seen, Instant::now(), &self.config.marks);
+            let Some(seen) = self.look(&object).await else {
+                continue;
+            };
+            let next =
+                lock(&self.marks).checked(&object.uid, seen, Instant::now(), &self.config.marks);
             let op = match next {
                 Next::Keep | Next::Forget => continue,
                 Next::Mark => Op::Mark,
@@ -571,7 +675,13 @@ impl Shared {
                 }
             };
             let mut q = lock(&self.queue);
-            if q.push(Item { op, object, received: None, user: String::new() }) == Pushed::Full {
+            if q.push(Item {
+                op,
+                object,
+                received: None,
+                user: String::new(),
+            }) == Pushed::Full
+            {
                 self.metrics.queue_overflow.inc();
             }
             drop(q);

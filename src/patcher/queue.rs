@@ -42,7 +42,12 @@ impl Tracked {
         if self.namespace.is_empty() {
             format!("{} {}", self.kind.to_ascii_lowercase(), self.name)
         } else {
-            format!("{} {}/{}", self.kind.to_ascii_lowercase(), self.namespace, self.name)
+            format!(
+                "{} {}/{}",
+                self.kind.to_ascii_lowercase(),
+                self.namespace,
+                self.name
+            )
         }
     }
 }
@@ -157,7 +162,12 @@ pub(crate) mod tests {
     }
 
     fn item(op: Op, uid: &str, received: Option<Instant>) -> Item {
-        Item { op, object: tracked(uid, "b"), received, user: "alice".into() }
+        Item {
+            op,
+            object: tracked(uid, "b"),
+            received,
+            user: "alice".into(),
+        }
     }
 
     #[test]
@@ -165,7 +175,10 @@ pub(crate) mod tests {
         let mut q = Queue::new(10);
         let first = Instant::now();
         assert_eq!(q.push(item(Op::Mark, "u1", Some(first))), Pushed::Queued);
-        assert_eq!(q.push(item(Op::Mark, "u1", Some(Instant::now()))), Pushed::Merged);
+        assert_eq!(
+            q.push(item(Op::Mark, "u1", Some(Instant::now()))),
+            Pushed::Merged
+        );
         assert_eq!(q.push(item(Op::Unmark, "u1", None)), Pushed::Merged);
         let drained = q.drain();
         assert_eq!(drained.len(), 1);
@@ -180,7 +193,11 @@ pub(crate) mod tests {
         q.push(item(Op::Mark, "a", None));
         q.push(item(Op::Mark, "b", None));
         assert_eq!(q.push(item(Op::Mark, "c", None)), Pushed::Full);
-        assert_eq!(q.push(item(Op::Mark, "a", None)), Pushed::Merged, "existing work still merges");
+        assert_eq!(
+            q.push(item(Op::Mark, "a", None)),
+            Pushed::Merged,
+            "existing work still merges"
+        );
         let uids: Vec<_> = q.drain().into_iter().map(|i| i.object.uid).collect();
         assert_eq!(uids, ["a", "b"], "oldest first, nothing old lost");
     }

@@ -110,7 +110,9 @@ enum CallError {
 
 fn classify(e: kube::Error) -> CallError {
     match e {
-        kube::Error::Api(status) if status.is_conflict() => CallError::Conflict(status.message.clone()),
+        kube::Error::Api(status) if status.is_conflict() => {
+            CallError::Conflict(status.message.clone())
+        }
         kube::Error::Api(status) if status.code == 429 || status.code >= 500 => {
             CallError::Transient(format!("{} {}", status.code, status.message))
         }
@@ -126,7 +128,9 @@ async fn call<T>(
     match tokio::time::timeout(timeout, f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(classify(e)),
-        Err(_) => Err(CallError::Transient(format!("no answer within {timeout:?}"))),
+        Err(_) => Err(CallError::Transient(format!(
+            "no answer within {timeout:?}"
+        ))),
     }
 }
 
@@ -150,7 +154,10 @@ where
     let fail = |e: WriteError| {
         metrics
             .patches
-            .get_or_create(&PatchLabels { object, result: "failed" })
+            .get_or_create(&PatchLabels {
+                object,
+                result: "failed",
+            })
             .inc();
         Err(e)
     };
@@ -163,7 +170,11 @@ where
             let new_status = match edit(&current) {
                 Ok(Some(s)) if s != old_status => s,
                 Ok(_) => return Ok(Written::Unchanged(current)),
-                Err(message) => return Err(CallError::Permanent(Box::new(Status::failure(&message, "Edit")))),
+                Err(message) => {
+                    return Err(CallError::Permanent(Box::new(Status::failure(
+                        &message, "Edit",
+                    ))))
+                }
             };
             let rv = current
                 .pointer("/metadata/resourceVersion")
@@ -178,9 +189,13 @@ where
                 api.patch_status(name, &PatchParams::default(), &Patch::Merge(&body)),
             )
             .await?;
-            let after = serde_json::to_value(&after)
-                .map_err(|e| CallError::Transient(format!("cannot encode the patched object: {e}")))?;
-            Ok(Written::Patched { before: current, after })
+            let after = serde_json::to_value(&after).map_err(|e| {
+                CallError::Transient(format!("cannot encode the patched object: {e}"))
+            })?;
+            Ok(Written::Patched {
+                before: current,
+                after,
+            })
         }
         .await;
 
@@ -190,7 +205,10 @@ where
                     Written::Unchanged(_) => "unchanged",
                     Written::Patched { .. } => "patched",
                 };
-                metrics.patches.get_or_create(&PatchLabels { object, result }).inc();
+                metrics
+                    .patches
+                    .get_or_create(&PatchLabels { object, result })
+                    .inc();
                 return Ok(written);
             }
             Err(CallError::Conflict(message)) => {
@@ -263,7 +281,11 @@ mod tests {
         for attempt in 1..40 {
             assert!(backoff(&p, attempt) <= p.max_backoff);
         }
-        let cap = |n: u32| p.base_backoff.saturating_mul(1 << (n - 1)).min(p.max_backoff);
+        let cap = |n: u32| {
+            p.base_backoff
+                .saturating_mul(1 << (n - 1))
+                .min(p.max_backoff)
+        };
         assert_eq!(cap(1), Duration::from_millis(50));
         assert_eq!(cap(3), Duration::from_millis(200));
         assert_eq!(cap(10), Duration::from_secs(2));

@@ -30,11 +30,15 @@ pub async fn seeded_double() -> ApiDouble {
 }
 
 pub fn seed(double: &ApiDouble) {
-    double.seed(fixture_json("gitrepo-lots.json")).expect("seed gitrepo");
+    double
+        .seed(fixture_json("gitrepo-lots.json"))
+        .expect("seed gitrepo");
     double
         .seed_list(fixture_json("bundledeployments-lots.json"))
         .expect("seed bundledeployments");
-    double.seed_list(fixture_json("configmaps-lots.json")).expect("seed configmaps");
+    double
+        .seed_list(fixture_json("configmaps-lots.json"))
+        .expect("seed configmaps");
 }
 
 /// Fleet's GitRepo status controller: every GitRepo update triggers a recompute of the
@@ -45,22 +49,33 @@ pub fn imitate_gitrepo_status_controller(double: &ApiDouble, delay: Duration) {
         &gvr::GITREPOS,
         HookOptions::named("fleet-gitrepo-status").delay(delay),
         |store, repo| {
-            let ns = repo["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
-            let name = repo["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let ns = repo["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let name = repo["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let bds: Vec<BundleDeployment> = store
                 .list(&gvr::BUNDLEDEPLOYMENTS, None)
                 .into_iter()
                 .filter(|bd| {
                     bd["metadata"]["labels"]["fleet.cattle.io/repo-name"] == name.as_str()
-                        && bd["metadata"]["labels"]["fleet.cattle.io/bundle-namespace"] == ns.as_str()
+                        && bd["metadata"]["labels"]["fleet.cattle.io/bundle-namespace"]
+                            == ns.as_str()
                 })
                 .filter_map(|bd| BundleDeployment::from_value(bd).ok())
                 .collect();
             let old = repo.get("status").cloned().unwrap_or(Value::Null);
-            let Ok(status) = GitRepoStatus::from_value(&old) else { return vec![] };
+            let Ok(status) = GitRepoStatus::from_value(&old) else {
+                return vec![];
+            };
             let now = fleet_delete_guard::patcher::now_rfc3339();
             let new = gitrepo_status_from_bundle_deployments(&status, &bds, &now);
-            let Ok(new) = new.to_value() else { return vec![] };
+            let Ok(new) = new.to_value() else {
+                return vec![];
+            };
             if new == old {
                 return vec![];
             }
@@ -107,9 +122,17 @@ impl CountingServer {
         Self::start_with(double, config, ServerOptions::default()).await
     }
 
-    pub async fn start_with(double: &ApiDouble, config: PatcherConfig, options: ServerOptions) -> CountingServer {
+    pub async fn start_with(
+        double: &ApiDouble,
+        config: PatcherConfig,
+        options: ServerOptions,
+    ) -> CountingServer {
         let client = client(double);
-        let clients = Clients { cluster: client.clone(), fleet: client, separate_fleet: false };
+        let clients = Clients {
+            cluster: client.clone(),
+            fleet: client,
+            separate_fleet: false,
+        };
         let metrics = Metrics::new();
         let readiness = Readiness::default();
         let cluster: FleetCluster = "fleet-local/local".parse().expect("cluster");
@@ -127,13 +150,21 @@ impl CountingServer {
             ..options
         })
         .await;
-        CountingServer { server, counting, metrics, readiness }
+        CountingServer {
+            server,
+            counting,
+            metrics,
+            readiness,
+        }
     }
 
     /// Wait until the caches have listed once.
     pub async fn synced(self) -> Self {
         let readiness = self.readiness.clone();
-        super::wait_until("caches synced", Duration::from_secs(20), || readiness.is_ready()).await;
+        super::wait_until("caches synced", Duration::from_secs(20), || {
+            readiness.is_ready()
+        })
+        .await;
         self
     }
 }
@@ -141,7 +172,9 @@ impl CountingServer {
 /// The AdmissionReview kube-apiserver sends when `user` deletes ConfigMap `name` as it
 /// is stored in the double right now.
 pub fn delete_review(double: &ApiDouble, name: &str, user: &str, review_uid: &str) -> Value {
-    let cm = double.get(&gvr::CONFIGMAPS, "default", name).unwrap_or_else(|| panic!("configmap {name} exists"));
+    let cm = double
+        .get(&gvr::CONFIGMAPS, "default", name)
+        .unwrap_or_else(|| panic!("configmap {name} exists"));
     let mut review = fixture_json("admissionreview-delete-configmap.json");
     review["request"]["uid"] = review_uid.into();
     review["request"]["name"] = name.into();
@@ -155,7 +188,13 @@ pub fn without_volatile(mut v: Value) -> Value {
     fn walk(v: &mut Value) {
         match v {
             Value::Object(map) => {
-                for k in ["lastUpdateTime", "lastTransitionTime", "resourceVersion", "managedFields", "generation"] {
+                for k in [
+                    "lastUpdateTime",
+                    "lastTransitionTime",
+                    "resourceVersion",
+                    "managedFields",
+                    "generation",
+                ] {
                     map.remove(k);
                 }
                 map.values_mut().for_each(walk);
@@ -169,21 +208,31 @@ pub fn without_volatile(mut v: Value) -> Value {
 }
 
 pub fn gitrepo(double: &ApiDouble) -> Value {
-    double.get(&gvr::GITREPOS, "fleet-local", "lots").expect("gitrepo")
+    double
+        .get(&gvr::GITREPOS, "fleet-local", "lots")
+        .expect("gitrepo")
 }
 
 pub fn bundle_deployment(double: &ApiDouble, name: &str) -> Value {
-    double.get(&gvr::BUNDLEDEPLOYMENTS, BD_NAMESPACE, name).expect("bundledeployment")
+    double
+        .get(&gvr::BUNDLEDEPLOYMENTS, BD_NAMESPACE, name)
+        .expect("bundledeployment")
 }
 
 /// `ready/desiredReady` of the GitRepo's resource counts, as the dashboard shows it.
 pub fn ready_of_desired(repo: &Value) -> String {
     let c = &repo["status"]["resourceCounts"];
-    format!("{}/{}", c["ready"].as_i64().unwrap_or(-1), c["desiredReady"].as_i64().unwrap_or(-1))
+    format!(
+        "{}/{}",
+        c["ready"].as_i64().unwrap_or(-1),
+        c["desiredReady"].as_i64().unwrap_or(-1)
+    )
 }
 
 pub fn missing(repo: &Value) -> i64 {
-    repo["status"]["resourceCounts"]["missing"].as_i64().unwrap_or(0)
+    repo["status"]["resourceCounts"]["missing"]
+        .as_i64()
+        .unwrap_or(0)
 }
 
 /// A GitRepo `fleet-local/many` with one BundleDeployment `many-config` deploying `n`

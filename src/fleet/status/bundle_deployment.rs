@@ -14,16 +14,32 @@ use crate::fleet::resource_key::ResourceKey;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ObjectMeta {
     /// Object name.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub name: String,
     /// Object namespace.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub namespace: String,
     /// UID; Fleet sorts BundleDeployments by it when summarizing.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub uid: String,
     /// Labels (cluster, repo-name, bundle-name …).
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub labels: BTreeMap<String, String>,
     /// Fields this crate does not model, kept verbatim.
     #[serde(flatten)]
@@ -34,10 +50,20 @@ pub struct ObjectMeta {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct BundleDeploymentSpec {
     /// Deployment the agent should apply.
-    #[serde(rename = "deploymentID", default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "deploymentID",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub deployment_id: String,
     /// Deployment staged by the controller (differs while rolling out).
-    #[serde(rename = "stagedDeploymentID", default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "stagedDeploymentID",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub staged_deployment_id: String,
     /// Fields this crate does not model, kept verbatim.
     #[serde(flatten)]
@@ -48,13 +74,25 @@ pub struct BundleDeploymentSpec {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct BundleDeploymentDisplay {
     /// `True` or `Error: <msg>` from the Deployed condition.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub deployed: String,
     /// `True` or `Error: <msg>` from the Monitored condition.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub monitored: String,
     /// Fleet's deployment state (`Ready`, `Modified`, `NotReady` …).
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub state: String,
     /// Fields this crate does not model, kept verbatim.
     #[serde(flatten)]
@@ -65,16 +103,33 @@ pub struct BundleDeploymentDisplay {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct BundleDeploymentResource {
     /// Kind of the object.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub kind: String,
     /// apiVersion of the object.
-    #[serde(rename = "apiVersion", default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "apiVersion",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub api_version: String,
     /// Namespace (empty when cluster-scoped).
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub namespace: String,
     /// Object name.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub name: String,
     /// The live object's creationTimestamp.
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
@@ -101,34 +156,80 @@ impl BundleDeploymentResource {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct BundleDeploymentStatus {
     /// Installed, Deployed, Ready, Monitored.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub conditions: Vec<Condition>,
     /// Deployment the agent last applied.
-    #[serde(rename = "appliedDeploymentID", default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "appliedDeploymentID",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub applied_deployment_id: String,
     /// No live object is non-ready.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_false")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_false"
+    )]
     pub ready: bool,
     /// No object is missing, orphaned or drifted.
-    #[serde(rename = "nonModified", default, deserialize_with = "nullable", skip_serializing_if = "is_false")]
+    #[serde(
+        rename = "nonModified",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_false"
+    )]
     pub non_modified: bool,
     /// Non-ready live objects (first 10 by UID).
-    #[serde(rename = "nonReadyStatus", default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "nonReadyStatus",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub non_ready_status: Vec<NonReadyStatus>,
     /// Missing/orphaned/drifted objects (first 10 by `apiVersion/kind/ns/name`).
-    #[serde(rename = "modifiedStatus", default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "modifiedStatus",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub modified_status: Vec<ModifiedStatus>,
     /// One of the two lists above was truncated at 10.
-    #[serde(rename = "incompleteState", default, deserialize_with = "nullable", skip_serializing_if = "is_false")]
+    #[serde(
+        rename = "incompleteState",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_false"
+    )]
     pub incomplete_state: bool,
     /// Display strings (absent until the upstream reconciler ran).
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub display: Option<BundleDeploymentDisplay>,
     /// Live desired objects.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub resources: Vec<BundleDeploymentResource>,
     /// Per-state counts (absent on old agents: then left alone).
-    #[serde(rename = "resourceCounts", default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceCounts",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_counts: Option<ResourceCounts>,
     /// Fields this crate does not model (release, syncGeneration …), kept verbatim.
     #[serde(flatten)]
@@ -186,8 +287,14 @@ impl BundleDeployment {
         let labels = &self.metadata.labels;
         format!(
             "{}/{}",
-            labels.get(LABEL_CLUSTER_NAMESPACE).map(String::as_str).unwrap_or_default(),
-            labels.get(LABEL_CLUSTER).map(String::as_str).unwrap_or_default()
+            labels
+                .get(LABEL_CLUSTER_NAMESPACE)
+                .map(String::as_str)
+                .unwrap_or_default(),
+            labels
+                .get(LABEL_CLUSTER)
+                .map(String::as_str)
+                .unwrap_or_default()
         )
     }
 

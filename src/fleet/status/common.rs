@@ -18,16 +18,34 @@ pub struct Condition {
     #[serde(default, deserialize_with = "nullable")]
     pub status: String,
     /// RFC 3339; touched whenever status or message changes.
-    #[serde(rename = "lastUpdateTime", default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "lastUpdateTime",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub last_update_time: String,
     /// RFC 3339; Fleet rarely sets it.
-    #[serde(rename = "lastTransitionTime", default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "lastTransitionTime",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub last_transition_time: String,
     /// Machine-readable reason, e.g. `Error`.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub reason: String,
     /// Human-readable message; the GitRepo's Ready message is what users see.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub message: String,
     /// Fields this crate does not model, kept verbatim.
     #[serde(flatten)]
@@ -98,28 +116,61 @@ impl ResourceCounts {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModifiedStatus {
     /// Kind of the object.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub kind: String,
     /// apiVersion of the object.
-    #[serde(rename = "apiVersion", default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "apiVersion",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub api_version: String,
     /// Namespace (empty when cluster-scoped).
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub namespace: String,
     /// Object name.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub name: String,
     /// Fleet would have to create it: it is missing (or exists unowned, see `exist`).
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_false")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_false"
+    )]
     pub missing: bool,
     /// With `missing`: an object of that name exists but is not owned by this BD.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_false")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_false"
+    )]
     pub exist: bool,
     /// Fleet would delete it: an orphan.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_false")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_false"
+    )]
     pub delete: bool,
     /// The drift patch for a modified object.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub patch: String,
     /// Fields this crate does not model, kept verbatim.
     #[serde(flatten)]
@@ -156,7 +207,10 @@ impl ModifiedStatus {
 
     /// Order Fleet's agent sorts entries by.
     pub fn sort_key(&self) -> String {
-        format!("{}/{}/{}/{}", self.api_version, self.kind, self.namespace, self.name)
+        format!(
+            "{}/{}/{}/{}",
+            self.api_version, self.kind, self.namespace, self.name
+        )
     }
 }
 
@@ -182,16 +236,32 @@ impl fmt::Display for ModifiedStatus {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct NonReadySummary {
     /// Summarized state, e.g. `in-progress`, `updating`, `error`.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub state: String,
     /// The object reports an error.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_false")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_false"
+    )]
     pub error: bool,
     /// The object is progressing.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_false")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_false"
+    )]
     pub transitioning: bool,
     /// Messages from the object's conditions.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub message: Vec<String>,
     /// Fields this crate does not model, kept verbatim.
     #[serde(flatten)]
@@ -229,19 +299,40 @@ impl fmt::Display for NonReadySummary {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct NonReadyStatus {
     /// Object UID (the agent sorts the list by it).
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub uid: String,
     /// Kind of the object.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub kind: String,
     /// apiVersion of the object.
-    #[serde(rename = "apiVersion", default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "apiVersion",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub api_version: String,
     /// Namespace (empty when cluster-scoped).
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub namespace: String,
     /// Object name.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub name: String,
     /// Why it is not ready.
     #[serde(default, deserialize_with = "nullable")]
@@ -279,20 +370,48 @@ mod tests {
     fn modified_status_strings() {
         let key = ResourceKey::new("v1", "ConfigMap", Some("default"), "test-config2-one");
         let mut m = ModifiedStatus::missing(&key);
-        assert_eq!(m.to_string(), "configmap.v1 default/test-config2-one missing");
+        assert_eq!(
+            m.to_string(),
+            "configmap.v1 default/test-config2-one missing"
+        );
         m.exist = true;
-        assert_eq!(m.to_string(), "configmap.v1 default/test-config2-one is not owned by us");
-        let o = ModifiedStatus { delete: true, ..ModifiedStatus::missing(&key) };
-        assert_eq!(o.to_string(), "configmap.v1 default/test-config2-one missing");
-        let o = ModifiedStatus { missing: false, delete: true, ..o };
+        assert_eq!(
+            m.to_string(),
+            "configmap.v1 default/test-config2-one is not owned by us"
+        );
+        let o = ModifiedStatus {
+            delete: true,
+            ..ModifiedStatus::missing(&key)
+        };
+        assert_eq!(
+            o.to_string(),
+            "configmap.v1 default/test-config2-one missing"
+        );
+        let o = ModifiedStatus {
+            missing: false,
+            delete: true,
+            ..o
+        };
         assert_eq!(o.to_string(), "configmap.v1 default/test-config2-one extra");
-        let p = ModifiedStatus { patch: "{\"data\":null}".into(), ..ModifiedStatus::default() };
-        assert_eq!(p.to_string(), " modified {\"data\":null}");
+        let p = ModifiedStatus {
+            missing: false,
+            patch: "{\"data\":null}".into(),
+            ..ModifiedStatus::missing(&key)
+        };
+        assert_eq!(
+            p.to_string(),
+            "configmap.v1 default/test-config2-one modified {\"data\":null}"
+        );
+        // Go formats empty names the same way: "%s %s" of two empty strings.
+        assert_eq!(ModifiedStatus::default().to_string(), "  modified ");
     }
 
     #[test]
     fn summary_strings() {
-        let mut s = NonReadySummary { state: "in-progress".into(), ..Default::default() };
+        let mut s = NonReadySummary {
+            state: "in-progress".into(),
+            ..Default::default()
+        };
         assert_eq!(s.to_string(), "in-progress");
         s.transitioning = true;
         s.message = vec!["a".into(), "b".into()];

@@ -14,31 +14,64 @@ use crate::fleet::resource_key::ResourceKey;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct BundleSummary {
     /// BDs with non-ready resources.
-    #[serde(rename = "notReady", default, deserialize_with = "nullable", skip_serializing_if = "is_zero")]
+    #[serde(
+        rename = "notReady",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_zero"
+    )]
     pub not_ready: i64,
     /// BDs waiting for the agent to apply them.
-    #[serde(rename = "waitApplied", default, deserialize_with = "nullable", skip_serializing_if = "is_zero")]
+    #[serde(
+        rename = "waitApplied",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_zero"
+    )]
     pub wait_applied: i64,
     /// BDs whose apply failed.
-    #[serde(rename = "errApplied", default, deserialize_with = "nullable", skip_serializing_if = "is_zero")]
+    #[serde(
+        rename = "errApplied",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_zero"
+    )]
     pub err_applied: i64,
     /// BDs with a staged deployment not yet rolled out.
-    #[serde(rename = "outOfSync", default, deserialize_with = "nullable", skip_serializing_if = "is_zero")]
+    #[serde(
+        rename = "outOfSync",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_zero"
+    )]
     pub out_of_sync: i64,
     /// BDs with missing/orphaned/drifted resources.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_zero")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_zero"
+    )]
     pub modified: i64,
     /// Ready BDs (always serialized).
     #[serde(default, deserialize_with = "nullable")]
     pub ready: i64,
     /// BDs not yet created.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_zero")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_zero"
+    )]
     pub pending: i64,
     /// All BDs (always serialized).
     #[serde(rename = "desiredReady", default, deserialize_with = "nullable")]
     pub desired_ready: i64,
     /// First 10 non-ready BDs in UID order.
-    #[serde(rename = "nonReadyResources", default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "nonReadyResources",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub non_ready_resources: Vec<NonReadyResource>,
     /// Fields this crate does not model, kept verbatim.
     #[serde(flatten)]
@@ -81,19 +114,42 @@ impl BundleSummary {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct NonReadyResource {
     /// BD name (GitRepo summary) or `clusterNS/cluster` (Bundle summary).
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub name: String,
     /// Fleet bundle state of that BD.
-    #[serde(rename = "bundleState", default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "bundleState",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub bundle_state: String,
     /// Message from the BD's Deployed/Installed/Monitored condition.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub message: String,
     /// Copy of the BD's modifiedStatus.
-    #[serde(rename = "modifiedStatus", default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "modifiedStatus",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub modified_status: Vec<ModifiedStatus>,
     /// Copy of the BD's nonReadyStatus.
-    #[serde(rename = "nonReadyStatus", default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "nonReadyStatus",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub non_ready_status: Vec<NonReadyStatus>,
     /// Fields this crate does not model, kept verbatim.
     #[serde(flatten)]
@@ -116,16 +172,33 @@ impl NonReadyResource {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StatusDisplay {
     /// `"<ready>/<desiredReady>"` BundleDeployments.
-    #[serde(rename = "readyBundleDeployments", default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "readyBundleDeployments",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub ready_bundle_deployments: String,
     /// Highest-ranked BD state (`""` when all Ready) or `GitUpdating`.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub state: String,
     /// Message of the first BD in that state.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub message: String,
     /// `message` is not empty.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_false")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_false"
+    )]
     pub error: bool,
     /// Fields this crate does not model, kept verbatim.
     #[serde(flatten)]
@@ -136,28 +209,62 @@ pub struct StatusDisplay {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PerClusterState {
     /// Clusters where the resource is Ready.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub ready: Vec<String>,
     /// Clusters where its BD waits to be applied.
-    #[serde(rename = "waitApplied", default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "waitApplied",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub wait_applied: Vec<String>,
     /// Clusters where its BD is pending.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub pending: Vec<String>,
     /// Clusters where it drifted.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub modified: Vec<String>,
     /// Clusters where it is orphaned.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub orphaned: Vec<String>,
     /// Clusters where it is missing.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub missing: Vec<String>,
     /// Clusters where its state is unknown (truncated BD status).
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub unknown: Vec<String>,
     /// Clusters where it is not ready.
-    #[serde(rename = "notReady", default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "notReady",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub not_ready: Vec<String>,
     /// Fields this crate does not model, kept verbatim.
     #[serde(flatten)]
@@ -205,37 +312,84 @@ impl PerClusterState {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Resource {
     /// apiVersion of the object.
-    #[serde(rename = "apiVersion", default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "apiVersion",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub api_version: String,
     /// Kind of the object.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub kind: String,
     /// `<group.>lowerkind`.
-    #[serde(rename = "type", default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "type",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub type_: String,
     /// `ns/name` or `name`.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub id: String,
     /// Namespace (empty when cluster-scoped).
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub namespace: String,
     /// Object name.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub name: String,
     /// Some contributing BD status was truncated.
-    #[serde(rename = "incompleteState", default, deserialize_with = "nullable", skip_serializing_if = "is_false")]
+    #[serde(
+        rename = "incompleteState",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_false"
+    )]
     pub incomplete_state: bool,
     /// First non-Ready per-cluster state (clusters sorted), else `Ready`.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub state: String,
     /// Unused by current Fleet, kept for older writers.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_false")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_false"
+    )]
     pub error: bool,
     /// Unused by current Fleet, kept for older writers.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_false")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_false"
+    )]
     pub transitioning: bool,
     /// Unused by current Fleet, kept for older writers.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub message: String,
     /// Cluster ids per state (always serialized).
     #[serde(rename = "perClusterState", default, deserialize_with = "nullable")]
@@ -280,31 +434,72 @@ impl Resource {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct GitRepoStatus {
     /// Clusters whose BDs are all Ready.
-    #[serde(rename = "readyClusters", default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "readyClusters",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ready_clusters: Option<i64>,
     /// Clusters with at least one BD.
-    #[serde(rename = "desiredReadyClusters", default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "desiredReadyClusters",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub desired_ready_clusters: Option<i64>,
     /// BD state counts and non-ready BDs.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub summary: Option<BundleSummary>,
     /// Display strings.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub display: Option<StatusDisplay>,
     /// Ready, Accepted, Reconciling, Stalled, GitPolling …
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub conditions: Vec<Condition>,
     /// Every resource of every BD with per-cluster state.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub resources: Vec<Resource>,
     /// Sum of BD resourceCounts.
-    #[serde(rename = "resourceCounts", default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceCounts",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_counts: Option<ResourceCounts>,
     /// BD resourceCounts summed per `clusterNS/cluster`.
-    #[serde(rename = "perClusterResourceCounts", default, deserialize_with = "nullable", skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        rename = "perClusterResourceCounts",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub per_cluster_resource_counts: BTreeMap<String, ResourceCounts>,
     /// `Current` unless the git job is running or failed (then display is `GitUpdating`).
-    #[serde(rename = "gitJobStatus", default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "gitJobStatus",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub git_job_status: String,
     /// Fields this crate does not model (commit, observedGeneration …), kept verbatim.
     #[serde(flatten)]
