@@ -214,6 +214,7 @@ impl ServeArgs {
                 ttl: self.mark_ttl,
                 ..defaults.marks.clone()
             },
+            resync_interval: self.resync_interval,
             instance: std::env::var("POD_NAME")
                 .or_else(|_| std::env::var("HOSTNAME"))
                 .unwrap_or_else(|_| "fleet-delete-guard".into()),

@@ -185,6 +185,11 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub cert_bootstrap: crate::certs::BootstrapArgs,
 
+    /// How often this cluster's deployed resources are compared with what exists, to
+    /// count deletions made while no replica was running (seconds; also once at start).
+    #[arg(long, env = "FLEET_DELETE_GUARD_RESYNC_INTERVAL", default_value = "300", value_parser = parse_seconds)]
+    pub resync_interval: Duration,
+
     /// Log format: json (one object per line, for clusters) or text.
     #[arg(
         long,

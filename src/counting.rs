@@ -206,6 +206,12 @@ pub fn start(
     };
 
     let ready_index = index.clone();
+    let resync = (
+        patcher.clone(),
+        clients.cluster.clone(),
+        clients.fleet.clone(),
+        cluster.selector(),
+    );
     tokio::spawn(async move {
         let synced = async {
             bd_store.wait_until_ready().await?;
@@ -228,6 +234,12 @@ pub fn start(
                         ready_index.len()
                     ),
                 );
+                // Deletions made while no replica was running were never reviewed.
+                let (patcher, cluster, fleet, selector) = resync;
+                let interval = patcher.config().resync_interval;
+                tokio::spawn(crate::patcher::resync::run(
+                    patcher, cluster, fleet, selector, interval,
+                ));
             }
             Err(e) => tracing::error!(error = %e, "cache writer dropped before sync"),
         }

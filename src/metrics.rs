@@ -79,6 +79,10 @@ pub struct Metrics {
     pub queue_overflow: Counter,
     /// Deletions whose owner is not in the cache (no BundleDeployment matches).
     pub unresolved: Counter,
+    /// Resync passes by result.
+    pub resyncs: Family<ResultLabels, Counter>,
+    /// Deployed resources found gone by a resync (deleted while no replica reviewed).
+    pub resync_missing: Counter,
 }
 
 impl Default for Metrics {
@@ -186,6 +190,14 @@ impl Metrics {
             "Deletions whose BundleDeployment is not in the cache",
             unresolved.clone(),
         );
+        let resyncs = Family::<ResultLabels, Counter>::default();
+        registry.register("resyncs", "Resync passes by result", resyncs.clone());
+        let resync_missing = Counter::default();
+        registry.register(
+            "resync_missing",
+            "Deployed resources a resync found gone",
+            resync_missing.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             reviews,
@@ -204,6 +216,8 @@ impl Metrics {
             queue_depth,
             queue_overflow,
             unresolved,
+            resyncs,
+            resync_missing,
         }
     }
 

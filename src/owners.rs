@@ -61,7 +61,7 @@ pub struct BundleDeploymentRef {
 }
 
 impl BundleDeploymentRef {
-    fn from_object(bd: &DynamicObject) -> Option<Self> {
+    pub fn from_object(bd: &DynamicObject) -> Option<Self> {
         let name = bd.metadata.name.clone()?;
         let namespace = bd.metadata.namespace.clone().unwrap_or_default();
         let labels = bd.labels();

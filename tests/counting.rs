@@ -602,3 +602,39 @@ async fn with_the_api_down_at_start_reviews_are_answered_and_counting_resumes() 
     delete(&double, &s.server, "test-config3-three", "alice", "r").await;
     wait_repo(&double, "counting resumed", |repo| missing(repo) == 1).await;
 }
+
+#[tokio::test]
+async fn deletions_made_while_the_webhook_was_away_are_counted_at_start_once() {
+    let double = seeded_double().await;
+    imitate_gitrepo_status_controller(&double, Duration::ZERO);
+    // No replica running: three deletions are never reviewed.
+    for name in ["test-config1-two", "test-config2-four", "test-config3-one"] {
+        double.delete_object(&gvr::CONFIGMAPS, "default", name);
+    }
+    let s = CountingServer::start(&double, fast_patcher())
+        .await
+        .synced()
+        .await;
+    let repo = wait_repo(&double, "8/11", |repo| ready_of_desired(repo) == "8/11").await;
+    assert_eq!(missing(&repo), 3);
+    let metrics = s.metrics.clone();
+    support::wait_until("resync counted", WAIT, || {
+        metrics
+            .encode()
+            .contains("fleet_delete_guard_resync_missing_total 3")
+    })
+    .await;
+    // A second pass (a replica restarting) finds them already counted: no change.
+    let again = fleet_delete_guard::patcher::resync::resync_once(
+        &s.counting.patcher,
+        &support::fleet::client(&double),
+        &support::fleet::client(&double),
+        "fleet.cattle.io/cluster-namespace=fleet-local,fleet.cattle.io/cluster=local",
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("second pass");
+    assert_eq!(again.missing, 0, "already counted: nothing left to find");
+    double.wait_hooks_idle(WAIT).await.expect("settled");
+    assert_eq!(ready_of_desired(&gitrepo(&double)), "8/11");
+}

@@ -17,6 +17,7 @@
 
 pub mod marks;
 pub mod queue;
+pub mod resync;
 pub mod write;
 
 use std::{
@@ -67,6 +68,8 @@ pub struct PatcherConfig {
     pub retry: RetryPolicy,
     /// This process, as the Events' reporting instance.
     pub instance: String,
+    /// How often deployed resources are compared with what exists (also once at start).
+    pub resync_interval: Duration,
 }
 
 impl Default for PatcherConfig {
@@ -79,6 +82,7 @@ impl Default for PatcherConfig {
             marks: MarkTimings::default(),
             retry: RetryPolicy::default(),
             instance: "fleet-delete-guard".to_string(),
+            resync_interval: Duration::from_secs(300),
         }
     }
 }
@@ -165,7 +169,7 @@ impl Patcher {
         }
     }
 
-    fn push(&self, item: Item) {
+    pub(crate) fn push(&self, item: Item) {
         let shared = &self.shared;
         let (pushed, depth) = {
             let mut q = lock(&shared.queue);
@@ -208,6 +212,19 @@ impl Patcher {
                 });
             }
         }
+    }
+
+    pub fn config(&self) -> &PatcherConfig {
+        &self.shared.config
+    }
+
+    /// Count one resync pass and the missing resources it found.
+    pub fn count_resync(&self, result: &'static str, found: u64) {
+        let m = &self.shared.metrics;
+        m.resyncs
+            .get_or_create(&crate::metrics::ResultLabels { result })
+            .inc();
+        m.resync_missing.inc_by(found);
     }
 
     /// Marks currently watched over (for tests and readiness detail).
