@@ -7,7 +7,6 @@
 //! within a patch, so this is the lag of the i-th counted deletion.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::time::{Duration, Instant};

@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the webhook server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Report deletions of Fleet-managed objects from kube-apiserver audit logs.
     Audit(crate::auditlog::AuditArgs),
     // --- certificates (src/certs.rs) ---

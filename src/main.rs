@@ -29,7 +29,7 @@ async fn main() -> std::process::ExitCode {
     match cli.command {
         Command::Serve(args) => {
             init_logging(args.log_format);
-            match app::serve(args).await {
+            match app::serve(*args).await {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "fleet-delete-guard stopped");
@@ -42,6 +42,16 @@ async fn main() -> std::process::ExitCode {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("fleet-delete-guard audit: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        },
+        Command::Certs(args) => match fleet_delete_guard::certs::run_certs(&args) {
+            Ok(report) => {
+                print!("{report}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("fleet-delete-guard certs: {e}");
                 std::process::ExitCode::FAILURE
             }
         },

@@ -292,6 +292,9 @@ fn shows_missing(status: &BundleDeploymentStatus, o: &Tracked) -> bool {
         .any(|m| m.is_missing() && m.key().same_object(&key))
 }
 
+/// Writes grouped by BundleDeployment `(namespace, name)`.
+type WritesByBundleDeployment = BTreeMap<(String, String), Vec<Write>>;
+
 /// One write to make: mark or unmark one object.
 #[derive(Debug, Clone)]
 struct Write {
@@ -430,8 +433,7 @@ impl Shared {
             }
         }
         // GitRepo → BundleDeployment → writes, in a stable order.
-        let mut groups: BTreeMap<Option<String>, BTreeMap<(String, String), Vec<Write>>> =
-            BTreeMap::new();
+        let mut groups: BTreeMap<Option<String>, WritesByBundleDeployment> = BTreeMap::new();
         for w in writes {
             let bd = &w.item.object.bd;
             groups
@@ -446,11 +448,7 @@ impl Shared {
         }
     }
 
-    async fn write_group(
-        &self,
-        gitrepo: Option<String>,
-        bds: BTreeMap<(String, String), Vec<Write>>,
-    ) {
+    async fn write_group(&self, gitrepo: Option<String>, bds: WritesByBundleDeployment) {
         let now = now_rfc3339();
         let mut written: Vec<(Vec<Write>, BundleDeployment)> = Vec::new();
         for ((namespace, name), writes) in bds {

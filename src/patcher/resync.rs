@@ -52,6 +52,9 @@ pub struct ResyncReport {
     pub skipped_kinds: usize,
 }
 
+/// A listed resource, its owner and its recorded creationTimestamp.
+type Deployed = (Listed, Arc<BundleDeploymentRef>, Option<String>);
+
 /// A deployed resource as a BundleDeployment lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Listed {
@@ -96,10 +99,7 @@ pub async fn resync_once(
     };
 
     // (apiVersion, kind) → listed resources → owning BundleDeployment.
-    let mut by_kind: BTreeMap<
-        (String, String),
-        Vec<(Listed, Arc<BundleDeploymentRef>, Option<String>)>,
-    > = BTreeMap::new();
+    let mut by_kind: BTreeMap<(String, String), Vec<Deployed>> = BTreeMap::new();
     for bd in &bds {
         let Ok(value) = serde_json::to_value(bd) else {
             continue;
