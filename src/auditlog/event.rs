@@ -228,9 +228,9 @@ impl Str<'_> {
 struct Head<'a> {
     #[serde(borrow, default)]
     kind: Cow<'a, str>,
-    #[serde(borrow)]
+    #[serde(borrow, default)]
     stage: Cow<'a, str>,
-    #[serde(borrow)]
+    #[serde(borrow, default)]
     verb: Cow<'a, str>,
 }
 
@@ -272,11 +272,13 @@ struct StatusView<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct EventView<'a> {
+    #[serde(borrow, default)]
+    kind: Cow<'a, str>,
     #[serde(rename = "auditID", borrow, default)]
     audit_id: Cow<'a, str>,
-    #[serde(borrow)]
+    #[serde(borrow, default)]
     stage: Cow<'a, str>,
-    #[serde(borrow)]
+    #[serde(borrow, default)]
     verb: Cow<'a, str>,
     #[serde(rename = "requestURI", borrow, default)]
     request_uri: Cow<'a, str>,
@@ -548,13 +550,30 @@ fn parse_time(s: &str) -> Result<Timestamp, String> {
         .map_err(|e| format!("bad timestamp {s:?}: {e}"))
 }
 
+/// kube-apiserver writes compact JSON with `verb` among the first fields, after
+/// `requestURI`: a deletion's line shows this early on.
+const DELETION_HINT: &[u8] = b"\"verb\":\"delete";
+/// How far into a line the hint is looked for.
+const HINT_WINDOW: usize = 512;
+
 /// Classify one line (without its newline). Errors describe a malformed line.
+///
+/// A line that shows [`DELETION_HINT`] early is read whole in one pass; any other
+/// line is first read for `kind`/`stage`/`verb` only, skipping the rest, and read
+/// whole only if it is a deletion after all (a log written with other spacing, or a
+/// very long `requestURI`). Both paths give the same answer.
 pub(crate) fn parse_line(line: &[u8], webhook_name: &str) -> Result<Parsed, String> {
-    let head: Head = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-    if !head.kind.is_empty() && head.kind != "Event" {
-        return Err(format!("kind {:?} is not an audit Event", head.kind));
+    if line.first() != Some(&b'{') {
+        return Err("not a JSON object".into());
     }
-    if head.verb != "delete" && head.verb != "deletecollection" {
+    let window = &line[..line.len().min(HINT_WINDOW)];
+    if memchr::memmem::find(window, DELETION_HINT).is_some() {
+        let event: EventView = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+        return classify(event, webhook_name);
+    }
+    let head: Head = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    check_head(&head.kind, &head.stage, &head.verb)?;
+    if !is_deletion(&head.verb) {
         return Ok(if is_final_stage(&head.stage) {
             Parsed::NotDeletion
         } else {
@@ -565,6 +584,31 @@ pub(crate) fn parse_line(line: &[u8], webhook_name: &str) -> Result<Parsed, Stri
         return Ok(Parsed::OtherStage);
     }
     let event: EventView = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    classify(event, webhook_name)
+}
+
+fn check_head(kind: &str, stage: &str, verb: &str) -> Result<(), String> {
+    if !kind.is_empty() && kind != "Event" {
+        return Err(format!("kind {kind:?} is not an audit Event"));
+    }
+    if stage.is_empty() || verb.is_empty() {
+        return Err("not an audit Event: no stage or verb".into());
+    }
+    Ok(())
+}
+
+fn is_deletion(verb: &str) -> bool {
+    verb == "delete" || verb == "deletecollection"
+}
+
+fn classify(event: EventView<'_>, webhook_name: &str) -> Result<Parsed, String> {
+    check_head(&event.kind, &event.stage, &event.verb)?;
+    if !is_final_stage(&event.stage) {
+        return Ok(Parsed::OtherStage);
+    }
+    if !is_deletion(&event.verb) {
+        return Ok(Parsed::NotDeletion);
+    }
     deletion(event, webhook_name)
 }
 
@@ -947,6 +991,76 @@ mod tests {
         e["stage"] = json!("ResponseComplete");
         let d = deletion(&e);
         assert_eq!((d.code, d.outcome), (0, Outcome::Unknown));
+    }
+
+    /// `value` with its top-level fields in kube-apiserver's order (`verb` early).
+    fn apiserver_order(value: &Value) -> String {
+        let fields = value.as_object().unwrap();
+        let first = [
+            "kind",
+            "apiVersion",
+            "level",
+            "auditID",
+            "stage",
+            "requestURI",
+            "verb",
+        ];
+        let rest = fields.keys().filter(|k| !first.contains(&k.as_str()));
+        let parts: Vec<String> = first
+            .iter()
+            .map(|k| k.to_string())
+            .chain(rest.cloned())
+            .filter(|k| fields.contains_key(k))
+            .map(|k| format!("{}:{}", json!(k), fields[&k]))
+            .collect();
+        format!("{{{}}}", parts.join(","))
+    }
+
+    #[test]
+    fn the_one_pass_and_the_two_pass_reading_agree() {
+        let mut collection = annotate(event(), HOOK, "controller");
+        collection["verb"] = json!("deletecollection");
+        let mut get = event();
+        get["verb"] = json!("get");
+        let mut received = annotate(event(), HOOK, "warned");
+        received["stage"] = json!("RequestReceived");
+        let mut list = event();
+        list["kind"] = json!("EventList");
+        let mut long_uri = annotate(event(), HOOK, "warned");
+        long_uri["requestURI"] = json!(format!("/api/v1/x?{}", "a".repeat(600)));
+        for e in [
+            annotate(event(), HOOK, "warned"),
+            collection,
+            get,
+            received,
+            list,
+            long_uri,
+            event(),
+        ] {
+            let compact = apiserver_order(&e);
+            let early = compact.find("\"verb\":").unwrap();
+            assert!(early < 400 || e["requestURI"].as_str().unwrap().len() > 500);
+            let one = parse_line(compact.as_bytes(), HOOK);
+            let two = parse_line(e.to_string().as_bytes(), HOOK);
+            assert_eq!(format!("{one:?}"), format!("{two:?}"), "{compact}");
+        }
+    }
+
+    #[test]
+    fn outcomes_survive_packing_as_a_byte() {
+        for outcome in [
+            Outcome::Succeeded,
+            Outcome::Denied,
+            Outcome::Forbidden,
+            Outcome::NotFound,
+            Outcome::Conflict,
+            Outcome::Failed,
+            Outcome::Panic,
+            Outcome::Unknown,
+        ] {
+            assert_eq!(Outcome::from_index(outcome.index()), outcome);
+        }
+        assert_eq!(Outcome::from_index(200), Outcome::Unknown);
     }
 
     #[test]

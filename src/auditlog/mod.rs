@@ -50,10 +50,14 @@
 //! counted as malformed and skipped without being held). Only events whose `verb` is a
 //! deletion are deserialized beyond `kind`/`stage`/`verb`, and then into views that
 //! keep Fleet's four label/annotation keys and skip the rest of `requestObject` and
-//! `responseObject` without building them. Rows are sorted by time, so the kept rows
-//! are held until the end, packed as interned symbols (about 130 bytes a row); only
-//! Fleet-managed deletions are kept, a small part of any real log. `--output json
-//! --unsorted` holds nothing: it prints each row as it is read, in input order.
+//! `responseObject` without building them. Rows are sorted by time, so the rows to
+//! print are held until the end, packed into 72 bytes each (strings interned once,
+//! strings that travel together interned as one tuple, UUID audit IDs as 128 bits),
+//! and sorted through a 4-byte index. Only Fleet-managed deletions are kept, a small
+//! part of any real log; see BENCHMARKS.md for both a realistic log and one where
+//! every event is such a deletion. `--output json --unsorted` holds nothing: it
+//! prints each row as it is read, in input order (audit logs are written in order
+//! of completion, so this is nearly, not exactly, time order).
 //!
 //! # Exit status
 //! Non-zero only for unusable arguments (clap's usage errors, exit 2) or input that
@@ -83,6 +87,9 @@ pub const DEFAULT_WEBHOOK_NAME: &str = "delete-guard.fleet.cattle.io";
 
 /// Lines longer than this are counted as malformed and skipped without being held.
 const MAX_LINE_BYTES: usize = 64 << 20;
+
+/// Some editors and Windows tools start a text file with it.
+const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// How rows are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -280,7 +287,10 @@ fn report_to(
             };
             line_no += 1;
             let bytes = match line {
-                ReadLine::Line(bytes) => bytes.trim_ascii(),
+                ReadLine::Line(bytes) => {
+                    let bytes = bytes.trim_ascii();
+                    bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes)
+                }
                 ReadLine::TooLong(len) => {
                     stats.malformed(
                         &source.name,
@@ -331,4 +341,78 @@ fn report_to(
         .map_err(AuditError::Write)?;
     }
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deletion(user: &str, impersonated: Option<&str>, gitrepo: &str, owner: &str) -> Deletion {
+        Deletion {
+            time: "2024-05-01T10:00:00Z".parse().unwrap(),
+            user: user.into(),
+            impersonated_user: impersonated.map(String::from),
+            gitrepo: gitrepo.into(),
+            owner: owner.into(),
+            ..Deletion::default()
+        }
+    }
+
+    #[test]
+    fn time_filters_keep_since_inclusive_until_exclusive() {
+        let d = deletion("alice", None, "", "");
+        let at = |s: &str| Some(s.parse::<Timestamp>().unwrap());
+        let filter = |since, until| Filter {
+            since,
+            until,
+            ..Filter::default()
+        };
+        assert!(filter(at("2024-05-01T10:00:00Z"), None).keeps(&d));
+        assert!(!filter(at("2024-05-01T10:00:01Z"), None).keeps(&d));
+        assert!(!filter(None, at("2024-05-01T10:00:00Z")).keeps(&d));
+        assert!(filter(None, at("2024-05-01T10:00:01Z")).keeps(&d));
+    }
+
+    #[test]
+    fn user_filter_matches_real_or_impersonated_user_and_prefixes() {
+        let helm = deletion(
+            "system:serviceaccount:cattle-fleet-system:fleet-agent",
+            Some("system:serviceaccount:cattle-fleet-system:fleet-default"),
+            "",
+            "",
+        );
+        let users = |u: &[&str]| Filter {
+            users: u.iter().map(|s| s.to_string()).collect(),
+            ..Filter::default()
+        };
+        assert!(users(&["system:serviceaccount:cattle-fleet-system:fleet-default"]).keeps(&helm));
+        assert!(users(&["system:serviceaccount:cattle-fleet-system:fleet-agent"]).keeps(&helm));
+        assert!(users(&["system:serviceaccount:cattle-fleet-system:*"]).keeps(&helm));
+        assert!(users(&["alice", "system:serviceaccount:*"]).keeps(&helm));
+        assert!(!users(&["alice"]).keeps(&helm));
+        assert!(!users(&["system:serviceaccount:cattle-fleet"]).keeps(&helm));
+    }
+
+    #[test]
+    fn gitrepo_filter_matches_the_gitrepo_or_the_unresolved_owner() {
+        let repos = |r: &[&str]| Filter {
+            gitrepos: r.iter().map(|s| s.to_string()).collect(),
+            ..Filter::default()
+        };
+        let resolved = deletion("a", None, "fleet-local/lots", "fleet-local/lots");
+        let unresolved = deletion("a", None, "", "objectset:default-lots-config2");
+        assert!(repos(&["fleet-local/lots"]).keeps(&resolved));
+        assert!(!repos(&["fleet-local/lots"]).keeps(&unresolved));
+        assert!(repos(&["objectset:default-lots-config2"]).keeps(&unresolved));
+        assert!(!repos(&["fleet-default/lots"]).keeps(&resolved));
+    }
+
+    #[test]
+    fn gitrepo_arguments_are_checked() {
+        assert!(parse_gitrepo("fleet-local/lots").is_ok());
+        assert!(parse_gitrepo("objectset:default-lots-config2").is_ok());
+        for bad in ["lots", "/lots", "fleet-local/", "a/b/c", "objectset:"] {
+            assert!(parse_gitrepo(bad).is_err(), "{bad}");
+        }
+    }
 }

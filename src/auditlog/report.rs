@@ -45,6 +45,64 @@ impl Interner {
     }
 }
 
+/// Strings that always travel together, interned as one tuple of symbols.
+struct Tuples<const N: usize> {
+    ids: HashMap<[Sym; N], Sym>,
+    list: Vec<[Sym; N]>,
+}
+
+impl<const N: usize> Tuples<N> {
+    fn new() -> Self {
+        Tuples {
+            ids: HashMap::new(),
+            list: Vec::new(),
+        }
+    }
+
+    fn intern(&mut self, tuple: [Sym; N]) -> Sym {
+        if let Some(&id) = self.ids.get(&tuple) {
+            return id;
+        }
+        let id = Sym::try_from(self.list.len()).expect("fewer than 2^32 distinct tuples");
+        self.list.push(tuple);
+        self.ids.insert(tuple, id);
+        id
+    }
+
+    fn get(&self, id: Sym) -> [Sym; N] {
+        self.list[id as usize]
+    }
+}
+
+/// Everything a row refers to.
+struct Strings {
+    strs: Interner,
+    /// user, groups, impersonated user, impersonated groups, user agent.
+    identities: Tuples<5>,
+    /// API group, version, resource, subresource, namespace.
+    targets: Tuples<5>,
+    /// owner, GitRepo, bundle, setID, Helm release.
+    owners: Tuples<5>,
+    /// stage, decision, reason, denying webhook.
+    verdicts: Tuples<4>,
+}
+
+impl Strings {
+    fn new() -> Self {
+        Strings {
+            strs: Interner::new(),
+            identities: Tuples::new(),
+            targets: Tuples::new(),
+            owners: Tuples::new(),
+            verdicts: Tuples::new(),
+        }
+    }
+
+    fn get(&self, id: Sym) -> &str {
+        self.strs.get(id)
+    }
+}
+
 /// Groups are kept as one string, one group a line.
 const GROUP_SEPARATOR: char = '\n';
 
@@ -53,33 +111,57 @@ const DRY_RUN: u8 = 2;
 const BY_WEBHOOK: u8 = 4;
 const BY_LABELS: u8 = 8;
 const IMPERSONATED: u8 = 16;
+const HAS_ITEMS: u8 = 32;
+/// `audit_id` holds a UUID's 128 bits.
+const AUDIT_UUID: u8 = 64;
+/// `audit_id[0]` is the symbol of an audit ID that is not a lower-case UUID.
+const AUDIT_STRING: u8 = 128;
 
-/// A [`Deletion`] packed: about 130 bytes whatever its strings.
+/// A lower-case UUID (what kube-apiserver generates) as 128 bits.
+fn uuid_bits(s: &str) -> Option<[u64; 2]> {
+    let b = s.as_bytes();
+    if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+        return None;
+    }
+    let mut bits: u128 = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            continue;
+        }
+        let digit = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        bits = bits << 4 | u128::from(digit);
+    }
+    Some([(bits >> 64) as u64, bits as u64])
+}
+
+fn uuid_string(bits: [u64; 2]) -> String {
+    let hex = format!("{:016x}{:016x}", bits[0], bits[1]);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// A [`Deletion`] packed into 72 bytes; its strings live in [`Strings`].
 struct Row {
     time: Timestamp,
-    /// Unique per event: kept only for JSON, where it is printed.
-    audit_id: Option<Box<str>>,
-    stage: Sym,
-    user: Sym,
-    groups: Sym,
-    impersonated_user: Sym,
-    impersonated_groups: Sym,
-    user_agent: Sym,
-    api_group: Sym,
-    api_version: Sym,
-    resource: Sym,
-    subresource: Sym,
-    namespace: Sym,
+    /// Kept only for JSON, where it is printed: see `AUDIT_UUID`/`AUDIT_STRING`.
+    audit_id: [u64; 2],
+    identity: Sym,
+    target: Sym,
     name: Sym,
     owner: Sym,
-    gitrepo: Sym,
-    bundle: Sym,
-    objectset_id: Sym,
-    helm_release: Sym,
-    decision: Sym,
-    reason: Sym,
-    denied_by: Sym,
-    items: Option<Items>,
+    verdict: Sym,
+    /// Deleted items and Fleet-managed items of a deletecollection (`HAS_ITEMS`).
+    items: [u32; 2],
     code: u16,
     outcome: u8,
     flags: u8,
@@ -88,42 +170,58 @@ struct Row {
 }
 
 impl Row {
-    fn pack(d: &Deletion, strings: &mut Interner, keep_audit_id: bool) -> Row {
-        let mut s = |v: &str| strings.intern(v);
+    fn pack(d: &Deletion, strings: &mut Strings, keep_audit_id: bool) -> Row {
+        let mut s = |v: &str| strings.strs.intern(v);
         let flag = |on: bool, bit: u8| if on { bit } else { 0 };
         let groups = d.groups.join(&GROUP_SEPARATOR.to_string());
         let impersonated_groups = d.impersonated_groups.join(&GROUP_SEPARATOR.to_string());
+        let identity = [
+            s(&d.user),
+            s(&groups),
+            s(d.impersonated_user.as_deref().unwrap_or("")),
+            s(&impersonated_groups),
+            s(&d.user_agent),
+        ];
+        let target = [
+            s(&d.api_group),
+            s(&d.api_version),
+            s(&d.resource),
+            s(&d.subresource),
+            s(&d.namespace),
+        ];
+        let owner = [
+            s(&d.owner),
+            s(&d.gitrepo),
+            s(&d.bundle),
+            s(&d.objectset_id),
+            s(&d.helm_release),
+        ];
+        let verdict = [s(&d.stage), s(&d.decision), s(&d.reason), s(&d.denied_by)];
+        let name = s(&d.name);
+        let (audit_id, audit_flag) = match keep_audit_id.then(|| uuid_bits(&d.audit_id)) {
+            None => ([0, 0], 0),
+            Some(Some(bits)) => (bits, AUDIT_UUID),
+            Some(None) => ([u64::from(s(&d.audit_id)), 0], AUDIT_STRING),
+        };
+        let items = d.items.unwrap_or_default();
         Row {
             time: d.time,
-            audit_id: keep_audit_id.then(|| d.audit_id.clone().into_boxed_str()),
-            stage: s(&d.stage),
-            user: s(&d.user),
-            groups: s(&groups),
-            impersonated_user: s(d.impersonated_user.as_deref().unwrap_or("")),
-            impersonated_groups: s(&impersonated_groups),
-            user_agent: s(&d.user_agent),
-            api_group: s(&d.api_group),
-            api_version: s(&d.api_version),
-            resource: s(&d.resource),
-            subresource: s(&d.subresource),
-            namespace: s(&d.namespace),
-            name: s(&d.name),
-            owner: s(&d.owner),
-            gitrepo: s(&d.gitrepo),
-            bundle: s(&d.bundle),
-            objectset_id: s(&d.objectset_id),
-            helm_release: s(&d.helm_release),
-            decision: s(&d.decision),
-            reason: s(&d.reason),
-            denied_by: s(&d.denied_by),
-            items: d.items,
+            audit_id,
+            identity: strings.identities.intern(identity),
+            target: strings.targets.intern(target),
+            name,
+            owner: strings.owners.intern(owner),
+            verdict: strings.verdicts.intern(verdict),
+            items: [items.deleted, items.fleet_managed],
             code: d.code,
             outcome: d.outcome.index(),
             flags: flag(d.collection, COLLECTION)
                 | flag(d.dry_run, DRY_RUN)
                 | flag(d.by_webhook, BY_WEBHOOK)
                 | flag(d.by_labels, BY_LABELS)
-                | flag(d.impersonated_user.is_some(), IMPERSONATED),
+                | flag(d.impersonated_user.is_some(), IMPERSONATED)
+                | flag(d.items.is_some(), HAS_ITEMS)
+                | audit_flag,
             counted: match d.counted {
                 None => 0,
                 Some(false) => 1,
@@ -132,7 +230,7 @@ impl Row {
         }
     }
 
-    fn unpack(&self, strings: &Interner) -> Deletion {
+    fn unpack(&self, strings: &Strings) -> Deletion {
         let s = |id: Sym| strings.get(id).to_string();
         let list = |id: Sym| {
             let joined = strings.get(id);
@@ -143,41 +241,57 @@ impl Row {
             }
         };
         let has = |bit: u8| self.flags & bit != 0;
+        let [user, groups, impersonated_user, impersonated_groups, user_agent] =
+            strings.identities.get(self.identity);
+        let [api_group, api_version, resource, subresource, namespace] =
+            strings.targets.get(self.target);
+        let [owner, gitrepo, bundle, objectset_id, helm_release] = strings.owners.get(self.owner);
+        let [stage, decision, reason, denied_by] = strings.verdicts.get(self.verdict);
+        let audit_id = if has(AUDIT_UUID) {
+            uuid_string(self.audit_id)
+        } else if has(AUDIT_STRING) {
+            s(self.audit_id[0] as Sym)
+        } else {
+            String::new()
+        };
         Deletion {
             time: self.time,
-            audit_id: self.audit_id.as_deref().unwrap_or("").to_string(),
-            stage: s(self.stage),
+            audit_id,
+            stage: s(stage),
             collection: has(COLLECTION),
-            user: s(self.user),
-            groups: list(self.groups),
-            impersonated_user: has(IMPERSONATED).then(|| s(self.impersonated_user)),
-            impersonated_groups: list(self.impersonated_groups),
-            user_agent: s(self.user_agent),
-            api_group: s(self.api_group),
-            api_version: s(self.api_version),
-            resource: s(self.resource),
-            subresource: s(self.subresource),
-            namespace: s(self.namespace),
+            user: s(user),
+            groups: list(groups),
+            impersonated_user: has(IMPERSONATED).then(|| s(impersonated_user)),
+            impersonated_groups: list(impersonated_groups),
+            user_agent: s(user_agent),
+            api_group: s(api_group),
+            api_version: s(api_version),
+            resource: s(resource),
+            subresource: s(subresource),
+            namespace: s(namespace),
             name: s(self.name),
-            owner: s(self.owner),
-            gitrepo: s(self.gitrepo),
-            bundle: s(self.bundle),
-            objectset_id: s(self.objectset_id),
-            helm_release: s(self.helm_release),
-            decision: s(self.decision),
+            owner: s(owner),
+            gitrepo: s(gitrepo),
+            bundle: s(bundle),
+            objectset_id: s(objectset_id),
+            helm_release: s(helm_release),
+            decision: s(decision),
             counted: match self.counted {
                 0 => None,
                 1 => Some(false),
                 _ => Some(true),
             },
-            reason: s(self.reason),
+            reason: s(reason),
             dry_run: has(DRY_RUN),
             code: self.code,
             outcome: Outcome::from_index(self.outcome),
-            denied_by: s(self.denied_by),
+            denied_by: s(denied_by),
             by_webhook: has(BY_WEBHOOK),
             by_labels: has(BY_LABELS),
-            items: self.items,
+            items: has(HAS_ITEMS).then_some(Items {
+                deleted: self.items[0],
+                fleet_managed: self.items[1],
+            }),
         }
     }
 }
@@ -385,9 +499,9 @@ fn write_aligned<S: AsRef<str>>(
 
 /// Kept rows and running summaries.
 pub(crate) struct Report {
-    strings: Interner,
+    strings: Strings,
     rows: Vec<Row>,
-    keep_audit_id: bool,
+    json: bool,
     widths: [usize; 11],
     by_owner: HashMap<Sym, Counts>,
     by_user: HashMap<Sym, Counts>,
@@ -398,9 +512,9 @@ pub(crate) struct Report {
 impl Report {
     pub(crate) fn new(json: bool) -> Self {
         Report {
-            strings: Interner::new(),
+            strings: Strings::new(),
             rows: Vec::new(),
-            keep_audit_id: json,
+            json,
             widths: TABLE_HEADER.map(width),
             by_owner: HashMap::new(),
             by_user: HashMap::new(),
@@ -409,41 +523,45 @@ impl Report {
     }
 
     pub(crate) fn push(&mut self, d: &Deletion) {
-        if !self.keep_audit_id {
+        if !self.json {
             for (w, cell) in self.widths.iter_mut().zip(table_cells(d)) {
                 *w = (*w).max(width(&cell));
             }
-            let owner = self.strings.intern(dash(d.owner_key()));
-            let user = self.strings.intern(d.effective_user());
+            let owner = self.strings.strs.intern(dash(d.owner_key()));
+            let user = self.strings.strs.intern(d.effective_user());
             self.by_owner.entry(owner).or_default().add(d);
             self.by_user.entry(user).or_default().add(d);
             self.pairs.insert((owner, user));
         }
-        let row = Row::pack(d, &mut self.strings, self.keep_audit_id);
+        let row = Row::pack(d, &mut self.strings, self.json);
         self.rows.push(row);
     }
 
-    /// Rows by time; rows of the same time stay in input order.
-    fn sort(&mut self) {
-        self.rows.sort_by_key(|row| row.time);
+    /// Row numbers by time; rows of the same time stay in input order. Sorting
+    /// 4-byte numbers rather than rows keeps the sort's scratch space small.
+    fn order(&self) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..self.rows.len())
+            .map(|i| u32::try_from(i).expect("fewer than 2^32 rows"))
+            .collect();
+        order.sort_by_key(|&i| self.rows[i as usize].time);
+        order
     }
 
     pub(crate) fn write_json(&mut self, out: &mut impl Write) -> io::Result<()> {
-        self.sort();
-        for row in &self.rows {
-            JsonRow::new(&row.unpack(&self.strings)).write_line(&mut *out)?;
+        for i in self.order() {
+            let d = self.rows[i as usize].unpack(&self.strings);
+            JsonRow::new(&d).write_line(&mut *out)?;
         }
         Ok(())
     }
 
     pub(crate) fn write_table(&mut self, out: &mut impl Write, stats: &Stats) -> io::Result<()> {
-        self.sort();
         if self.rows.is_empty() {
             writeln!(out, "No deletions of Fleet-managed objects found.")?;
         } else {
             write_aligned(out, &TABLE_HEADER, &self.widths, &[])?;
-            for row in &self.rows {
-                let cells = table_cells(&row.unpack(&self.strings));
+            for i in self.order() {
+                let cells = table_cells(&self.rows[i as usize].unpack(&self.strings));
                 write_aligned(out, &cells, &self.widths, &[])?;
             }
             self.write_summary(out, "GitRepo", "GITREPO", "USERS", &self.by_owner, |p| p.0)?;
@@ -607,5 +725,277 @@ impl<'d> JsonRow<'d> {
     pub(crate) fn write_line(&self, out: &mut impl Write) -> io::Result<()> {
         serde_json::to_writer(&mut *out, self)?;
         out.write_all(b"\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deletion(time: &str, user: &str, gitrepo: &str, code: u16, outcome: Outcome) -> Deletion {
+        Deletion {
+            time: time.parse().unwrap(),
+            audit_id: format!("id-{time}"),
+            stage: "ResponseComplete".into(),
+            user: user.into(),
+            groups: vec!["devs".into(), ALL_AUTHENTICATED.into()],
+            user_agent: "kubectl/v1.30.1 (linux/amd64) kubernetes/7911c4f".into(),
+            api_version: "v1".into(),
+            resource: "configmaps".into(),
+            namespace: "default".into(),
+            name: "test-config2-one".into(),
+            owner: gitrepo.into(),
+            gitrepo: gitrepo.into(),
+            bundle: "lots-config2".into(),
+            decision: "warned".into(),
+            counted: Some(true),
+            reason: "manual deletion, policy warn".into(),
+            code,
+            outcome,
+            by_webhook: true,
+            ..Deletion::default()
+        }
+    }
+
+    #[test]
+    fn a_packed_row_unpacks_to_the_same_deletion() {
+        let mut d = deletion(
+            "2024-05-01T10:00:00.5Z",
+            "alice",
+            "fleet-local/lots",
+            200,
+            Outcome::Succeeded,
+        );
+        d.impersonated_user = Some("bob".into());
+        d.impersonated_groups = vec!["ops".into()];
+        d.collection = true;
+        d.name = String::new();
+        d.dry_run = true;
+        d.by_labels = true;
+        d.items = Some(Items {
+            deleted: 3,
+            fleet_managed: 2,
+        });
+        d.helm_release = "apps/lots".into();
+        d.denied_by = "x".into();
+        d.audit_id = "8c2b0a5e-0d1f-4a51-9d0c-4b2f7e0c1a11".into();
+        let mut strings = Strings::new();
+        assert_eq!(Row::pack(&d, &mut strings, true).unpack(&strings), d);
+        // Audit IDs that are not lower-case UUIDs are kept as strings.
+        for id in ["8C2B0A5E-0D1F-4A51-9D0C-4B2F7E0C1A11", "my-audit-id", ""] {
+            d.audit_id = id.into();
+            assert_eq!(Row::pack(&d, &mut strings, true).unpack(&strings), d);
+        }
+        // The table does not print them, so does not keep them.
+        assert_eq!(
+            Row::pack(&d, &mut strings, false).unpack(&strings).audit_id,
+            ""
+        );
+
+        let mut plain = deletion("2024-05-01T10:00:00Z", "", "", 0, Outcome::Unknown);
+        plain.groups.clear();
+        plain.counted = None;
+        assert_eq!(
+            Row::pack(&plain, &mut strings, true).unpack(&strings),
+            plain
+        );
+        // Repeated strings and tuples are stored once.
+        let before = (strings.strs.strs.len(), strings.identities.list.len());
+        Row::pack(&plain, &mut strings, true);
+        assert_eq!(
+            (strings.strs.strs.len(), strings.identities.list.len()),
+            before
+        );
+    }
+
+    #[test]
+    fn rows_stay_small() {
+        assert!(
+            std::mem::size_of::<Row>() <= 136,
+            "{}",
+            std::mem::size_of::<Row>()
+        );
+    }
+
+    #[test]
+    fn every_row_is_in_exactly_one_summary_column() {
+        let mut c = Counts::default();
+        let mut dry = deletion("2024-05-01T10:00:00Z", "a", "r", 200, Outcome::Succeeded);
+        dry.dry_run = true;
+        let mut dry_denied = deletion("2024-05-01T10:00:00Z", "a", "r", 403, Outcome::Denied);
+        dry_denied.dry_run = true;
+        for d in [
+            deletion("2024-05-01T10:00:00Z", "a", "r", 200, Outcome::Succeeded),
+            dry,
+            dry_denied,
+            deletion("2024-05-01T10:00:00Z", "a", "r", 403, Outcome::Forbidden),
+            deletion("2024-05-01T10:00:00Z", "a", "r", 404, Outcome::NotFound),
+        ] {
+            c.add(&d);
+        }
+        assert_eq!(
+            c,
+            Counts {
+                rows: 5,
+                deleted: 1,
+                dry_run: 1,
+                denied: 2,
+                failed: 1
+            }
+        );
+    }
+
+    #[test]
+    fn the_table_is_sorted_aligned_and_summarised() {
+        let mut report = Report::new(false);
+        report.push(&deletion(
+            "2024-05-01T12:00:00Z",
+            "system:serviceaccount:kube-system:namespace-controller",
+            "fleet-local/lots",
+            200,
+            Outcome::Succeeded,
+        ));
+        report.push(&deletion(
+            "2024-05-01T10:00:00Z",
+            "alice",
+            "fleet-local/lots",
+            403,
+            Outcome::Denied,
+        ));
+        report.push(&deletion(
+            "2024-05-01T11:00:00Z",
+            "alice",
+            "",
+            200,
+            Outcome::Succeeded,
+        ));
+        let mut out = Vec::new();
+        report.write_table(&mut out, &Stats::default()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with("TIME                  USER  "),
+            "{text}"
+        );
+        assert!(
+            lines[1].starts_with("2024-05-01T10:00:00Z  alice "),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with("2024-05-01T11:00:00Z  alice "),
+            "{text}"
+        );
+        assert!(
+            lines[3].starts_with("2024-05-01T12:00:00Z  system:"),
+            "{text}"
+        );
+        // Aligned: every column starts at the same offset on every line.
+        let at = |line: &str, word: &str| line.find(word).unwrap();
+        let object = at(lines[0], "OBJECT");
+        for line in &lines[1..4] {
+            assert_eq!(at(line, "default/test-config2-one"), object, "{text}");
+        }
+        assert!(lines[1].ends_with("403 denied"), "{text}");
+        // system:authenticated is left out of the table.
+        assert!(!text.contains("system:authenticated"), "{text}");
+        assert!(
+            lines[1][at(lines[0], "GROUPS")..].starts_with("devs  "),
+            "{text}"
+        );
+        let agent = at(lines[0], "AGENT");
+        assert!(lines[1][agent..].starts_with("kubectl/v1.30.1  "), "{text}");
+        // An unresolved owner shows as "-".
+        let gitrepo = at(lines[0], "GITREPO");
+        assert!(lines[2][gitrepo..].starts_with("-   "), "{text}");
+        assert!(
+            lines[1][gitrepo..].starts_with("fleet-local/lots  "),
+            "{text}"
+        );
+
+        let gitrepo_summary = text.split("Per GitRepo:\n").nth(1).unwrap();
+        let mut summary = gitrepo_summary.lines();
+        assert_eq!(
+            summary.next().unwrap(),
+            "GITREPO           DELETIONS  DELETED  DRY-RUN  DENIED  FAILED  USERS"
+        );
+        assert_eq!(
+            summary.next().unwrap(),
+            "fleet-local/lots          2        1        0       1       0      2"
+        );
+        assert_eq!(
+            summary.next().unwrap(),
+            "-                         1        1        0       0       0      1"
+        );
+        let user_summary = text.split("Per user:\n").nth(1).unwrap();
+        assert!(
+            user_summary.lines().nth(1).unwrap().starts_with("alice  "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_empty_table_says_so() {
+        let mut out = Vec::new();
+        Report::new(false)
+            .write_table(&mut out, &Stats::default())
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("No deletions of Fleet-managed objects found.\n"));
+    }
+
+    #[test]
+    fn json_rows_have_a_fixed_shape() {
+        let d = deletion(
+            "2024-05-01T10:00:00.123Z",
+            "alice",
+            "fleet-local/lots",
+            200,
+            Outcome::Succeeded,
+        );
+        let mut out = Vec::new();
+        JsonRow::new(&d).write_line(&mut out).unwrap();
+        assert!(out.ends_with(b"}\n"));
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["time"], "2024-05-01T10:00:00.123Z");
+        assert_eq!(v["verb"], "delete");
+        assert_eq!(v["result"], "succeeded");
+        assert_eq!(v["recognisedBy"], "webhook");
+        assert!(v["impersonatedUser"].is_null() && v["items"].is_null());
+        assert_eq!(v.as_object().unwrap().len(), 29);
+    }
+
+    #[test]
+    fn long_cells_are_cut_with_an_ellipsis() {
+        assert_eq!(truncate("abcdef", 4), "abc…");
+        assert_eq!(truncate("abcd", 4), "abcd");
+    }
+
+    #[test]
+    fn stats_read_as_sentences() {
+        let mut stats = Stats {
+            inputs: 2,
+            events: 10,
+            deletions: 3,
+            fleet_deletions: 2,
+            printed: 1,
+            filtered_out: 1,
+            other_stage: 4,
+            ..Stats::default()
+        };
+        for line in 1..=5 {
+            stats.malformed("a.log", line, "expected value");
+        }
+        assert_eq!(
+            stats.counts_line(true),
+            "1 deletion shown; read 10 audit events from 2 inputs: 3 deletions, 2 of \
+             Fleet-managed objects (1 outside the filters); 4 RequestReceived/ResponseStarted \
+             events skipped; 5 malformed lines skipped"
+        );
+        assert!(!stats.counts_line(false).contains("malformed"));
+        assert_eq!(
+            stats.malformed_summary().unwrap(),
+            "5 malformed lines skipped (first: a.log:1: expected value; a.log:2: expected \
+             value; a.log:3: expected value)"
+        );
     }
 }
