@@ -134,40 +134,44 @@ impl Admission {
             _ => Owner::default(),
         };
         let verdict = decide(&facts, &owner, &self.config);
-        if verdict.count {
-            self.sink.record(counted(&request, &facts, owner, received));
-        }
         let summary = summarize(&request, &facts, &verdict);
+        if verdict.count {
+            self.sink.record(counted(&request, facts, owner, received));
+        }
         Ok(Answer {
-            review: review::respond(&request, &verdict),
+            review: review::respond(&request, verdict),
             summary,
         })
     }
 }
 
 fn counted(
-    request: &Request,
-    facts: &crate::decide::Review,
+    request: &Request<'_>,
+    facts: crate::decide::Review,
     owner: Owner,
     received: Instant,
 ) -> CountedDeletion {
     let meta = request.old_object.as_ref().map(|o| &o.metadata);
-    let object = facts.object.as_ref();
+    let (namespace, name, objectset_hash) = match facts.object {
+        Some(o) => (o.namespace, o.name, o.objectset_hash),
+        None => Default::default(),
+    };
     CountedDeletion {
-        review_uid: request.uid.clone(),
-        object_uid: meta.and_then(|m| m.uid.clone()).unwrap_or_default(),
-        group: request.kind.group.clone(),
-        version: request.kind.version.clone(),
-        kind: request.kind.kind.clone(),
-        resource: request.resource.resource.clone(),
-        namespace: object.map(|o| o.namespace.clone()).unwrap_or_default(),
-        name: object.map(|o| o.name.clone()).unwrap_or_default(),
-        username: facts.username.clone(),
+        review_uid: request.uid.to_string(),
+        object_uid: meta
+            .and_then(|m| m.uid.as_deref())
+            .unwrap_or_default()
+            .to_string(),
+        group: request.kind.group.to_string(),
+        version: request.kind.version.to_string(),
+        kind: request.kind.kind.to_string(),
+        resource: request.resource.resource.to_string(),
+        namespace,
+        name,
+        username: facts.username,
         owner,
-        objectset_hash: object.and_then(|o| o.objectset_hash.clone()),
-        has_finalizers: meta
-            .and_then(|m| m.finalizers.as_ref())
-            .is_some_and(|f| !f.is_empty()),
+        objectset_hash,
+        has_finalizers: meta.is_some_and(|m| m.has_finalizers),
         created_at: meta
             .and_then(|m| m.creation_timestamp.as_ref())
             .map(|t| t.0.to_string()),
@@ -175,21 +179,21 @@ fn counted(
     }
 }
 
-fn summarize(request: &Request, facts: &crate::decide::Review, verdict: &Verdict) -> Summary {
+fn summarize(request: &Request<'_>, facts: &crate::decide::Review, verdict: &Verdict) -> Summary {
     let resource = if request.resource.group.is_empty() {
-        request.resource.resource.clone()
+        request.resource.resource.to_string()
     } else {
         format!("{}.{}", request.resource.resource, request.resource.group)
     };
     let (namespace, name) = match &facts.object {
         Some(o) => (o.namespace.clone(), o.name.clone()),
         None => (
-            request.namespace.clone().unwrap_or_default(),
-            request.name.clone(),
+            request.namespace.as_deref().unwrap_or_default().to_string(),
+            request.name.to_string(),
         ),
     };
     Summary {
-        uid: request.uid.clone(),
+        uid: request.uid.to_string(),
         user: facts.username.clone(),
         operation: facts.operation.as_str(),
         resource,

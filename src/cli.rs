@@ -185,6 +185,10 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub cert_bootstrap: crate::certs::BootstrapArgs,
 
+    // --- webhook port (src/listener.rs): --max-connections, --client-ca, --client-cert-name ---
+    #[command(flatten)]
+    pub connections: crate::listener::ConnectionArgs,
+
     /// How often this cluster's deployed resources are compared with what exists, to
     /// count deletions made while no replica was running (seconds; also once at start).
     #[arg(long, env = "FLEET_DELETE_GUARD_RESYNC_INTERVAL", default_value = "300", value_parser = parse_seconds)]

@@ -1,19 +1,30 @@
 //! AdmissionReview bytes in, facts out; verdict in, AdmissionReview out.
 //!
-//! Only the objects' metadata is parsed ([`PartialObjectMeta`]): the decision needs
-//! labels, annotations, name and deletionTimestamp, never the object's contents, so a
-//! large Secret or ConfigMap costs a scan, not an allocation, and never reaches a log.
+//! Only what the decision, the answer, the log line and counting read is parsed: the
+//! request's uid, kind, resource, name, namespace, operation, user and dryRun, and of
+//! `oldObject` its name, namespace, uid, the two Fleet markers, finalizers and
+//! timestamps. Everything else — the object's contents, `managedFields`, `object`,
+//! `options` — is skipped by the JSON scanner without being built, so a large Secret or
+//! ConfigMap costs a scan, not an allocation, and never reaches a log. Strings are
+//! borrowed from the body where JSON allows (no escapes).
+//!
+//! kube's `AdmissionReview<PartialObjectMeta<_>>` is not used for input: its
+//! `#[serde(flatten)]` fields make serde buffer the whole body, `oldObject` included,
+//! into an intermediate tree before reading it (about 90 % of the cost of a review).
 
+use std::{borrow::Cow, fmt, ops::Deref};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::core::{
-    admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation as KubeOperation},
-    DynamicObject, PartialObjectMeta, Status,
+    admission::{AdmissionResponse, AdmissionReview, Operation as KubeOperation},
+    DynamicObject, Status, TypeMeta,
 };
-use serde::Deserialize;
+use serde::{
+    de::{self, MapAccess, SeqAccess, Visitor},
+    Deserialize, Deserializer,
+};
 
 use crate::decide::{ObjectFacts, Operation, Review, Verdict};
-
-/// The admission request as parsed: metadata only.
-pub type Request = AdmissionRequest<PartialObjectMeta<DynamicObject>>;
 
 // TODO(lead): move to crate::fleet once its label consts land.
 const OBJECTSET_HASH_LABEL: &str = "objectset.rio.cattle.io/hash";
@@ -46,11 +57,240 @@ impl ReviewError {
     }
 }
 
+/// A JSON string, borrowed from the body unless it had escapes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Text<'_> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// `kind` of a request: group, version, kind (all required, as in kube's type).
+#[derive(Debug, Deserialize)]
+pub struct Gvk<'a> {
+    #[serde(borrow)]
+    pub group: Text<'a>,
+    #[serde(borrow)]
+    pub version: Text<'a>,
+    #[serde(borrow)]
+    pub kind: Text<'a>,
+}
+
+/// `resource` of a request: group, version, resource (all required).
+#[derive(Debug, Deserialize)]
+pub struct Gvr<'a> {
+    #[serde(borrow)]
+    pub group: Text<'a>,
+    #[serde(borrow)]
+    pub version: Text<'a>,
+    #[serde(borrow)]
+    pub resource: Text<'a>,
+}
+
+/// `userInfo`: who asks.
+#[derive(Debug, Deserialize)]
+pub struct UserInfo<'a> {
+    #[serde(default, borrow)]
+    pub username: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    pub groups: Option<Vec<Text<'a>>>,
+}
+
+/// `oldObject`: only its metadata is read.
+#[derive(Debug, Default, Deserialize)]
+pub struct OldObject<'a> {
+    #[serde(default, borrow)]
+    pub metadata: Meta<'a>,
+}
+
+/// The metadata of `oldObject` that the decision and counting read. Labels and
+/// annotations are scanned for Fleet's two markers only (each must still be a map of
+/// strings, as in Kubernetes' ObjectMeta).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Meta<'a> {
+    #[serde(default, borrow)]
+    pub name: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    pub namespace: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    pub uid: Option<Text<'a>>,
+    /// Fleet's `objectset.rio.cattle.io/hash` label.
+    #[serde(
+        rename = "labels",
+        default,
+        borrow,
+        deserialize_with = "objectset_hash_label"
+    )]
+    pub objectset_hash: Option<Text<'a>>,
+    /// Fleet's `objectset.rio.cattle.io/id` annotation.
+    #[serde(
+        rename = "annotations",
+        default,
+        borrow,
+        deserialize_with = "objectset_id_annotation"
+    )]
+    pub objectset_id: Option<Text<'a>>,
+    /// `finalizers` is a non-empty list of strings.
+    #[serde(rename = "finalizers", default, deserialize_with = "non_empty_strings")]
+    pub has_finalizers: bool,
+    #[serde(default)]
+    pub creation_timestamp: Option<Time>,
+    #[serde(default)]
+    pub deletion_timestamp: Option<Time>,
+}
+
+/// The value of `key` in an optional map of strings; the other entries are checked to
+/// be strings and dropped.
+fn pick<'de, D: Deserializer<'de>>(
+    d: D,
+    key: &'static str,
+) -> Result<Option<Text<'de>>, D::Error> {
+    struct Pick(&'static str);
+    impl<'de> Visitor<'de> for Pick {
+        type Value = Option<Text<'de>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map of strings")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(k) = map.next_key::<Text<'de>>()? {
+                let v = map.next_value::<Text<'de>>()?;
+                if *k == *self.0 {
+                    found = Some(v);
+                }
+            }
+            Ok(found)
+        }
+    }
+    d.deserialize_option(Pick(key))
+}
+
+fn objectset_hash_label<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Text<'de>>, D::Error> {
+    pick(d, OBJECTSET_HASH_LABEL)
+}
+
+fn objectset_id_annotation<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Text<'de>>, D::Error> {
+    pick(d, OBJECTSET_ID_ANNOTATION)
+}
+
+/// True for a non-empty list of strings; null and `[]` are false.
+fn non_empty_strings<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    struct Count;
+    impl<'de> Visitor<'de> for Count {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of strings")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+            d.deserialize_seq(self)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+            let mut any = false;
+            while seq.next_element::<Text<'de>>()?.is_some() {
+                any = true;
+            }
+            Ok(any)
+        }
+    }
+    d.deserialize_option(Count)
+}
+
+/// The admission request as parsed: what is read of it, borrowed from the body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Request<'a> {
+    #[serde(borrow)]
+    pub uid: Text<'a>,
+    #[serde(borrow)]
+    pub kind: Gvk<'a>,
+    #[serde(borrow)]
+    pub resource: Gvr<'a>,
+    #[serde(default, borrow)]
+    pub name: Text<'a>,
+    #[serde(default, borrow)]
+    pub namespace: Option<Text<'a>>,
+    pub operation: KubeOperation,
+    #[serde(borrow)]
+    pub user_info: UserInfo<'a>,
+    #[serde(default, borrow)]
+    pub old_object: Option<OldObject<'a>>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// The body: `apiVersion` and `kind` (required, checked after parsing) and the request.
+/// `response`, and every field of the request not listed above, are skipped unread.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Body<'a> {
+    #[serde(borrow)]
+    api_version: Text<'a>,
+    #[serde(borrow)]
+    kind: Text<'a>,
+    #[serde(default, borrow)]
+    request: Option<Request<'a>>,
+}
+
 /// A parsed body: either a full request, or only its envelope when the object inside
 /// has a shape we did not expect (the review is then allowed and logged).
 #[derive(Debug)]
-pub enum Parsed {
-    Request(Box<Request>),
+pub enum Parsed<'a> {
+    Request(Box<Request<'a>>),
     UnexpectedShape { uid: String, detail: String },
 }
 
@@ -70,11 +310,11 @@ struct EnvelopeRequest {
 }
 
 /// Parse a request body into an admission request.
-pub fn parse(body: &[u8]) -> Result<Parsed, ReviewError> {
-    match serde_json::from_slice::<AdmissionReview<PartialObjectMeta<DynamicObject>>>(body) {
+pub fn parse(body: &[u8]) -> Result<Parsed<'_>, ReviewError> {
+    match serde_json::from_slice::<Body<'_>>(body) {
         Ok(review) => {
-            check_type(&review.types.api_version, &review.types.kind)?;
-            let request: Request = review.try_into().map_err(|_| ReviewError::NoRequest)?;
+            check_type(&review.api_version, &review.kind)?;
+            let request = review.request.ok_or(ReviewError::NoRequest)?;
             Ok(Parsed::Request(Box::new(request)))
         }
         Err(full_err) => {
@@ -97,21 +337,26 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ReviewError> {
 fn check_type(api_version: &str, kind: &str) -> Result<(), ReviewError> {
     if kind != ADMISSION_KIND {
         return Err(ReviewError::NotAdmissionReview(format!(
-            "kind is {kind:?}, expected \"AdmissionReview\""
+            "kind is {}, expected \"AdmissionReview\"",
+            crate::redact::excerpt(kind, 64)
         )));
     }
     if api_version != ADMISSION_V1 {
-        return Err(ReviewError::WrongVersion(api_version.to_string()));
+        return Err(ReviewError::WrongVersion(crate::redact::truncated(
+            api_version,
+            64,
+        )));
     }
     Ok(())
 }
 
+/// One bounded line that never quotes the body (src/redact.rs).
 fn one_line(e: &serde_json::Error) -> String {
-    e.to_string().replace('\n', " ")
+    crate::redact::json_error(e)
 }
 
 /// The facts of a request that the decision needs.
-pub fn facts(request: &Request) -> Review {
+pub fn facts(request: &Request<'_>) -> Review {
     let operation = match request.operation {
         KubeOperation::Create => Operation::Create,
         KubeOperation::Update => Operation::Update,
@@ -123,59 +368,72 @@ pub fn facts(request: &Request) -> Review {
         ObjectFacts {
             kind: request.kind.kind.to_ascii_lowercase(),
             // DELETECOLLECTION sends one review per item with an empty request name.
-            name: meta.name.clone().unwrap_or_else(|| request.name.clone()),
+            name: meta.name.as_deref().unwrap_or(&request.name).to_string(),
             namespace: meta
                 .namespace
-                .clone()
-                .or_else(|| request.namespace.clone())
-                .unwrap_or_default(),
-            objectset_hash: meta
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(OBJECTSET_HASH_LABEL))
-                .cloned(),
-            objectset_id: meta
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(OBJECTSET_ID_ANNOTATION))
-                .cloned(),
+                .as_deref()
+                .or(request.namespace.as_deref())
+                .unwrap_or_default()
+                .to_string(),
+            objectset_hash: meta.objectset_hash.as_deref().map(str::to_string),
+            objectset_id: meta.objectset_id.as_deref().map(str::to_string),
             terminating: meta.deletion_timestamp.is_some(),
         }
     });
     Review {
         operation,
         dry_run: request.dry_run,
-        username: request.user_info.username.clone().unwrap_or_default(),
-        groups: request.user_info.groups.clone().unwrap_or_default(),
+        username: request
+            .user_info
+            .username
+            .as_deref()
+            .unwrap_or_default()
+            .to_string(),
+        groups: request
+            .user_info
+            .groups
+            .as_ref()
+            .map(|g| g.iter().map(|g| g.to_string()).collect())
+            .unwrap_or_default(),
         object,
     }
 }
 
-/// The AdmissionReview answering `request` with `verdict`.
-pub fn respond(request: &Request, verdict: &Verdict) -> AdmissionReview<DynamicObject> {
-    let mut response = AdmissionResponse::from(request);
+/// An allowed, empty answer for `uid` (`admission.k8s.io/v1`).
+fn allowed(uid: &str) -> AdmissionResponse {
+    let mut response = AdmissionResponse::invalid("");
+    response.types = TypeMeta {
+        api_version: ADMISSION_V1.to_string(),
+        kind: ADMISSION_KIND.to_string(),
+    };
+    response.allowed = true;
+    response.result = Status::default();
+    response.uid = uid.to_string();
+    response
+}
+
+/// The AdmissionReview answering `request` with `verdict` (whose warnings and
+/// annotations move into the answer).
+pub fn respond(request: &Request<'_>, verdict: Verdict) -> AdmissionReview<DynamicObject> {
+    let mut response = allowed(&request.uid);
     if let Some(message) = &verdict.denial {
         response = response.deny(message);
         response.result = Status::failure(message, "Forbidden").with_code(403);
     }
     if !verdict.warnings.is_empty() {
-        response.warnings = Some(verdict.warnings.clone());
+        response.warnings = Some(verdict.warnings);
     }
     response.audit_annotations = verdict
         .audit_annotations
-        .iter()
-        .map(|(k, v)| ((*k).to_string(), v.clone()))
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
         .collect();
     response.into_review()
 }
 
 /// An allowed answer carrying only the uid, for reviews whose object we could not read.
 pub fn allow_uid(uid: &str) -> AdmissionReview<DynamicObject> {
-    let mut response = AdmissionResponse::invalid("");
-    response.allowed = true;
-    response.result = Status::default();
-    response.uid = uid.to_string();
-    response.into_review()
+    allowed(uid).into_review()
 }
 
 #[cfg(test)]

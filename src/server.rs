@@ -40,6 +40,8 @@ pub struct ListenConfig {
     pub max_concurrent_reviews: usize,
     /// How long in-flight reviews may take to finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Connection limit and client certificates (src/listener.rs).
+    pub connections: crate::listener::ConnectionArgs,
 }
 
 impl Default for ListenConfig {
@@ -50,6 +52,7 @@ impl Default for ListenConfig {
             request_timeout: Duration::from_secs(4),
             max_concurrent_reviews: 1024,
             shutdown_grace: Duration::from_secs(20),
+            connections: crate::listener::ConnectionArgs::default(),
         }
     }
 }
@@ -296,19 +299,26 @@ pub async fn serve(
         config.request_timeout,
         config.max_concurrent_reviews,
     );
-    let probes = metrics_router(metrics, readiness, admission);
+    let probes = metrics_router(metrics.clone(), readiness, admission);
 
-    let handle: Handle<SocketAddr> = Handle::new();
-    let mut server = axum_server::from_tcp_rustls(listeners.webhook, tls)?
-        .handle(handle.clone())
-        .first_request_timeout(config.request_timeout)
-        .map(|acceptor| acceptor.handshake_timeout(config.request_timeout))
-        .http1_only();
+    // Connection limit, TLS (client certificates), handshake bound: src/listener.rs.
+    let handle: Handle<crate::listener::PeerAddr> = Handle::new();
+    let mut server = crate::listener::webhook_server(
+        listeners.webhook,
+        tls,
+        &config.connections,
+        config.request_timeout,
+        metrics,
+    )?
+    .handle(handle.clone())
+    .first_request_timeout(config.request_timeout)
+    .http1_only();
     server
         .http_builder()
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(config.request_timeout);
+        .header_read_timeout(config.request_timeout)
+        .max_buf_size(crate::listener::MAX_HEADER_BYTES);
 
     let metrics_listener = tokio::net::TcpListener::from_std(listeners.metrics)?;
     let (probe_stop_tx, probe_stop_rx) = tokio::sync::oneshot::channel::<()>();

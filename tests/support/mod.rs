@@ -126,6 +126,7 @@ impl TestServer {
             request_timeout: options.request_timeout,
             max_concurrent_reviews: 64,
             shutdown_grace: Duration::from_secs(5),
+            connections: Default::default(),
         };
         let listeners = Listeners::bind(&config).expect("bind");
         let webhook = listeners.webhook_addr().expect("addr");

@@ -15,7 +15,62 @@
 //! let config = kube::Config::new(double.url().parse().unwrap()); // then Client::try_from(config)
 //! # }
 //! ```
+//!
+//! # Semantics worth knowing
+//! - One global resourceVersion counter (starts at [`Options::initial_resource_version`]);
+//!   every committed write bumps it. A write that changes nothing (after the subresource
+//!   rules) is a no-op: no new resourceVersion, no watch event, no hook call.
+//! - `metadata.resourceVersion` in a PUT body or in the result of a PATCH is a precondition
+//!   (409 `Conflict`). JSON patch failures (a failed `test` included) are 422 `Invalid`.
+//! - Kinds with a status subresource: `.status` is dropped on create, ignored on the main
+//!   resource, and the only thing `/status` writes change. `metadata.generation` is bumped
+//!   when anything outside `metadata`/`status` changes (CRDs and Deployments).
+//! - DELETE: finalizers → only `deletionTimestamp` (MODIFIED); removing the last finalizer
+//!   of a terminating object deletes it (DELETED). CRDs answer with the object, built-ins
+//!   with a success `Status`. `dryRun=All` (query or DeleteOptions body) changes nothing.
+//! - Watches: `resourceVersion` unset/"0" → synthetic ADDED for the current state (plus the
+//!   `k8s.io/initial-events-end` BOOKMARK with `sendInitialEvents=true`); a resourceVersion
+//!   older than the retained history → HTTP 200 with one ERROR event (410 `Expired`).
+//!   Objects entering/leaving a selector are ADDED/DELETED for that watch.
+//!   [`ApiDouble::restart`] and [`ApiDouble::compact`] drop the history.
+//!
+//! # Authentication, RBAC, admission webhooks, audit (for the end-to-end tests)
+//! - [`Options::https`] serves TLS with a generated CA ([`ApiDouble::ca_pem`]; the
+//!   kubeconfigs carry it). kubectl sends bearer tokens only over HTTPS.
+//! - Bearer tokens map to users ([`ApiDouble::add_token`]; [`DEFAULT_TOKEN`] is an
+//!   administrator in `system:masters`); no token is `system:anonymous`, an unknown one 401.
+//! - [`ApiDouble::enforce_rbac`] authorizes every resource request against the stored
+//!   ClusterRoles, ClusterRoleBindings, Roles and RoleBindings as kube-apiserver's RBAC
+//!   authorizer does, answering 403 with its wording; [`ApiDouble::forbidden_requests`]
+//!   lists the refusals. Discovery is open to all. No aggregated ClusterRoles.
+//! - DELETE and DELETECOLLECTION call the stored ValidatingWebhookConfigurations' webhooks
+//!   as kube-apiserver does (rules, namespaceSelector, objectSelector, matchConditions in
+//!   real CEL, sideEffects and dryRun, HTTPS/1.1 trusting the caBundle, timeoutSeconds,
+//!   failurePolicy; warnings as `Warning: 299 - "..."` headers, denials as the webhook's
+//!   Status): see the `admission` module. Services are reached at the address given to
+//!   [`ApiDouble::set_service_endpoint`]. [`ApiDouble::admission_calls`] records each call,
+//!   [`ApiDouble::audit_events`] the audit.k8s.io/v1 events of DELETEs with the webhooks'
+//!   audit annotations (and `failed-open…` ones).
+//! - Served besides Fleet's kinds and the core ones: ServiceAccount, PodDisruptionBudget,
+//!   ValidatingWebhookConfiguration and the RBAC kinds, with kubectl's short names.
+//!
+//! # Known gaps versus a real apiserver
+//! No admission on CREATE/UPDATE/PATCH, no mutating webhooks, webhooks are called one
+//! after the other (kube-apiserver calls validating webhooks in parallel), no
+//! `authorizer` in CEL, no impersonation; no schema validation or defaulting; server-side
+//! apply and strategic merge are plain RFC 7386 merges (no field ownership, no list merge
+//! keys, no `managedFields` updates, YAML apply bodies are not parsed); no garbage collection
+//! (ownerReferences, `propagationPolicy` ignored) and no namespace lifecycle (objects may live
+//! in namespaces that do not exist); list pages after the first are read from the current
+//! state (not a snapshot at the first page's resourceVersion); `resourceVersion` /
+//! `resourceVersionMatch` on GET and LIST are ignored (always the latest); field selectors
+//! support only `metadata.name` and `metadata.namespace`; no `Secret.stringData`
+//! conversion; no protobuf/CBOR bodies (kubectl's `create configmap` sends protobuf: seed
+//! such objects instead) or table output, no gzip, HTTP/1.1 only; watches without
+//! `timeoutSeconds` last 30 minutes.
 
+mod admission;
+mod auth;
 mod faults;
 mod hooks;
 mod log;
@@ -27,6 +82,7 @@ mod status;
 mod store;
 mod util;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
@@ -37,6 +93,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
+pub use admission::AdmissionCall;
+pub use auth::{UserInfo, DEFAULT_TOKEN, DEFAULT_USER};
 pub use faults::{Fault, FaultAction, FaultId};
 pub use hooks::{HookFn, HookId, HookOptions, ObjectKey, StoreView, Write};
 pub use log::{Origin, RequestRecord, Verb};
@@ -71,6 +129,10 @@ pub struct Options {
     pub max_body_bytes: usize,
     /// How long `stop()` lets connections finish before cutting them.
     pub shutdown_grace: Duration,
+    /// Serve HTTPS with a generated CA and a certificate for 127.0.0.1/localhost
+    /// ([`ApiDouble::ca_pem`]). kubectl sends credentials (bearer tokens) only over
+    /// HTTPS, so tests that need kubectl's user (RBAC, `userInfo`) use it.
+    pub https: bool,
 }
 
 impl Default for Options {
@@ -84,6 +146,7 @@ impl Default for Options {
             port: 0,
             max_body_bytes: 3 * 1024 * 1024,
             shutdown_grace: Duration::from_millis(500),
+            https: false,
         }
     }
 }
@@ -133,6 +196,59 @@ pub(crate) struct Shared {
     pub(crate) runtime: tokio::runtime::Handle,
     started: Instant,
     pub(crate) addr: Mutex<SocketAddr>,
+    pub(crate) auth: Mutex<AuthState>,
+    /// Where `Service` NAMESPACE/NAME is reached (what kube-proxy would do).
+    pub(crate) endpoints: Mutex<HashMap<(String, String), SocketAddr>>,
+    pub(crate) admission_log: Mutex<Vec<AdmissionCall>>,
+    pub(crate) admission_changed: watch::Sender<u64>,
+    /// audit.k8s.io/v1 Events of DELETE requests.
+    pub(crate) audit: Mutex<Vec<Value>>,
+    pub(crate) tls: Option<ServingTls>,
+}
+
+/// The double's own serving certificate (with [`Options::https`]).
+pub(crate) struct ServingTls {
+    pub(crate) config: Arc<rustls::ServerConfig>,
+    pub(crate) ca_pem: String,
+}
+
+fn serving_tls() -> std::io::Result<ServingTls> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+    let err = |e: &dyn std::fmt::Display| std::io::Error::other(e.to_string());
+    let ca_key = KeyPair::generate().map_err(|e| err(&e))?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(|e| err(&e))?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "kube-api-double CA");
+    let ca = ca_params.self_signed(&ca_key).map_err(|e| err(&e))?;
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().map_err(|e| err(&e))?;
+    let params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .map_err(|e| err(&e))?;
+    let cert = params.signed_by(&key, &issuer).map_err(|e| err(&e))?;
+    let chain = vec![CertificateDer::from_pem_slice(cert.pem().as_bytes()).map_err(|e| err(&e))?];
+    let private =
+        PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).map_err(|e| err(&e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(&e))?
+        .with_no_client_auth()
+        .with_single_cert(chain, private)
+        .map_err(|e| err(&e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(ServingTls {
+        config: Arc::new(config),
+        ca_pem: ca.pem(),
+    })
+}
+
+/// Tokens and whether RBAC is enforced.
+pub(crate) struct AuthState {
+    pub(crate) tokens: HashMap<String, UserInfo>,
+    pub(crate) enforce_rbac: bool,
 }
 
 impl Shared {
@@ -245,6 +361,7 @@ impl Shared {
             query: String::new(),
             content_type: None,
             user_agent: None,
+            user: None,
             body,
             status: None,
             faulted: false,
@@ -323,7 +440,7 @@ impl Shared {
         Some(f.fault.action.clone())
     }
 
-    fn next_id(&self) -> u64 {
+    pub(crate) fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 }
@@ -357,6 +474,11 @@ impl ApiDouble {
     pub async fn try_start(options: Options) -> std::io::Result<Self> {
         let listener = server::bind(SocketAddr::from(([127, 0, 0, 1], options.port)))?;
         let addr = listener.local_addr()?;
+        let tls = if options.https {
+            Some(serving_tls()?)
+        } else {
+            None
+        };
         let rt = ResourceTable::new(&options.extra_resources);
         let db = Db::new(
             rt.clone(),
@@ -378,6 +500,18 @@ impl ApiDouble {
             runtime: tokio::runtime::Handle::current(),
             started: Instant::now(),
             addr: Mutex::new(addr),
+            auth: Mutex::new(AuthState {
+                tokens: HashMap::from([(
+                    auth::DEFAULT_TOKEN.to_string(),
+                    UserInfo::admin(auth::DEFAULT_USER),
+                )]),
+                enforce_rbac: false,
+            }),
+            endpoints: Mutex::new(HashMap::new()),
+            admission_log: Mutex::new(Vec::new()),
+            admission_changed: watch::channel(0).0,
+            audit: Mutex::new(Vec::new()),
+            tls,
         });
         let running = server::spawn(sh.clone(), listener);
         Ok(Self {
@@ -392,21 +526,146 @@ impl ApiDouble {
         *lock(&self.sh.addr)
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (`https://` with [`Options::https`]).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr())
+        let scheme = if self.sh.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr())
     }
 
-    /// A kubeconfig for this double: server `http://127.0.0.1:PORT`, insecure, a dummy token.
+    /// The CA of the double's serving certificate (with [`Options::https`]).
+    pub fn ca_pem(&self) -> Option<String> {
+        self.sh.tls.as_ref().map(|t| t.ca_pem.clone())
+    }
+
+    /// A kubeconfig for this double: server [`ApiDouble::url`], the administrator token
+    /// [`DEFAULT_TOKEN`]; over HTTPS the double's CA, over HTTP insecure.
     pub fn kubeconfig_yaml(&self) -> String {
+        use base64::Engine as _;
+        let trust = match &self.sh.tls {
+            Some(t) => format!(
+                "certificate-authority-data: {}",
+                base64::engine::general_purpose::STANDARD.encode(t.ca_pem.as_bytes())
+            ),
+            None => "insecure-skip-tls-verify: true".to_string(),
+        };
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: api-double\n  cluster:\n    server: {}\n    insecure-skip-tls-verify: true\nusers:\n- name: api-double\n  user:\n    token: api-double-token\ncontexts:\n- name: api-double\n  context:\n    cluster: api-double\n    user: api-double\n    namespace: default\ncurrent-context: api-double\npreferences: {{}}\n",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: api-double\n  cluster:\n    server: {}\n    {trust}\nusers:\n- name: api-double\n  user:\n    token: api-double-token\ncontexts:\n- name: api-double\n  context:\n    cluster: api-double\n    user: api-double\n    namespace: default\ncurrent-context: api-double\npreferences: {{}}\n",
             self.url()
         )
     }
 
     pub fn write_kubeconfig(&self, path: impl AsRef<Path>) -> std::io::Result<()> {
         std::fs::write(path, self.kubeconfig_yaml())
+    }
+
+    /// A kubeconfig like [`ApiDouble::kubeconfig_yaml`] that authenticates with `token`
+    /// (register it with [`ApiDouble::add_token`]) and defaults to `namespace`.
+    pub fn kubeconfig_yaml_for(&self, token: &str, namespace: &str) -> String {
+        self.kubeconfig_yaml()
+            .replace(
+                &format!("token: {}", auth::DEFAULT_TOKEN),
+                &format!("token: {token}"),
+            )
+            .replace("namespace: default", &format!("namespace: {namespace}"))
+    }
+
+    pub fn write_kubeconfig_for(
+        &self,
+        path: impl AsRef<Path>,
+        token: &str,
+        namespace: &str,
+    ) -> std::io::Result<()> {
+        std::fs::write(path, self.kubeconfig_yaml_for(token, namespace))
+    }
+
+    // ------------------------------------------------------------------ authn, authz
+
+    /// Requests with `Authorization: Bearer <token>` are made as `user` (what RBAC
+    /// checks and webhooks see in `userInfo`). Unknown tokens get 401; requests without
+    /// a token are `system:anonymous`. [`DEFAULT_TOKEN`] is an administrator.
+    pub fn add_token(&self, token: &str, user: UserInfo) {
+        lock(&self.sh.auth).tokens.insert(token.to_string(), user);
+    }
+
+    /// Enforce RBAC from the stored ClusterRoles, ClusterRoleBindings, Roles and
+    /// RoleBindings (off by default: every request is allowed). Members of
+    /// `system:masters` are always allowed; discovery is open to everyone.
+    pub fn enforce_rbac(&self, on: bool) {
+        lock(&self.sh.auth).enforce_rbac = on;
+    }
+
+    /// Client requests RBAC refused (403, not injected faults).
+    pub fn forbidden_requests(&self) -> Vec<RequestRecord> {
+        lock(&self.sh.log)
+            .iter()
+            .filter(|r| r.origin == Origin::Client && r.status == Some(403) && !r.faulted)
+            .cloned()
+            .collect()
+    }
+
+    // ------------------------------------------------------------------ admission
+
+    /// Webhooks whose `clientConfig.service` is `namespace/name` are called at `addr`
+    /// (TLS server name `name.namespace.svc`, as kube-apiserver checks it).
+    pub fn set_service_endpoint(&self, namespace: &str, name: &str, addr: SocketAddr) {
+        lock(&self.sh.endpoints).insert((namespace.to_string(), name.to_string()), addr);
+    }
+
+    /// The Service has no ready endpoints any more (calls fail, failurePolicy applies).
+    pub fn remove_service_endpoint(&self, namespace: &str, name: &str) {
+        lock(&self.sh.endpoints).remove(&(namespace.to_string(), name.to_string()));
+    }
+
+    /// Every webhook call made so far, in order.
+    pub fn admission_calls(&self) -> Vec<AdmissionCall> {
+        lock(&self.sh.admission_log).clone()
+    }
+
+    /// Waits until at least `n` webhook calls were made; returns them all.
+    pub async fn wait_for_admission_calls(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<AdmissionCall>, Timeout> {
+        let mut rx = self.sh.admission_changed.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            rx.borrow_and_update();
+            let calls = self.admission_calls();
+            if calls.len() >= n {
+                return Ok(calls);
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return Err(Timeout {
+                    waited: timeout,
+                    what: format!("{n} webhook calls (have {})", calls.len()),
+                    last: None,
+                });
+            }
+        }
+    }
+
+    /// audit.k8s.io/v1 Events (level Metadata) of the DELETE and DELETECOLLECTION
+    /// requests served, with the webhooks' audit annotations as `<webhook>/<key>`.
+    pub fn audit_events(&self) -> Vec<Value> {
+        lock(&self.sh.audit).clone()
+    }
+
+    /// The audit events as kube-apiserver's log backend writes them: one JSON a line.
+    pub fn write_audit_log(&self, path: impl AsRef<Path>) -> std::io::Result<()> {
+        let mut out = String::new();
+        for e in self.audit_events() {
+            out.push_str(&e.to_string());
+            out.push('\n');
+        }
+        std::fs::write(path, out)
     }
 
     // ------------------------------------------------------------------ state

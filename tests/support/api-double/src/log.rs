@@ -67,6 +67,8 @@ pub struct RequestRecord {
     pub query: String,
     pub content_type: Option<String>,
     pub user_agent: Option<String>,
+    /// The authenticated user name (`None` for hook writes).
+    pub user: Option<String>,
     /// The request body when it was JSON.
     pub body: Option<Value>,
     /// The response code; `None` while the request is still being answered (or hangs).

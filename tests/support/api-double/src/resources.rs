@@ -84,6 +84,20 @@ pub mod gvr {
     /// events.k8s.io/v1 Events, which kube-runtime's `Recorder` writes.
     pub const EVENTS_K8S_IO: Gvr = Gvr::new_static("events.k8s.io", "v1", "events");
     pub const DEPLOYMENTS: Gvr = Gvr::new_static("apps", "v1", "deployments");
+    pub const SERVICE_ACCOUNTS: Gvr = Gvr::new_static("", "v1", "serviceaccounts");
+    pub const POD_DISRUPTION_BUDGETS: Gvr = Gvr::new_static("policy", "v1", "poddisruptionbudgets");
+    pub const VALIDATING_WEBHOOK_CONFIGURATIONS: Gvr = Gvr::new_static(
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingwebhookconfigurations",
+    );
+    pub const CLUSTER_ROLES: Gvr =
+        Gvr::new_static("rbac.authorization.k8s.io", "v1", "clusterroles");
+    pub const CLUSTER_ROLE_BINDINGS: Gvr =
+        Gvr::new_static("rbac.authorization.k8s.io", "v1", "clusterrolebindings");
+    pub const ROLES: Gvr = Gvr::new_static("rbac.authorization.k8s.io", "v1", "roles");
+    pub const ROLE_BINDINGS: Gvr =
+        Gvr::new_static("rbac.authorization.k8s.io", "v1", "rolebindings");
 }
 
 /// How one resource behaves. Build entries with [`ResourceDef::crd`] / [`ResourceDef::builtin`]
@@ -187,7 +201,61 @@ pub const BUILTIN_RESOURCES: &[ResourceDef] = &[
     ResourceDef::builtin("apps", "v1", "deployments", "Deployment")
         .with_status()
         .with_generation(),
+    ResourceDef::builtin("", "v1", "serviceaccounts", "ServiceAccount"),
+    ResourceDef::builtin(
+        "policy",
+        "v1",
+        "poddisruptionbudgets",
+        "PodDisruptionBudget",
+    )
+    .with_status()
+    .with_generation(),
+    // What deploy/ installs, so it can be seeded and enforced (webhooks, RBAC).
+    ResourceDef::builtin(
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingwebhookconfigurations",
+        "ValidatingWebhookConfiguration",
+    )
+    .cluster_scoped()
+    .with_generation(),
+    ResourceDef::builtin(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterroles",
+        "ClusterRole",
+    )
+    .cluster_scoped(),
+    ResourceDef::builtin(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+    )
+    .cluster_scoped(),
+    ResourceDef::builtin("rbac.authorization.k8s.io", "v1", "roles", "Role"),
+    ResourceDef::builtin(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "rolebindings",
+        "RoleBinding",
+    ),
 ];
+
+/// kubectl's short names (`kubectl get cm`), served in discovery.
+pub(crate) fn short_names(gvr: &Gvr) -> &'static [&'static str] {
+    match (gvr.group.as_ref(), gvr.resource.as_ref()) {
+        ("", "configmaps") => &["cm"],
+        ("", "services") => &["svc"],
+        ("", "namespaces") => &["ns"],
+        ("", "events") => &["ev"],
+        ("", "serviceaccounts") => &["sa"],
+        ("apps", "deployments") => &["deploy"],
+        ("policy", "poddisruptionbudgets") => &["pdb"],
+        ("events.k8s.io", "events") => &["ev"],
+        _ => &[],
+    }
+}
 
 /// The resources of one running double (built-ins plus extras), indexed by position.
 #[derive(Clone, Debug)]

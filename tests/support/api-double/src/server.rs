@@ -22,6 +22,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::admission::{self, DeleteRequest, RequestInfo};
+use crate::auth::{self, Attributes, UserInfo};
 use crate::faults::FaultAction;
 use crate::log::{Origin, RequestRecord, Verb};
 use crate::resources::ResourceDef;
@@ -65,8 +67,31 @@ pub(crate) fn spawn(sh: Arc<Shared>, listener: TcpListener) -> Running {
         shutdown: rx.clone(),
     });
     let grace = sh.opts.shutdown_grace;
-    let task = sh.runtime.spawn(accept_loop(listener, router, rx, grace));
+    let tls = sh
+        .tls
+        .as_ref()
+        .map(|t| tokio_rustls::TlsAcceptor::from(t.config.clone()));
+    let task = sh
+        .runtime
+        .spawn(accept_loop(listener, router, rx, grace, tls));
     Running { shutdown: tx, task }
+}
+
+/// Serves one connection (plain or TLS) until it ends or the server shuts down.
+async fn serve_conn<S>(io: S, router: Router, mut crx: watch::Receiver<bool>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = TowerToHyperService::new(router);
+    let conn = http1::Builder::new().serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = until_true(&mut crx) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.as_mut().await;
+        }
+    }
 }
 
 async fn accept_loop(
@@ -74,6 +99,7 @@ async fn accept_loop(
     router: Router,
     mut rx: watch::Receiver<bool>,
     grace: Duration,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     let mut conns = JoinSet::new();
     loop {
@@ -82,17 +108,18 @@ async fn accept_loop(
             acc = listener.accept() => match acc {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    let svc = TowerToHyperService::new(router.clone());
-                    let mut crx = rx.clone();
+                    let router = router.clone();
+                    let crx = rx.clone();
+                    let tls = tls.clone();
                     conns.spawn(async move {
-                        let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
-                        tokio::pin!(conn);
-                        tokio::select! {
-                            _ = conn.as_mut() => {}
-                            _ = until_true(&mut crx) => {
-                                conn.as_mut().graceful_shutdown();
-                                let _ = conn.as_mut().await;
+                        match tls {
+                            Some(acceptor) => {
+                                let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
+                                if let Ok(Ok(stream)) = handshake {
+                                    serve_conn(stream, router, crx).await;
+                                }
                             }
+                            None => serve_conn(stream, router, crx).await,
                         }
                     });
                 }
@@ -283,6 +310,10 @@ async fn handle_inner(ctx: Ctx, req: Request) -> Response {
     let header_str = |h: &HeaderMap, k: header::HeaderName| {
         h.get(k).and_then(|v| v.to_str().ok()).map(String::from)
     };
+    let authenticated = authenticate(&sh, &parts.headers);
+    let user = authenticated
+        .clone()
+        .unwrap_or_else(|_| UserInfo::anonymous());
     let rec = RequestRecord {
         seq: 0,
         at: Duration::ZERO,
@@ -297,6 +328,7 @@ async fn handle_inner(ctx: Ctx, req: Request) -> Response {
         query: parts.uri.query().unwrap_or("").to_string(),
         content_type: header_str(&parts.headers, header::CONTENT_TYPE),
         user_agent: header_str(&parts.headers, header::USER_AGENT),
+        user: Some(user.username.clone()),
         body: bytes
             .as_ref()
             .ok()
@@ -304,6 +336,27 @@ async fn handle_inner(ctx: Ctx, req: Request) -> Response {
             .and_then(|b| serde_json::from_slice(b).ok()),
         status: None,
         faulted: false,
+    };
+    if let Err(e) = authenticated {
+        let seq = sh.log_request(rec);
+        sh.log_finish(seq, e.code, false);
+        return e.into_response();
+    }
+    if let Some(e) = authorization_error(&sh, &user, &target, verb) {
+        let seq = sh.log_request(rec);
+        sh.log_finish(seq, e.code, false);
+        return e.into_response();
+    }
+    let rc = ReqCtx {
+        user,
+        info: RequestInfo {
+            uri: match parts.uri.query() {
+                Some(q) => format!("{}?{q}", parts.uri.path()),
+                None => parts.uri.path().to_string(),
+            },
+            user_agent: header_str(&parts.headers, header::USER_AGENT).unwrap_or_default(),
+            received: Some(std::time::SystemTime::now()),
+        },
     };
     let fault = sh.take_fault(&rec);
     let seq = sh.log_request(rec);
@@ -339,16 +392,92 @@ async fn handle_inner(ctx: Ctx, req: Request) -> Response {
         }
         Some(FaultAction::Delay(d)) => {
             tokio::time::sleep(d).await;
-            serve(&ctx, target, &parts.method, &parts.headers, &params, bytes).await
+            serve(
+                &ctx,
+                &rc,
+                target,
+                &parts.method,
+                &parts.headers,
+                &params,
+                bytes,
+            )
+            .await
         }
-        None => serve(&ctx, target, &parts.method, &parts.headers, &params, bytes).await,
+        None => {
+            serve(
+                &ctx,
+                &rc,
+                target,
+                &parts.method,
+                &parts.headers,
+                &params,
+                bytes,
+            )
+            .await
+        }
     };
     sh.log_finish(seq, resp.status().as_u16(), faulted);
     resp
 }
 
+/// Who asks, and how the request looked (for admission and audit).
+struct ReqCtx {
+    user: UserInfo,
+    info: RequestInfo,
+}
+
+/// The user of a bearer token; anonymous without one; 401 for an unknown one.
+fn authenticate(sh: &Shared, headers: &HeaderMap) -> Result<UserInfo, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(UserInfo::anonymous());
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    token
+        .and_then(|t| lock(&sh.auth).tokens.get(t).cloned())
+        .ok_or_else(auth::unauthorized)
+}
+
+/// RBAC, when enforced; discovery is open to everyone.
+fn authorization_error(
+    sh: &Shared,
+    user: &UserInfo,
+    target: &Target,
+    verb: Verb,
+) -> Option<ApiError> {
+    if !lock(&sh.auth).enforce_rbac {
+        return None;
+    }
+    let Target::Resource { res, ns, name, sub } = target else {
+        return None;
+    };
+    let gvr = sh.rt.get(*res).gvr.clone();
+    let attrs = Attributes {
+        verb: verb.as_str(),
+        gvr: &gvr,
+        subresource: sub.as_deref(),
+        namespace: ns.as_deref(),
+        name: name.as_deref(),
+    };
+    let allowed = auth::authorize(&sh.db(), user, &attrs);
+    (!allowed).then(|| auth::forbidden(user, &attrs))
+}
+
+fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        if let Ok(v) = HeaderValue::from_bytes(admission::warning_header(w).as_bytes()) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
 async fn serve(
     ctx: &Ctx,
+    rc: &ReqCtx,
     target: Target,
     method: &Method,
     headers: &HeaderMap,
@@ -366,7 +495,7 @@ async fn serve(
             }
         }
         Target::Resource { res, ns, name, sub } => {
-            resource(ctx, res, ns, name, sub, method, headers, params, body).await
+            resource(ctx, rc, res, ns, name, sub, method, headers, params, body).await
         }
     };
     match result {
@@ -387,6 +516,7 @@ fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
 #[allow(clippy::too_many_arguments)]
 async fn resource(
     ctx: &Ctx,
+    rc: &ReqCtx,
     res: usize,
     ns: Option<String>,
     name: Option<String>,
@@ -491,16 +621,58 @@ async fn resource(
                 parse_body(&body)?
             };
             let dry_run = dry_run || body_dry_run(&opts)?;
-            let out = sh.write(|db| db.delete(res, &ns_str, &n, &opts, dry_run))?;
-            if out.removed && !rd.custom {
+            let old = sh
+                .db()
+                .get(res, &ns_str, &n)
+                .cloned()
+                .ok_or_else(|| ApiError::not_found(&rd.gvr, &n))?;
+            let request = DeleteRequest {
+                rd: &rd,
+                namespace: &ns_str,
+                name: &n,
+                old: &old,
+                user: &rc.user,
+                dry_run,
+                options: &opts,
+            };
+            let admitted = match admission::validate_delete(sh, &request).await {
+                Ok(a) => a,
+                Err((e, a)) => {
+                    admission::record_audit(
+                        sh,
+                        &rc.info,
+                        "delete",
+                        &rd,
+                        &ns_str,
+                        &n,
+                        &rc.user,
+                        e.code,
+                        &a.annotations,
+                    );
+                    return Err(e);
+                }
+            };
+            let result = sh.write(|db| db.delete(res, &ns_str, &n, &opts, dry_run));
+            let code = result.as_ref().map(|_| 200).unwrap_or_else(|e| e.code);
+            admission::record_audit(
+                sh,
+                &rc.info,
+                "delete",
+                &rd,
+                &ns_str,
+                &n,
+                &rc.user,
+                code,
+                &admitted.annotations,
+            );
+            let out = result?;
+            let resp = if out.removed && !rd.custom {
                 let uid = crate::store::meta_str(&out.object, "uid").map(String::from);
-                Ok(json_response(
-                    StatusCode::OK,
-                    &success_status(&rd.gvr, &n, uid.as_deref()),
-                ))
+                json_response(StatusCode::OK, &success_status(&rd.gvr, &n, uid.as_deref()))
             } else {
-                Ok(json_response(StatusCode::OK, &out.object))
-            }
+                json_response(StatusCode::OK, &out.object)
+            };
+            Ok(with_warnings(resp, &admitted.warnings))
         }
         ("DELETE", None) => {
             let opts = if body.is_empty() {
@@ -510,30 +682,81 @@ async fn resource(
             };
             let dry_run = dry_run || body_dry_run(&opts)?;
             let (labels, fields) = selectors(params)?;
-            let deleted = sh.write(|db| -> Result<Vec<Value>, ApiError> {
-                let names: Vec<Key> = db
-                    .iter(res, ns.as_deref())
-                    .filter(|(_, o)| labels.matches(o) && fields.matches(o))
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                let mut out = Vec::new();
-                for (kns, kname) in names {
-                    out.push(db.delete(res, &kns, &kname, &opts, dry_run)?.object);
+            let items: Vec<(Key, Value)> = sh
+                .db()
+                .iter(res, ns.as_deref())
+                .filter(|(_, o)| labels.matches(o) && fields.matches(o))
+                .map(|(k, o)| (k.clone(), o.clone()))
+                .collect();
+            // One review per item, with an empty name, as kube-apiserver sends them.
+            let mut deleted = Vec::new();
+            let mut warnings: Vec<String> = Vec::new();
+            let mut annotations = std::collections::BTreeMap::new();
+            for ((kns, kname), old) in &items {
+                let request = DeleteRequest {
+                    rd: &rd,
+                    namespace: kns,
+                    name: "",
+                    old,
+                    user: &rc.user,
+                    dry_run,
+                    options: &opts,
+                };
+                match admission::validate_delete(sh, &request).await {
+                    Ok(a) => {
+                        for w in a.warnings {
+                            if !warnings.contains(&w) {
+                                warnings.push(w);
+                            }
+                        }
+                        annotations.extend(a.annotations);
+                    }
+                    Err((e, a)) => {
+                        annotations.extend(a.annotations);
+                        admission::record_audit(
+                            sh,
+                            &rc.info,
+                            "deletecollection",
+                            &rd,
+                            &ns_str,
+                            "",
+                            &rc.user,
+                            e.code,
+                            &annotations,
+                        );
+                        return Err(e);
+                    }
                 }
-                Ok(out)
-            })?;
-            if rd.custom {
+                match sh.write(|db| db.delete(res, kns, kname, &opts, dry_run)) {
+                    Ok(out) => deleted.push(out.object),
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            admission::record_audit(
+                sh,
+                &rc.info,
+                "deletecollection",
+                &rd,
+                &ns_str,
+                "",
+                &rc.user,
+                200,
+                &annotations,
+            );
+            let resp = if rd.custom {
                 let rv = sh.db().rv.to_string();
-                Ok(json_response(
+                json_response(
                     StatusCode::OK,
                     &json!({"apiVersion": rd.api_version(), "kind": rd.list_kind(), "metadata": {"resourceVersion": rv}, "items": deleted}),
-                ))
+                )
             } else {
-                Ok(json_response(
+                json_response(
                     StatusCode::OK,
                     &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
-                ))
-            }
+                )
+            };
+            Ok(with_warnings(resp, &warnings))
         }
         _ => Err(ApiError::method_not_allowed()),
     }
@@ -824,13 +1047,18 @@ fn discovery(sh: &Shared, target: &Target) -> Value {
                 .iter()
                 .filter(|d| d.gvr.group == *group && d.gvr.version == *version)
             {
-                resources.push(json!({
+                let mut entry = json!({
                     "name": d.gvr.resource,
                     "singularName": d.kind.to_lowercase(),
                     "namespaced": d.namespaced,
                     "kind": d.kind,
                     "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
-                }));
+                });
+                let short = crate::resources::short_names(&d.gvr);
+                if !short.is_empty() {
+                    entry["shortNames"] = json!(short);
+                }
+                resources.push(entry);
                 if d.status_subresource {
                     resources.push(json!({
                         "name": format!("{}/status", d.gvr.resource),

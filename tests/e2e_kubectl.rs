@@ -1,0 +1,792 @@
+//! End to end with the real kubectl: the API double plays kube-apiserver (discovery,
+//! RBAC from deploy/, the ValidatingWebhookConfiguration from deploy/ called on DELETE
+//! with its selectors, matchConditions, timeout and failurePolicy), the real
+//! `fleet-delete-guard serve` binary bootstraps its certificate into a Secret, writes
+//! the caBundle and counts deletions, and kubectl (as user alice) deletes.
+//!
+//! Without kubectl these tests say so and pass, except in CI (`CI` set), where they fail.
+//! `E2E_FLEET_DELETE_GUARD_BIN` runs them against another build of the binary (CI: the
+//! release binary of the image).
+
+#[path = "support/kubectl.rs"]
+mod kubectl;
+mod support;
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{mpsc, Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use kube_api_double::{gvr, ApiDouble, Options, RequestRecord, UserInfo, Verb};
+use serde_json::{json, Value};
+
+const NS: &str = "cattle-fleet-system";
+const SERVICE: &str = "fleet-delete-guard";
+const WEBHOOK: &str = "delete-guard.fleet.cattle.io";
+const SA_TOKEN: &str = "fleet-delete-guard-sa-token";
+const SA_USER: &str = "system:serviceaccount:cattle-fleet-system:fleet-delete-guard";
+const ALICE_TOKEN: &str = "alice-token";
+const AGENT_TOKEN: &str = "fleet-agent-token";
+const WAIT: Duration = Duration::from_secs(20);
+const JSONPATH_COUNTS: &str =
+    "jsonpath={.status.resourceCounts.ready}/{.status.resourceCounts.desiredReady}";
+
+/// The API double with deploy/ installed, Fleet's worked example seeded, RBAC enforced.
+struct Cluster {
+    double: ApiDouble,
+    kubectl: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// `None` (skip) when kubectl is missing outside CI.
+    async fn start(test: &str) -> Option<Cluster> {
+        Self::start_with(test, |_| {}).await
+    }
+
+    /// Like [`Cluster::start`], with a chance to edit the rendered deploy/ objects first.
+    async fn start_with(test: &str, edit: impl FnOnce(&mut Vec<Value>)) -> Option<Cluster> {
+        let kubectl = kubectl::require(test)?;
+        support::init_logging();
+        fleet_delete_guard::tls::install_crypto_provider();
+        // HTTPS: kubectl sends its token (and so its user) only over TLS.
+        let double = ApiDouble::start(Options {
+            https: true,
+            ..Options::default()
+        })
+        .await;
+        let mut objects = kubectl::render(&kubectl, "");
+        edit(&mut objects);
+        for obj in objects {
+            double.seed(obj).expect("seed deploy/ object");
+        }
+        support::fleet::seed(&double);
+        // The humans and Fleet's agent get what clusters give them.
+        double
+            .seed(
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "metadata": {"name": "cluster-admin"},
+                "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}),
+            )
+            .expect("cluster-admin");
+        double
+            .seed(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": "admins"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+                "subjects": [
+                    {"kind": "User", "name": "alice"},
+                    {"kind": "ServiceAccount", "name": "fleet-agent", "namespace": NS}]}))
+            .expect("admins");
+        double.add_token(
+            ALICE_TOKEN,
+            UserInfo::new("alice", &["system:authenticated"]),
+        );
+        double.add_token(AGENT_TOKEN, UserInfo::service_account(NS, "fleet-agent"));
+        double.add_token(SA_TOKEN, UserInfo::service_account(NS, SERVICE));
+        double.enforce_rbac(true);
+        let dir = tempfile::tempdir().expect("tempdir");
+        double
+            .write_kubeconfig_for(dir.path().join("alice.kubeconfig"), ALICE_TOKEN, "default")
+            .expect("kubeconfig");
+        double
+            .write_kubeconfig_for(dir.path().join("agent.kubeconfig"), AGENT_TOKEN, "default")
+            .expect("kubeconfig");
+        double
+            .write_kubeconfig_for(dir.path().join("webhook.kubeconfig"), SA_TOKEN, NS)
+            .expect("kubeconfig");
+        Some(Cluster {
+            double,
+            kubectl,
+            dir,
+        })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn kubectl_as(&self, kubeconfig: &str, args: &[&str]) -> Command {
+        let mut c = kubectl::command(
+            &self.kubectl,
+            &self.path(kubeconfig),
+            &self.path("kubectl-cache"),
+        );
+        c.args(args);
+        c
+    }
+
+    /// kubectl as alice, a cluster admin.
+    async fn alice(&self, args: &[&str]) -> kubectl::Run {
+        kubectl::run(self.kubectl_as("alice.kubeconfig", args)).await
+    }
+
+    /// `ready/desiredReady` of GitRepo fleet-local/lots through kubectl.
+    async fn counts(&self) -> String {
+        let run = self
+            .alice(&[
+                "get",
+                "gitrepo",
+                "lots",
+                "-n",
+                "fleet-local",
+                "-o",
+                JSONPATH_COUNTS,
+            ])
+            .await;
+        assert!(run.ok, "{run}");
+        run.stdout
+    }
+
+    /// Polls kubectl until the GitRepo reads `want`; returns how long it took.
+    async fn wait_counts(&self, want: &str) -> Duration {
+        let start = Instant::now();
+        loop {
+            let have = self.counts().await;
+            if have == want {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "GitRepo still reads {have}, not {want}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Requests RBAC refused to the webhook's ServiceAccount: a verb missing from deploy/.
+    fn refused_to_webhook(&self) -> Vec<RequestRecord> {
+        self.double
+            .forbidden_requests()
+            .into_iter()
+            .filter(|r| r.user.as_deref() == Some(SA_USER))
+            .collect()
+    }
+
+    fn assert_rbac_was_enough(&self) {
+        let refused: Vec<String> = self
+            .refused_to_webhook()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {}{}",
+                    r.method,
+                    r.path,
+                    if r.query.is_empty() {
+                        String::new()
+                    } else {
+                        format!("?{}", r.query)
+                    }
+                )
+            })
+            .collect();
+        assert!(
+            refused.is_empty(),
+            "deploy/'s RBAC refused requests the webhook needs: {refused:#?}"
+        );
+    }
+
+    fn audit_of(&self, name: &str) -> Value {
+        self.double
+            .audit_events()
+            .into_iter()
+            .rev()
+            .find(|e| e["objectRef"]["name"] == name)
+            .unwrap_or_else(|| panic!("no audit event for {name}"))
+    }
+}
+
+/// `fleet-delete-guard serve` as a child process, as deploy/ configures it (certificate
+/// bootstrap into the Secret, caBundle sync), connected to the double as its
+/// ServiceAccount.
+struct Webhook {
+    child: Child,
+    addr: SocketAddr,
+    metrics: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+/// The binary under test: this build's, or `$E2E_FLEET_DELETE_GUARD_BIN` (CI points it
+/// at the release binary scripts/build-release.sh built for the image).
+fn binary() -> PathBuf {
+    match std::env::var_os("E2E_FLEET_DELETE_GUARD_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_fleet-delete-guard")),
+    }
+}
+
+impl Webhook {
+    async fn start(c: &Cluster, instance: &str, extra: &[&str]) -> Webhook {
+        let w = Self::spawn(c, instance, extra).await;
+        w.wait_ready().await;
+        c.double.set_service_endpoint(NS, SERVICE, w.addr);
+        w
+    }
+
+    async fn spawn(c: &Cluster, instance: &str, extra: &[&str]) -> Webhook {
+        let cert_dir = c.path(&format!("certs-{instance}"));
+        let mut cmd = Command::new(binary());
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("FLEET_DELETE_GUARD_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.arg("serve")
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+            ])
+            .args([
+                "--cert-secret",
+                "fleet-delete-guard-tls",
+                "--webhook-config",
+                "fleet-delete-guard",
+            ])
+            .arg("--cert-dir")
+            .arg(&cert_dir)
+            .args(["--tls-reload-interval", "0.2", "--shutdown-grace", "2"])
+            .args(extra)
+            .env("KUBECONFIG", c.path("webhook.kubeconfig"))
+            .env("POD_NAMESPACE", NS)
+            .env("POD_NAME", format!("fleet-delete-guard-{instance}"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start fleet-delete-guard");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel::<(SocketAddr, SocketAddr)>();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if v["message"] == "fleet-delete-guard serving" {
+                        let addr = |k: &str| v[k].as_str().and_then(|s| s.parse().ok());
+                        if let (Some(a), Some(m)) = (addr("listen"), addr("metrics_listen")) {
+                            let _ = tx.send((a, m));
+                        }
+                    }
+                }
+                sink.lock().expect("logs").push(line);
+            }
+        });
+        let got = tokio::task::spawn_blocking(move || rx.recv_timeout(WAIT))
+            .await
+            .expect("join");
+        let Ok((addr, metrics)) = got else {
+            let _ = child.kill();
+            panic!(
+                "fleet-delete-guard did not start:\n{}",
+                logs.lock().expect("logs").join("\n")
+            );
+        };
+        Webhook {
+            child,
+            addr,
+            metrics,
+            logs,
+        }
+    }
+
+    async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        let url = format!("http://{}/readyz", self.metrics);
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = client.get(&url).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(start.elapsed() < WAIT, "not ready:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn logs(&self) -> String {
+        self.logs.lock().expect("logs").join("\n")
+    }
+
+    /// SIGTERM, and wait for the exit.
+    async fn stop(mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let start = Instant::now();
+        while self.child.try_wait().expect("wait").is_none() {
+            assert!(start.elapsed() < WAIT, "fleet-delete-guard did not stop");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn kubectl_delete_prints_the_warning_and_the_gitrepo_reads_10_of_11_at_once() {
+    let Some(c) = Cluster::start("kubectl_delete_prints_the_warning").await else {
+        return;
+    };
+    let w = Webhook::start(&c, "a", &[]).await;
+    assert_eq!(c.counts().await, "11/11");
+
+    let run = c.alice(&["delete", "configmap", "test-config2-one"]).await;
+    assert!(run.ok, "{run}");
+    assert!(
+        run.stdout
+            .contains("configmap \"test-config2-one\" deleted"),
+        "{run}"
+    );
+    assert!(
+        run.stderr.contains(
+            "Warning: configmap default/test-config2-one is managed by Fleet GitRepo fleet-local/lots (bundle lots-config2)."
+        ),
+        "kubectl prints the webhook's warning:\n{run}"
+    );
+    assert!(
+        run.stderr
+            .contains("Warning: Fleet will report it Missing in the GitRepo status"),
+        "{run}"
+    );
+    let lag = c.wait_counts("10/11").await;
+    assert!(
+        lag < Duration::from_secs(5),
+        "counted in {lag:?}, not after Fleet's ~10 s"
+    );
+
+    // The review was the one kube-apiserver sends.
+    let calls = c.double.admission_calls();
+    assert_eq!(calls.len(), 1, "one review for one deletion");
+    let request = &calls[0].review["request"];
+    assert_eq!(request["operation"], "DELETE");
+    assert_eq!(request["userInfo"]["username"], "alice");
+    assert_eq!(request["oldObject"]["metadata"]["name"], "test-config2-one");
+    assert!(request["object"].is_null());
+    assert_eq!(request["dryRun"], false);
+    assert_eq!(request["options"]["kind"], "DeleteOptions");
+    assert_eq!(
+        calls[0].response.as_ref().map(|r| r["allowed"].clone()),
+        Some(json!(true))
+    );
+
+    // The audit log says what happened.
+    let audit = c.audit_of("test-config2-one");
+    let annotations = &audit["annotations"];
+    assert_eq!(annotations[format!("{WEBHOOK}/decision")], "warned");
+    assert_eq!(annotations[format!("{WEBHOOK}/counted")], "true");
+    assert_eq!(
+        annotations[format!("{WEBHOOK}/gitrepo")],
+        "fleet-local/lots"
+    );
+
+    // The Event on the GitRepo, through kubectl.
+    let start = Instant::now();
+    loop {
+        let run = c
+            .alice(&[
+                "get",
+                "events.events.k8s.io",
+                "-n",
+                "fleet-local",
+                "-o",
+                "jsonpath={range .items[*]}{.reason}: {.note}{\"\\n\"}{end}",
+            ])
+            .await;
+        if run
+            .stdout
+            .contains("ResourceDeleted: configmap default/test-config2-one deleted by alice")
+        {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "no ResourceDeleted event: {run}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.assert_rbac_was_enough();
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn server_side_dry_run_warns_and_leaves_11_of_11() {
+    let Some(c) = Cluster::start("server_side_dry_run").await else {
+        return;
+    };
+    let _w = Webhook::start(&c, "a", &[]).await;
+    let run = c
+        .alice(&[
+            "delete",
+            "configmap",
+            "test-config1-one",
+            "--dry-run=server",
+        ])
+        .await;
+    assert!(run.ok, "{run}");
+    assert!(run.stdout.contains("(server dry run)"), "{run}");
+    assert!(
+        run.stderr
+            .contains("Warning: configmap default/test-config1-one is managed by Fleet"),
+        "{run}"
+    );
+    let calls = c.double.admission_calls();
+    assert_eq!(calls[0].review["request"]["dryRun"], true);
+    assert_eq!(
+        c.audit_of("test-config1-one")["annotations"][format!("{WEBHOOK}/counted")],
+        "false"
+    );
+    let still = c
+        .alice(&["get", "configmap", "test-config1-one", "-o", "name"])
+        .await;
+    assert!(still.ok, "the dry run deleted nothing: {still}");
+    assert_eq!(c.counts().await, "11/11");
+
+    // A real deletion afterwards is a barrier: once it is counted, anything the dry run
+    // could have caused would show too. Only the real one is counted.
+    let run = c.alice(&["delete", "configmap", "test-config3-one"]).await;
+    assert!(run.ok, "{run}");
+    c.wait_counts("10/11").await;
+    let repo = c
+        .double
+        .get(&gvr::GITREPOS, "fleet-local", "lots")
+        .expect("repo");
+    let missing: Vec<&str> = repo["status"]["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["state"] == "Missing")
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(missing, ["test-config3-one"]);
+    c.assert_rbac_was_enough();
+}
+
+#[tokio::test]
+async fn with_the_webhook_down_or_slow_deletions_go_through() {
+    let Some(c) = Cluster::start("with_the_webhook_down").await else {
+        return;
+    };
+    let w = Webhook::start(&c, "a", &[]).await;
+    w.stop().await;
+
+    // Down: the connection is refused; failurePolicy Ignore lets the deletion through.
+    let run = c.alice(&["delete", "configmap", "test-config2-two"]).await;
+    assert!(run.ok, "{run}");
+    assert!(!run.stderr.contains("Warning:"), "nobody to warn: {run}");
+    let gone = c
+        .alice(&["get", "configmap", "test-config2-two", "-o", "name"])
+        .await;
+    assert!(!gone.ok && gone.stderr.contains("NotFound"), "{gone}");
+    let audit = c.audit_of("test-config2-two");
+    assert_eq!(
+        audit["annotations"]["failed-open.validating.webhook.admission.k8s.io/round_0_index_0"],
+        WEBHOOK
+    );
+    let calls = c.double.admission_calls();
+    assert!(
+        calls[0]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("connection refused"),
+        "{calls:?}"
+    );
+
+    // Slow: an endpoint that accepts connections and never answers. The call is cut at
+    // the configuration's timeoutSeconds (5) and the deletion goes through.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    c.double
+        .set_service_endpoint(NS, SERVICE, hole.local_addr().expect("addr"));
+    let start = Instant::now();
+    let run = c
+        .alice(&["delete", "configmap", "test-config2-three"])
+        .await;
+    let took = start.elapsed();
+    assert!(run.ok, "{run}");
+    assert!(
+        took >= Duration::from_secs(5) && took < Duration::from_secs(10),
+        "took {took:?}"
+    );
+    let calls = c.double.admission_calls();
+    assert!(
+        calls[1]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("context deadline exceeded"),
+        "{calls:?}"
+    );
+    drop(hole);
+}
+
+#[tokio::test]
+async fn with_policy_deny_kubectl_shows_the_refusal_and_fleet_still_deletes() {
+    let Some(c) = Cluster::start("with_policy_deny").await else {
+        return;
+    };
+    // Fleet-labelled objects in kube-system are never sent (namespaceSelector).
+    let mut in_kube_system = c
+        .double
+        .get(&gvr::CONFIGMAPS, "default", "test-config3-two")
+        .expect("cm");
+    in_kube_system["metadata"]["namespace"] = "kube-system".into();
+    in_kube_system["metadata"]
+        .as_object_mut()
+        .expect("meta")
+        .remove("resourceVersion");
+    in_kube_system["metadata"]
+        .as_object_mut()
+        .expect("meta")
+        .remove("uid");
+    c.double.seed(in_kube_system).expect("seed");
+    let _w = Webhook::start(&c, "a", &["--policy", "deny"]).await;
+
+    let run = c.alice(&["delete", "configmap", "test-config2-one"]).await;
+    assert!(!run.ok, "refused: {run}");
+    assert!(
+        run.stderr.contains(&format!(
+            "Error from server (Forbidden): admission webhook \"{WEBHOOK}\" denied the request: \
+             fleet-delete-guard: configmap default/test-config2-one is managed by Fleet GitRepo fleet-local/lots"
+        )),
+        "{run}"
+    );
+    let still = c
+        .alice(&["get", "configmap", "test-config2-one", "-o", "name"])
+        .await;
+    assert!(still.ok, "{still}");
+    assert_eq!(c.double.admission_calls().len(), 1);
+
+    // Fleet's own agent deletes: kube-apiserver skips the webhook (matchConditions).
+    let run = kubectl::run(c.kubectl_as(
+        "agent.kubeconfig",
+        &["delete", "configmap", "test-config1-two"],
+    ))
+    .await;
+    assert!(run.ok, "Fleet is never refused: {run}");
+    // Objects without Fleet's label are never sent (objectSelector).
+    c.double
+        .seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "not-fleet", "namespace": "default"}}))
+        .expect("seed");
+    let run = c.alice(&["delete", "configmap", "not-fleet"]).await;
+    assert!(run.ok, "{run}");
+    let run = c
+        .alice(&[
+            "delete",
+            "configmap",
+            "test-config3-two",
+            "-n",
+            "kube-system",
+        ])
+        .await;
+    assert!(run.ok, "{run}");
+    assert_eq!(
+        c.double.admission_calls().len(),
+        1,
+        "none of these reached the webhook"
+    );
+    assert_eq!(
+        c.counts().await,
+        "11/11",
+        "a refused deletion is not counted"
+    );
+    c.assert_rbac_was_enough();
+}
+
+#[tokio::test]
+async fn a_verb_missing_from_the_cluster_role_is_caught() {
+    // deploy/'s ClusterRole without `patch` on gitrepos/status.
+    let Some(c) = Cluster::start_with("a_verb_missing", |objects| {
+        let role = objects
+            .iter_mut()
+            .find(|o| o["kind"] == "ClusterRole" && o["metadata"]["name"] == "fleet-delete-guard")
+            .expect("ClusterRole");
+        for rule in role["rules"].as_array_mut().expect("rules") {
+            if rule["resources"] == json!(["gitrepos/status"]) {
+                rule["verbs"] = json!(["get"]);
+            }
+        }
+    })
+    .await
+    else {
+        return;
+    };
+    let _w = Webhook::start(&c, "a", &[]).await;
+    let run = c.alice(&["delete", "configmap", "test-config2-one"]).await;
+    assert!(run.ok, "{run}");
+    c.double
+        .wait_for_request(
+            |r| {
+                r.status == Some(403)
+                    && r.user.as_deref() == Some(SA_USER)
+                    && r.is(Verb::Patch, "gitrepos", Some("status"))
+            },
+            WAIT,
+        )
+        .await
+        .expect("the missing verb is refused");
+    let refused = c.refused_to_webhook();
+    assert!(
+        refused
+            .iter()
+            .all(|r| r.is(Verb::Patch, "gitrepos", Some("status"))),
+        "only that verb is missing: {refused:?}"
+    );
+}
+
+fn peer_certificate(addr: SocketAddr, ca_pem: &str) -> Vec<u8> {
+    let config = support::client_config(ca_pem);
+    let name =
+        rustls::pki_types::ServerName::try_from("fleet-delete-guard.cattle-fleet-system.svc")
+            .expect("name");
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).expect("tls");
+    let mut tcp = std::net::TcpStream::connect(addr).expect("connect");
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp)
+            .expect("handshake: the served certificate chains to the caBundle");
+    }
+    conn.peer_certificates().expect("peer")[0].to_vec()
+}
+
+fn secret_field(double: &ApiDouble, key: &str) -> String {
+    let secret = double
+        .get(&gvr::SECRETS, NS, "fleet-delete-guard-tls")
+        .expect("the bootstrap Secret");
+    let b64 = secret["data"][key].as_str().unwrap_or_default().to_string();
+    String::from_utf8(base64_decode(&b64)).expect("utf8")
+}
+
+fn ca_bundle(double: &ApiDouble) -> String {
+    let vwc = double
+        .get(
+            &gvr::VALIDATING_WEBHOOK_CONFIGURATIONS,
+            "",
+            "fleet-delete-guard",
+        )
+        .expect("vwc");
+    String::from_utf8(base64_decode(
+        vwc["webhooks"][0]["clientConfig"]["caBundle"]
+            .as_str()
+            .unwrap_or(""),
+    ))
+    .expect("utf8")
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .expect("base64")
+}
+
+#[tokio::test]
+async fn three_replicas_starting_at_once_share_one_certificate() {
+    let Some(c) = Cluster::start("three_replicas").await else {
+        return;
+    };
+    let (a, b, d) = tokio::join!(
+        Webhook::spawn(&c, "a", &[]),
+        Webhook::spawn(&c, "b", &[]),
+        Webhook::spawn(&c, "c", &[])
+    );
+    let replicas = [a, b, d];
+    for w in &replicas {
+        w.wait_ready().await;
+    }
+    let created = c.double.count_where(|r| {
+        r.verb == Verb::Create && r.resource() == "secrets" && r.status == Some(201)
+    });
+    assert_eq!(created, 1, "one Secret, created once");
+    let bundle = ca_bundle(&c.double);
+    assert_eq!(
+        bundle,
+        secret_field(&c.double, "ca.crt"),
+        "the caBundle is the Secret's CA"
+    );
+    let served: Vec<Vec<u8>> = replicas
+        .iter()
+        .map(|w| peer_certificate(w.addr, &bundle))
+        .collect();
+    assert!(
+        served.windows(2).all(|p| p[0] == p[1]),
+        "all replicas serve the Secret's certificate"
+    );
+
+    // kube-apiserver reaches each of them with the caBundle.
+    for (w, name) in
+        replicas
+            .iter()
+            .zip(["test-config1-one", "test-config1-two", "test-config1-three"])
+    {
+        c.double.set_service_endpoint(NS, SERVICE, w.addr);
+        let run = c
+            .alice(&["delete", "configmap", name, "--dry-run=server"])
+            .await;
+        assert!(run.stderr.contains("Warning: configmap"), "{run}");
+    }
+    c.assert_rbac_was_enough();
+}
+
+#[tokio::test]
+async fn the_serving_certificate_is_renewed_before_expiry_and_served_without_restart() {
+    let Some(c) = Cluster::start("the_serving_certificate_is_renewed").await else {
+        return;
+    };
+    // A 12 s certificate renewed 10 s before expiry: renewed about every 2 s.
+    let w = Webhook::start(
+        &c,
+        "a",
+        &[
+            "--cert-validity",
+            "12s",
+            "--cert-renew-before",
+            "10s",
+            "--cert-check-interval",
+            "0.5s",
+        ],
+    )
+    .await;
+    let bundle = ca_bundle(&c.double);
+    let first = peer_certificate(w.addr, &bundle);
+    let start = Instant::now();
+    let renewed = loop {
+        let now = peer_certificate(w.addr, &bundle);
+        if now != first {
+            break now;
+        }
+        assert!(start.elapsed() < WAIT, "never renewed:\n{}", w.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        ca_bundle(&c.double),
+        bundle,
+        "same CA: the caBundle did not change"
+    );
+    assert_ne!(renewed, first);
+    // The process kept running: the same listener served both.
+    let run = c
+        .alice(&[
+            "delete",
+            "configmap",
+            "test-config3-three",
+            "--dry-run=server",
+        ])
+        .await;
+    assert!(run.stderr.contains("Warning: configmap"), "{run}");
+    assert!(
+        w.logs().contains("serving certificate reloaded from disk"),
+        "{}",
+        w.logs()
+    );
+    c.assert_rbac_was_enough();
+}

@@ -1,0 +1,737 @@
+//! deploy/ as `kubectl kustomize` renders it: every object parses into its k8s-openapi
+//! type with no unknown field, and the install has the properties the README promises
+//! (webhook registration, hardening, least-privilege RBAC, cert-manager overlay).
+//! That the RBAC is *enough* is proven by tests/e2e_kubectl.rs, which runs the real
+//! binary against an API double enforcing these rules.
+
+#[path = "support/kubectl.rs"]
+mod kubectl;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use clap::CommandFactory;
+use fleet_delete_guard::{
+    auditlog::DEFAULT_WEBHOOK_NAME, cli::Cli, policy::DEFAULT_FLEET_IDENTITIES,
+};
+use k8s_openapi::api::{
+    admissionregistration::v1::ValidatingWebhookConfiguration,
+    apps::v1::Deployment,
+    core::v1::{Secret, Service, ServiceAccount},
+    policy::v1::PodDisruptionBudget,
+    rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding},
+};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+const NAMESPACE: &str = "cattle-fleet-system";
+
+fn render(sub: &str) -> Option<Vec<Value>> {
+    let k = kubectl::require(&format!("manifests ({sub})"))?;
+    Some(kubectl::render(&k, sub))
+}
+
+/// Paths present in `original` but not in `roundtrip` (fields the type does not know)
+/// or with another value.
+fn lost_fields(original: &Value, roundtrip: &Value, path: &str, out: &mut Vec<String>) {
+    match (original, roundtrip) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                let p = format!("{path}.{k}");
+                match b.get(k) {
+                    Some(w) => lost_fields(v, w, &p, out),
+                    None if v.is_null() => {}
+                    None => out.push(format!("{p} (unknown field)")),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (i, (v, w)) in a.iter().zip(b).enumerate() {
+                lost_fields(v, w, &format!("{path}[{i}]"), out);
+            }
+        }
+        (a, b) if a == b => {}
+        (a, b) => out.push(format!("{path}: {a} became {b}")),
+    }
+}
+
+fn strictly<T: DeserializeOwned + serde::Serialize>(obj: &Value) -> T {
+    let typed: T =
+        serde_json::from_value(obj.clone()).unwrap_or_else(|e| panic!("{}: {e}", describe(obj)));
+    let back = serde_json::to_value(&typed).expect("serialize");
+    let mut lost = Vec::new();
+    lost_fields(obj, &back, "", &mut lost);
+    assert!(lost.is_empty(), "{}: {lost:#?}", describe(obj));
+    typed
+}
+
+fn describe(obj: &Value) -> String {
+    format!(
+        "{} {}/{}",
+        obj["kind"].as_str().unwrap_or("?"),
+        obj["metadata"]["namespace"].as_str().unwrap_or(""),
+        obj["metadata"]["name"].as_str().unwrap_or("?")
+    )
+}
+
+/// cert-manager kinds have no k8s-openapi type: check their fields against the
+/// cert-manager v1 API.
+fn cert_manager_fields(obj: &Value) {
+    let allowed: &[(&str, &[&str])] = match obj["kind"].as_str() {
+        Some("Issuer") => &[
+            ("spec", &["selfSigned", "ca"]),
+            ("spec.ca", &["secretName"]),
+        ],
+        Some("Certificate") => &[
+            (
+                "spec",
+                &[
+                    "isCA",
+                    "commonName",
+                    "secretName",
+                    "duration",
+                    "renewBefore",
+                    "privateKey",
+                    "issuerRef",
+                    "dnsNames",
+                    "usages",
+                ],
+            ),
+            (
+                "spec.privateKey",
+                &["algorithm", "size", "rotationPolicy", "encoding"],
+            ),
+            ("spec.issuerRef", &["name", "kind", "group"]),
+        ],
+        other => panic!("unexpected cert-manager kind {other:?}"),
+    };
+    assert_eq!(obj["apiVersion"], "cert-manager.io/v1", "{}", describe(obj));
+    for (path, keys) in allowed {
+        let v = path.split('.').fold(obj, |v, k| &v[k]);
+        for k in v.as_object().into_iter().flatten().map(|(k, _)| k) {
+            assert!(
+                keys.contains(&k.as_str()),
+                "{}: unknown field {path}.{k}",
+                describe(obj)
+            );
+        }
+    }
+}
+
+/// Every object parsed into its type; returns them by kind.
+fn parse_all(objects: &[Value]) -> BTreeMap<String, Vec<Value>> {
+    let mut by_kind: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for obj in objects {
+        match obj["kind"].as_str().unwrap_or("") {
+            "ServiceAccount" => drop(strictly::<ServiceAccount>(obj)),
+            "Secret" => drop(strictly::<Secret>(obj)),
+            "ClusterRole" => drop(strictly::<ClusterRole>(obj)),
+            "ClusterRoleBinding" => drop(strictly::<ClusterRoleBinding>(obj)),
+            "Role" => drop(strictly::<Role>(obj)),
+            "RoleBinding" => drop(strictly::<RoleBinding>(obj)),
+            "Service" => drop(strictly::<Service>(obj)),
+            "Deployment" => drop(strictly::<Deployment>(obj)),
+            "PodDisruptionBudget" => drop(strictly::<PodDisruptionBudget>(obj)),
+            "ValidatingWebhookConfiguration" => {
+                drop(strictly::<ValidatingWebhookConfiguration>(obj))
+            }
+            "Issuer" | "Certificate" => cert_manager_fields(obj),
+            other => panic!("unexpected kind {other} in deploy/"),
+        }
+        let ns = obj["metadata"]["namespace"].as_str();
+        let cluster_scoped = matches!(
+            obj["kind"].as_str(),
+            Some("ClusterRole" | "ClusterRoleBinding" | "ValidatingWebhookConfiguration")
+        );
+        assert_eq!(
+            ns,
+            (!cluster_scoped).then_some(NAMESPACE),
+            "{}",
+            describe(obj)
+        );
+        by_kind
+            .entry(obj["kind"].as_str().unwrap_or("").to_string())
+            .or_default()
+            .push(obj.clone());
+    }
+    by_kind
+}
+
+fn one<T: DeserializeOwned>(by_kind: &BTreeMap<String, Vec<Value>>, kind: &str) -> T {
+    let list = by_kind.get(kind).unwrap_or_else(|| panic!("no {kind}"));
+    assert_eq!(list.len(), 1, "one {kind}");
+    serde_json::from_value(list[0].clone()).expect("typed")
+}
+
+fn env_of(d: &Deployment) -> BTreeMap<String, String> {
+    let c = &d
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod spec")
+        .containers[0];
+    c.env
+        .iter()
+        .flatten()
+        .map(|e| {
+            (
+                e.name.clone(),
+                e.value.clone().unwrap_or_else(|| "<from>".into()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_default_install_renders_into_valid_objects() {
+    let Some(objects) = render("") else { return };
+    let by_kind = parse_all(&objects);
+    let counts: BTreeMap<&str, usize> =
+        by_kind.iter().map(|(k, v)| (k.as_str(), v.len())).collect();
+    assert_eq!(
+        counts,
+        BTreeMap::from([
+            ("ClusterRole", 3),
+            ("ClusterRoleBinding", 3),
+            ("Deployment", 1),
+            ("PodDisruptionBudget", 1),
+            ("Role", 1),
+            ("RoleBinding", 1),
+            ("Service", 1),
+            ("ServiceAccount", 1),
+            ("ValidatingWebhookConfiguration", 1),
+        ]),
+        "no Namespace: cattle-fleet-system is Fleet's, and `kubectl delete -k` must never remove it"
+    );
+}
+
+#[test]
+fn the_webhook_is_registered_to_never_block_the_cluster() {
+    let Some(objects) = render("") else { return };
+    let by_kind = parse_all(&objects);
+    let vwc: ValidatingWebhookConfiguration = one(&by_kind, "ValidatingWebhookConfiguration");
+    let webhooks = vwc.webhooks.clone().unwrap_or_default();
+    assert_eq!(webhooks.len(), 1);
+    let w = &webhooks[0];
+    assert_eq!(
+        w.name, DEFAULT_WEBHOOK_NAME,
+        "the audit subcommand's default prefix"
+    );
+    assert_eq!(w.admission_review_versions, vec!["v1".to_string()]);
+    assert_eq!(w.failure_policy.as_deref(), Some("Ignore"));
+    assert_eq!(w.side_effects, "NoneOnDryRun");
+    let timeout = w.timeout_seconds.expect("timeoutSeconds");
+    assert!((1..=5).contains(&timeout), "timeoutSeconds {timeout}");
+    // The server answers within --request-timeout, which must stay below timeoutSeconds.
+    let cli =
+        <Cli as clap::Parser>::try_parse_from(["fleet-delete-guard", "serve"]).expect("defaults");
+    let fleet_delete_guard::cli::Command::Serve(serve) = cli.command else {
+        panic!("serve")
+    };
+    assert!(serve.request_timeout.as_secs_f64() < f64::from(timeout));
+
+    let rules = w.rules.clone().unwrap_or_default();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(
+        rules[0].operations,
+        Some(vec!["DELETE".to_string()]),
+        "DELETE only"
+    );
+    assert_eq!(rules[0].resources, Some(vec!["*".to_string()]));
+
+    let object_selector = serde_json::to_value(&w.object_selector).expect("json");
+    assert_eq!(
+        object_selector,
+        serde_json::json!({"matchExpressions": [{"key": "objectset.rio.cattle.io/hash", "operator": "Exists"}]})
+    );
+    let ns_selector = serde_json::to_value(&w.namespace_selector).expect("json");
+    let excluded = &ns_selector["matchExpressions"][0];
+    assert_eq!(excluded["key"], "kubernetes.io/metadata.name");
+    assert_eq!(excluded["operator"], "NotIn");
+    let values: BTreeSet<&str> = excluded["values"]
+        .as_array()
+        .expect("values")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(values, BTreeSet::from(["kube-system", NAMESPACE]));
+
+    // matchConditions skip exactly the identities the server treats as Fleet's own.
+    let conditions = w.match_conditions.clone().unwrap_or_default();
+    assert_eq!(conditions.len(), 1);
+    for id in DEFAULT_FLEET_IDENTITIES {
+        assert!(
+            conditions[0].expression.contains(&format!("\"{id}\"")),
+            "{} misses {id}",
+            conditions[0].expression
+        );
+    }
+
+    // The webhook calls our Service on 443, which leads to the container's 9443.
+    let svc_ref = w.client_config.service.clone().expect("service reference");
+    assert_eq!(
+        (svc_ref.namespace.as_str(), svc_ref.name.as_str()),
+        (NAMESPACE, "fleet-delete-guard")
+    );
+    assert_eq!(svc_ref.path.as_deref(), Some("/validate"));
+    assert_eq!(svc_ref.port, Some(443));
+    assert!(
+        w.client_config.ca_bundle.is_none(),
+        "the caBundle is written at run time"
+    );
+    let service: Service = one(&by_kind, "Service");
+    assert_eq!(
+        service.metadata.name.as_deref(),
+        Some(svc_ref.name.as_str())
+    );
+    let port = &service
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.clone())
+        .expect("ports")[0];
+    assert_eq!(port.port, 443);
+    let target = serde_json::to_value(&port.target_port).expect("json");
+    let deployment: Deployment = one(&by_kind, "Deployment");
+    let pod = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.clone())
+        .expect("pod");
+    let container_port = pod.containers[0]
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| Some(p.name.as_deref().unwrap_or("")) == target.as_str())
+        .expect("the Service's targetPort names a container port");
+    assert_eq!(container_port.container_port, 9443);
+    let selector = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.clone())
+        .expect("selector");
+    let pod_labels = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.clone())
+        .and_then(|m| m.labels)
+        .expect("labels");
+    assert!(
+        selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)),
+        "the Service selects the pods"
+    );
+}
+
+#[test]
+fn the_deployment_is_hardened_and_configured_with_real_flags() {
+    let Some(objects) = render("") else { return };
+    let by_kind = parse_all(&objects);
+    let d: Deployment = one(&by_kind, "Deployment");
+    let spec = d.spec.clone().expect("spec");
+    assert_eq!(spec.replicas, Some(2));
+    let pod = spec.template.spec.clone().expect("pod");
+    assert_eq!(
+        pod.service_account_name.as_deref(),
+        Some("fleet-delete-guard")
+    );
+    let psc = pod.security_context.clone().expect("pod securityContext");
+    assert_eq!(psc.run_as_non_root, Some(true));
+    assert_eq!(
+        psc.seccomp_profile.map(|p| p.type_),
+        Some("RuntimeDefault".into())
+    );
+    let spread = pod.topology_spread_constraints.clone().unwrap_or_default();
+    assert!(
+        spread
+            .iter()
+            .any(|t| t.topology_key == "kubernetes.io/hostname"),
+        "spread over nodes"
+    );
+    assert_eq!(pod.containers.len(), 1);
+    let c = &pod.containers[0];
+    let sc = c
+        .security_context
+        .clone()
+        .expect("container securityContext");
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(sc.run_as_non_root, Some(true));
+    assert_eq!(
+        sc.capabilities.and_then(|c| c.drop),
+        Some(vec!["ALL".to_string()])
+    );
+    assert_eq!(
+        sc.seccomp_profile.map(|p| p.type_),
+        Some("RuntimeDefault".into())
+    );
+    let resources = c.resources.clone().expect("resources");
+    for key in ["cpu", "memory"] {
+        assert!(
+            resources
+                .requests
+                .as_ref()
+                .is_some_and(|r| r.contains_key(key)),
+            "request {key}"
+        );
+        assert!(
+            resources
+                .limits
+                .as_ref()
+                .is_some_and(|r| r.contains_key(key)),
+            "limit {key}"
+        );
+    }
+    let probe_path = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+        p.as_ref().and_then(|p| p.http_get.as_ref()).map(|h| {
+            (
+                h.path.clone().unwrap_or_default(),
+                serde_json::to_value(&h.port).expect("port"),
+            )
+        })
+    };
+    assert_eq!(
+        probe_path(&c.liveness_probe),
+        Some(("/healthz".into(), "metrics".into()))
+    );
+    assert_eq!(
+        probe_path(&c.readiness_probe),
+        Some(("/readyz".into(), "metrics".into()))
+    );
+    let metrics = c
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some("metrics"))
+        .expect("metrics port");
+    assert_eq!(metrics.container_port, 8080);
+    // Every FLEET_DELETE_GUARD_* variable is one `serve` reads (a typo would be ignored).
+    let serve = Cli::command()
+        .find_subcommand("serve")
+        .expect("serve")
+        .clone();
+    let known: BTreeSet<String> = serve
+        .get_arguments()
+        .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+        .collect();
+    let env = env_of(&d);
+    for name in env.keys() {
+        assert!(
+            known.contains(name) || name == "POD_NAME",
+            "{name} is not a serve flag's variable"
+        );
+    }
+    // The writable paths are volumes.
+    let mounts: BTreeSet<String> = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| m.mount_path.clone())
+        .collect();
+    assert!(
+        mounts.contains(&env["FLEET_DELETE_GUARD_CERT_DIR"]),
+        "the certificate directory is a volume"
+    );
+    assert!(mounts.contains("/tmp"));
+
+    let pdb: PodDisruptionBudget = one(&by_kind, "PodDisruptionBudget");
+    let pdb_spec = pdb.spec.expect("pdb spec");
+    assert!(pdb_spec.min_available.is_some() || pdb_spec.max_unavailable.is_some());
+    let pod_labels = spec
+        .template
+        .metadata
+        .and_then(|m| m.labels)
+        .expect("labels");
+    let pdb_selects = pdb_spec
+        .selector
+        .and_then(|s| s.match_labels)
+        .expect("pdb selector");
+    assert!(
+        pdb_selects
+            .iter()
+            .all(|(k, v)| pod_labels.get(k) == Some(v)),
+        "the PDB covers the pods"
+    );
+}
+
+fn rules(by_kind: &BTreeMap<String, Vec<Value>>, kind: &str) -> BTreeMap<String, Vec<PolicyRule>> {
+    by_kind
+        .get(kind)
+        .into_iter()
+        .flatten()
+        .map(|o| {
+            let name = o["metadata"]["name"].as_str().unwrap_or("").to_string();
+            let rules: Vec<PolicyRule> = serde_json::from_value(o["rules"].clone()).expect("rules");
+            (name, rules)
+        })
+        .collect()
+}
+
+#[test]
+fn rbac_is_least_privilege_and_matches_the_configuration() {
+    let Some(objects) = render("") else { return };
+    let by_kind = parse_all(&objects);
+    let d: Deployment = one(&by_kind, "Deployment");
+    let env = env_of(&d);
+    let cluster_roles = rules(&by_kind, "ClusterRole");
+    let roles = rules(&by_kind, "Role");
+
+    for (name, rs) in cluster_roles.iter().chain(roles.iter()) {
+        for r in rs {
+            let text = format!("{name}: {r:?}");
+            assert!(
+                !r.verbs.iter().any(|v| v == "*"),
+                "no verb wildcard: {text}"
+            );
+            assert!(
+                !r.resources.iter().flatten().any(|v| v.contains('*')),
+                "no resource wildcard: {text}"
+            );
+            assert!(
+                !r.api_groups.iter().flatten().any(|v| v == "*"),
+                "no group wildcard: {text}"
+            );
+            assert!(
+                !r.verbs.iter().any(|v| matches!(
+                    v.as_str(),
+                    "delete" | "deletecollection" | "escalate" | "bind" | "impersonate"
+                )),
+                "never destructive or escalating: {text}"
+            );
+        }
+    }
+    // Cluster-wide: nothing on Secrets, and writes only to statuses, Events and our own webhook.
+    for (name, rs) in &cluster_roles {
+        for r in rs {
+            let resources = r.resources.clone().unwrap_or_default();
+            assert!(
+                !resources.iter().any(|x| x == "secrets"),
+                "{name}: no cluster-wide Secret access"
+            );
+            let writes = r
+                .verbs
+                .iter()
+                .any(|v| matches!(v.as_str(), "create" | "update" | "patch"));
+            if writes {
+                let ok = resources.iter().all(|x| {
+                    x.ends_with("/status")
+                        || x == "events"
+                        || x == "validatingwebhookconfigurations"
+                });
+                assert!(ok, "{name}: writes {resources:?}");
+            }
+            if resources
+                .iter()
+                .any(|x| x == "validatingwebhookconfigurations")
+            {
+                assert_eq!(
+                    r.resource_names.clone().unwrap_or_default(),
+                    vec![env["FLEET_DELETE_GUARD_WEBHOOK_CONFIG"].clone()],
+                    "only its own webhook configuration"
+                );
+            }
+        }
+    }
+    let vwc: ValidatingWebhookConfiguration = one(&by_kind, "ValidatingWebhookConfiguration");
+    assert_eq!(
+        vwc.metadata.name.as_deref(),
+        Some(env["FLEET_DELETE_GUARD_WEBHOOK_CONFIG"].as_str())
+    );
+    // The certificate Role: create (cannot be named), and get/update of its own Secret only.
+    let certs = &roles["fleet-delete-guard-certs"];
+    for r in certs {
+        if r.verbs.iter().any(|v| v != "create") {
+            assert_eq!(
+                r.resource_names.clone().unwrap_or_default(),
+                vec![env["FLEET_DELETE_GUARD_CERT_SECRET"].clone()]
+            );
+        }
+    }
+    // Every role is bound to the webhook's ServiceAccount, and only to it.
+    let sa: ServiceAccount = one(&by_kind, "ServiceAccount");
+    let bound: BTreeSet<String> = ["ClusterRoleBinding", "RoleBinding"]
+        .iter()
+        .flat_map(|k| by_kind.get(*k).into_iter().flatten())
+        .map(|b| {
+            let subjects = b["subjects"].as_array().expect("subjects");
+            assert_eq!(subjects.len(), 1, "{}", describe(b));
+            assert_eq!(subjects[0]["kind"], "ServiceAccount");
+            assert_eq!(subjects[0]["name"].as_str(), sa.metadata.name.as_deref());
+            assert_eq!(subjects[0]["namespace"], NAMESPACE);
+            b["roleRef"]["name"].as_str().unwrap_or("").to_string()
+        })
+        .collect();
+    let defined: BTreeSet<String> = cluster_roles.keys().chain(roles.keys()).cloned().collect();
+    assert_eq!(bound, defined);
+}
+
+#[test]
+fn the_cert_manager_overlay_swaps_the_bootstrap_for_cert_manager() {
+    let Some(objects) = render("cert-manager") else {
+        return;
+    };
+    let by_kind = parse_all(&objects);
+    assert!(
+        !by_kind.contains_key("Role") && !by_kind.contains_key("RoleBinding"),
+        "no Secret rights"
+    );
+    let cluster_roles = rules(&by_kind, "ClusterRole");
+    assert!(
+        !cluster_roles.contains_key("fleet-delete-guard-webhook-config"),
+        "no webhook configuration rights"
+    );
+    let d: Deployment = one(&by_kind, "Deployment");
+    let env = env_of(&d);
+    assert!(
+        !env.contains_key("FLEET_DELETE_GUARD_CERT_SECRET"),
+        "bootstrap off"
+    );
+    let cert_path = &env["FLEET_DELETE_GUARD_TLS_CERT"];
+    let pod = d.spec.and_then(|s| s.template.spec).expect("pod");
+    let mount = pod.containers[0]
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| cert_path.starts_with(&m.mount_path))
+        .expect("the certificate files are mounted");
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == mount.name)
+        .expect("volume");
+    let secret_name = volume
+        .secret
+        .as_ref()
+        .and_then(|s| s.secret_name.clone())
+        .expect("a Secret volume");
+    assert!(volume.empty_dir.is_none());
+
+    let certificates = &by_kind["Certificate"];
+    let serving = certificates
+        .iter()
+        .find(|c| c["spec"]["secretName"] == secret_name.as_str())
+        .expect("a Certificate writes the mounted Secret");
+    let vwc: ValidatingWebhookConfiguration = one(&by_kind, "ValidatingWebhookConfiguration");
+    let inject = vwc.metadata.annotations.clone().unwrap_or_default()
+        ["cert-manager.io/inject-ca-from"]
+        .clone();
+    assert_eq!(
+        inject,
+        format!(
+            "{NAMESPACE}/{}",
+            serving["metadata"]["name"].as_str().unwrap_or("")
+        )
+    );
+    let svc = vwc.webhooks.unwrap_or_default()[0]
+        .client_config
+        .service
+        .clone()
+        .expect("service");
+    let names: Vec<&str> = serving["spec"]["dnsNames"]
+        .as_array()
+        .expect("dnsNames")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        names.contains(&format!("{}.{}.svc", svc.name, svc.namespace).as_str()),
+        "{names:?}"
+    );
+    // The serving certificate's issuer is a CA Issuer (renewals keep the caBundle).
+    let issuer = serving["spec"]["issuerRef"]["name"]
+        .as_str()
+        .expect("issuer");
+    let ca_issuer = by_kind["Issuer"]
+        .iter()
+        .find(|i| i["metadata"]["name"] == issuer)
+        .expect("issuer defined");
+    assert!(ca_issuer["spec"]["ca"]["secretName"].is_string());
+}
+
+#[test]
+fn fleet_can_deploy_it_as_a_bundle() {
+    let text = std::fs::read_to_string(kubectl::root().join("deploy/fleet.yaml"))
+        .expect("deploy/fleet.yaml");
+    let docs = kubectl::parse_yaml_stream(&text);
+    let fleet = &docs[0];
+    assert_eq!(fleet["defaultNamespace"], NAMESPACE);
+    let dir = fleet["kustomize"]["dir"].as_str().expect("kustomize.dir");
+    assert!(kubectl::root()
+        .join("deploy")
+        .join(dir)
+        .join("kustomization.yaml")
+        .exists());
+    let patch = &fleet["diff"]["comparePatches"][0];
+    assert_eq!(patch["kind"], "ValidatingWebhookConfiguration");
+    assert_eq!(patch["name"], "fleet-delete-guard");
+    assert_eq!(
+        patch["jsonPointers"][0],
+        "/webhooks/0/clientConfig/caBundle"
+    );
+}
+
+#[test]
+fn the_multi_cluster_manifests_give_the_downstream_webhook_what_it_needs_and_no_more() {
+    let (Some(management), Some(downstream), Some(base)) = (
+        render("multi-cluster/management"),
+        render("multi-cluster/downstream"),
+        render(""),
+    ) else {
+        return;
+    };
+    let management = parse_all(&management);
+    let downstream = parse_all(&downstream);
+    let base = parse_all(&base);
+
+    // Management cluster: a ServiceAccount with a token, allowed exactly the
+    // BundleDeployment part of the base's counting role.
+    let token: Secret = one(&management, "Secret");
+    assert_eq!(
+        token.type_.as_deref(),
+        Some("kubernetes.io/service-account-token")
+    );
+    let sa: ServiceAccount = one(&management, "ServiceAccount");
+    assert_eq!(
+        token
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .get("kubernetes.io/service-account.name"),
+        sa.metadata.name.as_ref()
+    );
+    let remote = &rules(&management, "ClusterRole")["fleet-delete-guard-downstream"];
+    let counting = &rules(&base, "ClusterRole")["fleet-delete-guard"];
+    for r in remote {
+        assert!(
+            counting.contains(r),
+            "{r:?} is not something the webhook does"
+        );
+        assert!(
+            r.resources
+                .iter()
+                .flatten()
+                .all(|x| x.starts_with("bundledeployments")),
+            "{r:?}"
+        );
+    }
+
+    // Downstream: the base without the counting role (no Fleet objects there), pointed at
+    // the management cluster through a mounted kubeconfig.
+    assert!(!rules(&downstream, "ClusterRole").contains_key("fleet-delete-guard"));
+    let d: Deployment = one(&downstream, "Deployment");
+    let env = env_of(&d);
+    let kubeconfig = &env["FLEET_DELETE_GUARD_FLEET_KUBECONFIG"];
+    assert!(env["FLEET_DELETE_GUARD_FLEET_CLUSTER"].contains('/'));
+    let pod = d.spec.and_then(|s| s.template.spec).expect("pod");
+    let mount = pod.containers[0]
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| kubeconfig.starts_with(&m.mount_path))
+        .expect("the kubeconfig is mounted");
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == mount.name)
+        .expect("volume");
+    assert!(volume.secret.is_some(), "from a Secret");
+}
