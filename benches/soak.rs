@@ -36,7 +36,9 @@ fn proc_status(pid: u32, key: &str) -> u64 {
 }
 
 fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -47,7 +49,11 @@ async fn main() {
         .position(|a| a == "--minutes")
         .and_then(|i| args.get(i + 1))
         .and_then(|m| m.parse().ok())
-        .unwrap_or(if args.iter().any(|a| a == "--bench") { 10.0 } else { 0.1 });
+        .unwrap_or(if args.iter().any(|a| a == "--bench") {
+            10.0
+        } else {
+            0.1
+        });
     let duration = Duration::from_secs_f64(minutes * 60.0);
 
     let double = ApiDouble::start(Options::default()).await;
@@ -60,7 +66,13 @@ async fn main() {
     let files = support::write_pair(dir.path(), &certs);
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_fleet-delete-guard"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
         .args(["--resync-interval", "30", "--confirm-timeout", "5"])
         .arg("--tls-cert")
         .arg(&files.cert)
@@ -80,12 +92,18 @@ async fn main() {
         }
     });
     let (addr, metrics_addr): (SocketAddr, SocketAddr) = loop {
-        let line = rx.recv_timeout(Duration::from_secs(30)).expect("serving log line");
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("serving log line");
         if line.contains("fleet-delete-guard serving") {
             let v: Value = serde_json::from_str(&line).expect("JSON");
             break (
                 v["listen"].as_str().expect("listen").parse().expect("addr"),
-                v["metrics_listen"].as_str().expect("metrics").parse().expect("addr"),
+                v["metrics_listen"]
+                    .as_str()
+                    .expect("metrics")
+                    .parse()
+                    .expect("addr"),
             );
         }
     };
@@ -94,7 +112,9 @@ async fn main() {
     std::thread::spawn(move || {
         while let Ok(line) = rx.recv() {
             if line.contains("\"level\":\"ERROR\"") {
-                errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 5 {
+                    eprintln!("webhook error: {line}");
+                }
             }
         }
     });
@@ -102,7 +122,10 @@ async fn main() {
     let client = support::https_client(&certs.ca_pem);
     let http = reqwest::Client::new();
     loop {
-        let ready = http.get(format!("http://{metrics_addr}/readyz")).send().await;
+        let ready = http
+            .get(format!("http://{metrics_addr}/readyz"))
+            .send()
+            .await;
         if matches!(ready, Ok(ref r) if r.status().is_success()) {
             break;
         }
@@ -113,7 +136,10 @@ async fn main() {
     let mut originals: BTreeMap<String, Value> = BTreeMap::new();
     for i in 0..OBJECTS {
         let name = format!("cm-{i:03}");
-        originals.insert(name.clone(), double.get(&gvr::CONFIGMAPS, "default", &name).expect("cm"));
+        originals.insert(
+            name.clone(),
+            double.get(&gvr::CONFIGMAPS, "default", &name).expect("cm"),
+        );
     }
     let mut absent: BTreeMap<String, Instant> = BTreeMap::new();
     let (rss_start, fds_start) = (proc_status(pid, "VmRSS:"), open_fds(pid));
@@ -151,10 +177,21 @@ async fn main() {
                 recreations += 1;
             }
         } else {
-            let present: Vec<String> = originals.keys().filter(|n| !absent.contains_key(*n)).cloned().collect();
+            let present: Vec<String> = originals
+                .keys()
+                .filter(|n| !absent.contains_key(*n))
+                .cloned()
+                .collect();
             if let Some(name) = present.into_iter().choose(&mut rng) {
-                let review = support::fleet::many_review(&double, &name, &format!("soak-{deletions}"));
-                match client.post(&url).header("content-type", "application/json").body(review.to_string()).send().await {
+                let review =
+                    support::fleet::many_review(&double, &name, &format!("soak-{deletions}"));
+                match client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(review.to_string())
+                    .send()
+                    .await
+                {
                     Ok(r) if r.status().is_success() => {}
                     _ => review_failures += 1,
                 }
@@ -167,10 +204,20 @@ async fn main() {
             fault_round += 1;
             match fault_round % 6 {
                 1 => {
-                    double.inject(Fault::new(Verb::Patch, "bundledeployments").subresource("status").times(5).respond(409));
+                    double.inject(
+                        Fault::new(Verb::Patch, "bundledeployments")
+                            .subresource("status")
+                            .times(5)
+                            .respond(409),
+                    );
                 }
                 2 => {
-                    double.inject(Fault::new(Verb::Patch, "gitrepos").subresource("status").times(5).respond(503));
+                    double.inject(
+                        Fault::new(Verb::Patch, "gitrepos")
+                            .subresource("status")
+                            .times(5)
+                            .respond(503),
+                    );
                     double.inject(Fault::new(Verb::Get, "configmaps").times(5).respond(500));
                 }
                 3 => double.set_global_latency(Duration::from_millis(300)),
@@ -207,15 +254,36 @@ async fn main() {
             Duration::from_secs(90),
         )
         .await;
+    let settle_repo = double
+        .wait_for(
+            &gvr::GITREPOS,
+            "fleet-local",
+            "many",
+            |r| missing(r) == expected,
+            Duration::from_secs(60),
+        )
+        .await;
     double.wait_hooks_idle(Duration::from_secs(30)).await.ok();
-    let bd = double.get(&gvr::BUNDLEDEPLOYMENTS, BD_NAMESPACE, "many-config").expect("bd");
-    let repo = double.get(&gvr::GITREPOS, "fleet-local", "many").expect("repo");
+    let bd = double
+        .get(&gvr::BUNDLEDEPLOYMENTS, BD_NAMESPACE, "many-config")
+        .expect("bd");
+    let repo = double
+        .get(&gvr::GITREPOS, "fleet-local", "many")
+        .expect("repo");
     let listed_missing: Vec<String> = bd["status"]["modifiedStatus"]
         .as_array()
-        .map(|a| a.iter().filter_map(|m| m["name"].as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m["name"].as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
-    let bd_missing = bd["status"]["resourceCounts"]["missing"].as_i64().unwrap_or(-1);
-    let bd_ready = bd["status"]["resourceCounts"]["ready"].as_i64().unwrap_or(-1);
+    let bd_missing = bd["status"]["resourceCounts"]["missing"]
+        .as_i64()
+        .unwrap_or(-1);
+    let bd_ready = bd["status"]["resourceCounts"]["ready"]
+        .as_i64()
+        .unwrap_or(-1);
     let (rss_end, fds_end) = (proc_status(pid, "VmRSS:"), open_fds(pid));
     let _ = child.kill();
     let _ = child.wait();
@@ -223,13 +291,20 @@ async fn main() {
     println!("soak: {:.1} min, {deletions} deletions reviewed, {recreations} re-creations, {fault_round} fault rounds", minutes);
     println!("review failures (during API restarts the webhook still answers; failures are transport): {review_failures}");
     println!("absent at the end: {expected}; BundleDeployment missing {bd_missing}, ready {bd_ready}; GitRepo missing {}", missing(&repo));
-    println!("modifiedStatus lists {} (capped at 10 by Fleet)", listed_missing.len());
+    println!(
+        "modifiedStatus lists {} (capped at 10 by Fleet)",
+        listed_missing.len()
+    );
     println!("webhook RSS KiB: start {rss_start}, end {rss_end}, max {rss_max}; open fds: start {fds_start}, end {fds_end}");
-    println!("error log lines: {}", errors_seen.load(std::sync::atomic::Ordering::Relaxed));
+    println!(
+        "error log lines: {}",
+        errors_seen.load(std::sync::atomic::Ordering::Relaxed)
+    );
     for (t, rss, fds) in &samples {
         println!("  t={t:>4}s rss={rss} KiB fds={fds}");
     }
     let exact = settle.is_ok()
+        && settle_repo.is_ok()
         && bd_missing == expected
         && bd_ready == OBJECTS as i64 - expected
         && missing(&repo) == expected;

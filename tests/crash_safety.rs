@@ -21,9 +21,20 @@ struct Webhook {
 }
 
 /// The real binary, counting against the double through a kubeconfig.
-fn start_webhook(kubeconfig: &std::path::Path, files: &fleet_delete_guard::tls::CertFiles) -> Webhook {
+fn start_webhook(
+    kubeconfig: &std::path::Path,
+    files: &fleet_delete_guard::tls::CertFiles,
+) -> Webhook {
     let mut child = Command::new(env!("CARGO_BIN_EXE_fleet-delete-guard"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--resync-interval", "300"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--resync-interval",
+            "300",
+        ])
         .arg("--tls-cert")
         .arg(&files.cert)
         .arg("--tls-key")
@@ -42,7 +53,9 @@ fn start_webhook(kubeconfig: &std::path::Path, files: &fleet_delete_guard::tls::
         }
     });
     let addr = loop {
-        let line = rx.recv_timeout(Duration::from_secs(20)).expect("the binary logs its address");
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the binary logs its address");
         if line.contains("fleet-delete-guard serving") {
             let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log");
             break v["listen"].as_str().expect("listen").parse().expect("addr");
@@ -70,7 +83,10 @@ async fn kill_9_mid_burst_then_restart_converges_to_exact_counts() {
     let reviews: Vec<(String, serde_json::Value)> = (0..N)
         .map(|i| {
             let name = format!("cm-{i:03}");
-            (name.clone(), support::fleet::many_review(&double, &name, &format!("r-{i}")))
+            (
+                name.clone(),
+                support::fleet::many_review(&double, &name, &format!("r-{i}")),
+            )
         })
         .collect();
 
@@ -91,7 +107,12 @@ async fn kill_9_mid_burst_then_restart_converges_to_exact_counts() {
                     // SAFETY: signalling our own child process.
                     unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
                 }
-                let sent = client.post(&url).header("content-type", "application/json").body(review.to_string()).send().await;
+                let sent = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(review.to_string())
+                    .send()
+                    .await;
                 if matches!(sent, Ok(ref r) if r.status().is_success()) {
                     answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
@@ -101,16 +122,30 @@ async fn kill_9_mid_burst_then_restart_converges_to_exact_counts() {
         .await;
     let _ = first.child.wait();
     let answered = answered.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(answered > 0 && answered < N, "the kill landed mid-burst ({answered} of {N} answered)");
+    assert!(
+        answered > 0 && answered < N,
+        "the kill landed mid-burst ({answered} of {N} answered)"
+    );
 
     let mut second = start_webhook(&kubeconfig, &files);
     let repo = double
-        .wait_for(&gvr::GITREPOS, "fleet-local", "many", |r| missing(r) == N as i64, Duration::from_secs(60))
+        .wait_for(
+            &gvr::GITREPOS,
+            "fleet-local",
+            "many",
+            |r| missing(r) == N as i64,
+            Duration::from_secs(60),
+        )
         .await
         .expect("counts converge after the restart");
     assert_eq!(support::fleet::ready_of_desired(&repo), format!("0/{N}"));
-    let bd = double.get(&gvr::BUNDLEDEPLOYMENTS, BD_NAMESPACE, "many-config").expect("bd");
-    assert_eq!(bd["status"]["resourceCounts"]["missing"], N as i64, "exactly once, none lost");
+    let bd = double
+        .get(&gvr::BUNDLEDEPLOYMENTS, BD_NAMESPACE, "many-config")
+        .expect("bd");
+    assert_eq!(
+        bd["status"]["resourceCounts"]["missing"], N as i64,
+        "exactly once, none lost"
+    );
     assert_eq!(bd["status"]["resourceCounts"]["desiredReady"], N as i64);
     let _ = second.child.kill();
     let _ = second.child.wait();

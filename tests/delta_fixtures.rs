@@ -1116,3 +1116,42 @@ fn deeply_nested_unknown_fields_round_trip() {
     let text = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     assert!(serde_json::from_str::<Value>(&text).is_err());
 }
+
+#[test]
+fn bd_unmark_of_an_owned_object_hidden_by_the_cap_restores_it() {
+    let list = bds("bundledeployments-lots.json");
+    let b = bd(&list, "lots-config2");
+    let mut st = status(b);
+    // Four missing, but the list shows only one and says it is incomplete.
+    for name in [
+        "test-config2-one",
+        "test-config2-two",
+        "test-config2-three",
+        "test-config2-four",
+    ] {
+        assert!(mark_missing(&mut st, &b.spec, &cm(name).owned(), NOW));
+    }
+    st.modified_status.retain(|m| m.name == "test-config2-one");
+    st.incomplete_state = true;
+    let hidden = cm("test-config2-three");
+    assert!(
+        !unmark_missing(&mut st.clone(), &b.spec, &hidden, NOW),
+        "membership unknown: left alone"
+    );
+    assert!(unmark_missing(
+        &mut st,
+        &b.spec,
+        &hidden.clone().owned(),
+        NOW
+    ));
+    let counts = st.resource_counts.clone().expect("counts");
+    assert_eq!(
+        (counts.ready, counts.missing, counts.desired_ready),
+        (1, 3, 4)
+    );
+    assert!(st.resources.iter().any(|r| r.name == "test-config2-three"));
+    assert!(
+        !unmark_missing(&mut st, &b.spec, &hidden.owned(), NOW),
+        "idempotent: it is live now"
+    );
+}

@@ -155,14 +155,22 @@ pub fn unmark_missing(
     }
     let before = status.clone();
     let key = r.key();
-    let Some(i) = status
+    let visible = status
         .modified_status
         .iter()
-        .position(|m| m.is_missing() && m.key().same_object(&key))
-    else {
-        return false;
+        .position(|m| m.is_missing() && m.key().same_object(&key));
+    let recorded = match visible {
+        Some(i) => status.modified_status.remove(i).key(),
+        // Not shown, but the truncated list hides more missing objects than it shows
+        // and the object belongs here and is not listed live: it is one of them.
+        None if r.owned
+            && hides_missing(status)
+            && !status.resources.iter().any(|x| x.key().same_object(&key)) =>
+        {
+            key.clone()
+        }
+        None => return false,
     };
-    let recorded = status.modified_status.remove(i).key();
     add_count(status, |c| &mut c.missing, -1);
     if !status.resources.iter().any(|x| x.key().same_object(&key)) {
         insert_resource(
@@ -180,6 +188,20 @@ pub fn unmark_missing(
     }
     refresh_derived(status, spec, now);
     *status != before
+}
+
+/// A truncated `modifiedStatus` hides missing objects: more are counted than shown.
+fn hides_missing(status: &BundleDeploymentStatus) -> bool {
+    let shown = status
+        .modified_status
+        .iter()
+        .filter(|m| m.is_missing())
+        .count() as i64;
+    status.incomplete_state
+        && status
+            .resource_counts
+            .as_ref()
+            .is_some_and(|c| c.missing > shown)
 }
 
 /// Class of a live resource that is in neither visible list. With complete

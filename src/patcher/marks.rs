@@ -46,6 +46,8 @@ pub enum Seen {
     Same { terminating: bool },
     /// An object of that name with another uid: the deleted one is gone, a new one is there.
     Replaced,
+    /// The webhook may not read this kind (403): the mark stays, unverified and undefended.
+    Unreadable,
 }
 
 /// What to do after a check.
@@ -206,6 +208,11 @@ impl Marks {
             return Next::Forget;
         };
         m.checked = Some(now);
+        if seen == Seen::Unreadable {
+            // Checking again would only repeat the 403 every tick: stop watching it.
+            self.by_uid.remove(uid);
+            return Next::Forget;
+        }
         match (m.state, seen) {
             (MarkState::AwaitingGone, Seen::Gone | Seen::Replaced) => Next::Mark,
             (MarkState::AwaitingGone, Seen::Same { .. }) => Next::Keep,
@@ -227,6 +234,7 @@ impl Marks {
             (MarkState::Confirmed, Seen::Gone) => Next::Keep,
             // The same uid after it was seen gone cannot happen; treat it as back.
             (MarkState::Confirmed, Seen::Same { .. }) => Next::Unmark(UnmarkReason::CameBack),
+            (_, Seen::Unreadable) => Next::Forget,
         }
     }
 }
@@ -268,6 +276,21 @@ mod tests {
             marks.checked("u2", Seen::Same { terminating: true }, later, &t()),
             Next::Keep,
             "terminating: going"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_kind_is_not_checked_again() {
+        let now = Instant::now();
+        let mut marks = Marks::default();
+        marks.marked(tracked("s", "b"), now, true);
+        assert_eq!(
+            marks.checked("s", Seen::Unreadable, now, &t()),
+            Next::Forget
+        );
+        assert!(
+            marks.due(now, &t()).is_empty(),
+            "no GET every tick for a 403"
         );
     }
 

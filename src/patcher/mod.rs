@@ -401,6 +401,13 @@ impl Shared {
                 })
             }
             Ok(Ok(Some(_))) => Some(Seen::Replaced),
+            Ok(Err(kube::Error::Api(status))) if status.code == 403 => {
+                tracing::warn!(
+                    object = %o.describe(),
+                    "may not read this kind (RBAC): the deletion stays counted but is not verified"
+                );
+                Some(Seen::Unreadable)
+            }
             Ok(Err(e)) => {
                 tracing::debug!(object = %o.describe(), error = %e, "cannot check the deleted object; will retry");
                 None
@@ -427,6 +434,7 @@ impl Shared {
                             tracing::warn!(object = %item.object.describe(), "another writer keeps dropping this mark; no longer re-applying it");
                         }
                     }
+                    Some(Seen::Unreadable) => {}
                     Some(_) => writes.push(Write { mark: false, item }),
                     None => {}
                 },
