@@ -7,12 +7,17 @@
 //! instruction counts under `valgrind --tool=callgrind` (deterministic, unlike time):
 //! SCENARIO is `fast-pod`, `fast-configmap`, `fast-secret`, `fleet` (owner from a cache of
 //! 10,000 BundleDeployments) or `fleet-unresolved`; each iteration is what the HTTP
-//! handler does with a body: [`Admission::review`] and serialising the answer.
+//! handler does with a body: [`Admission::review`] and serialising the answer. `log-span`
+//! and `log-event` format the review's log line (with and without the `review` span).
 
 #[path = "support/reviews.rs"]
 mod reviews;
 
-use std::{hint::black_box, sync::Arc, time::Instant};
+use std::{
+    hint::black_box,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use criterion::{BatchSize, Criterion, Throughput};
 use fleet_delete_guard::{
@@ -27,11 +32,19 @@ use fleet_delete_guard::{
     owners::{OwnerIndex, DEFAULT_AGENT_SCOPES},
     policy::{DecisionConfig, Policy},
     review,
+    server::log_answer,
 };
-use kube::{api::DynamicObject, runtime::watcher::Event};
+use kube::{
+    api::DynamicObject,
+    core::{admission::AdmissionReview, PartialObjectMeta},
+    runtime::watcher::Event,
+};
 use serde_json::Value;
 
 const NOW: &str = "2026-08-21T14:30:05Z";
+
+/// The type `review::parse` read bodies into before (metadata-only, but flattened).
+type KubeReview = AdmissionReview<PartialObjectMeta<DynamicObject>>;
 const BUNDLE_DEPLOYMENTS: usize = 10_000;
 
 /// An owner index holding `n` BundleDeployments, filled as the watch stream does.
@@ -164,6 +177,12 @@ fn bench_review(c: &mut Criterion) {
         g.bench_function(format!("parse {scenario}"), |b| {
             b.iter(|| review::parse(black_box(&body)).expect("parses"))
         });
+        // What parsing cost before: kube's typed review (its `#[serde(flatten)]` buffers
+        // the whole body, oldObject included, before reading it).
+        g.bench_function(
+            format!("parse {scenario}, kube AdmissionReview (before)"),
+            |b| b.iter(|| serde_json::from_slice::<KubeReview>(black_box(&body)).expect("parses")),
+        );
         g.bench_function(format!("review+serialise {scenario}"), |b| {
             b.iter(|| handle(&cached, black_box(&body)))
         });
@@ -243,8 +262,65 @@ fn bench_delta(c: &mut Criterion) {
     g.finish();
 }
 
+/// The subscriber `main` installs for `--log-format json`, writing to `io::sink`.
+fn json_subscriber() -> impl tracing::Subscriber + Send + Sync {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_writer(std::io::sink)
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .finish()
+}
+
+/// The review log line as `server::validate` emits it: inside the `review` span with
+/// the uid recorded, or (`in_span` false) the event alone.
+fn log_line(summary: &fleet_delete_guard::admission::Summary, in_span: bool) {
+    let latency = Duration::from_micros(42);
+    if in_span {
+        let span = tracing::info_span!("review", uid = tracing::field::Empty);
+        span.record("uid", summary.uid.as_str());
+        let _entered = span.enter();
+        log_answer(summary, latency);
+    } else {
+        log_answer(summary, latency);
+    }
+}
+
+fn bench_log(c: &mut Criterion) {
+    let admission = admission(Arc::new(ObjectOnly));
+    let summary = admission
+        .review(&body("fast-pod"), Instant::now())
+        .expect("review")
+        .summary;
+    let mut g = c.benchmark_group("log line (JSON, to io::sink)");
+    tracing::subscriber::with_default(json_subscriber(), || {
+        g.bench_function("review span + event (as served)", |b| {
+            b.iter(|| log_line(black_box(&summary), true))
+        });
+        g.bench_function("event alone", |b| {
+            b.iter(|| log_line(black_box(&summary), false))
+        });
+    });
+    g.finish();
+}
+
 /// `--instructions SCENARIO N`: N handled reviews of SCENARIO, for callgrind.
 fn instructions(scenario: &str, n: usize) {
+    if let Some(which) = scenario.strip_prefix("log-") {
+        let summary = admission(Arc::new(ObjectOnly))
+            .review(&body("fast-pod"), Instant::now())
+            .expect("review")
+            .summary;
+        tracing::subscriber::with_default(json_subscriber(), || {
+            for _ in 0..n {
+                log_line(black_box(&summary), which == "span");
+            }
+        });
+        println!("{scenario}: {n} log lines");
+        return;
+    }
     let owners: Arc<dyn OwnerResolver> = if scenario.starts_with("fleet") {
         owner_index(BUNDLE_DEPLOYMENTS)
     } else {
@@ -276,5 +352,6 @@ fn main() {
     bench_owner(&mut c);
     bench_review(&mut c);
     bench_delta(&mut c);
+    bench_log(&mut c);
     c.final_summary();
 }

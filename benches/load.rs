@@ -78,7 +78,12 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "500,1000,2000,4000")]
     rates: Vec<u32>,
     /// Mixes of the open-loop phases.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "fast,fleet,mixed")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "fast,fleet,mixed"
+    )]
     mixes: Vec<Mix>,
     /// Measured seconds per open-loop phase.
     #[arg(long, default_value_t = 10.0)]
@@ -111,6 +116,9 @@ struct Args {
     /// Extra arguments for `serve`, e.g. `--extra=--max-concurrent-reviews=64`.
     #[arg(long, allow_hyphen_values = true)]
     extra: Vec<String>,
+    /// Extra environment of the server only, `KEY=VALUE` (e.g. `TOKIO_WORKER_THREADS=1`).
+    #[arg(long)]
+    server_env: Vec<String>,
     /// Distinct review bodies per mix (cycled).
     #[arg(long, default_value_t = 2000)]
     bodies: usize,
@@ -166,7 +174,6 @@ fn bodies(mix: Mix, n: usize, bds: usize, dry_run: bool) -> Vec<Body> {
 struct Server {
     child: Child,
     webhook: SocketAddr,
-    metrics: SocketAddr,
     ca_pem: String,
     log: PathBuf,
 }
@@ -208,6 +215,7 @@ impl Server {
             .arg("--log-format=json")
             .args(&args.extra)
             .env("RUST_LOG", &args.server_log)
+            .envs(args.server_env.iter().filter_map(|kv| kv.split_once('=')))
             .env_remove("KUBECONFIG")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log file"))
@@ -247,7 +255,6 @@ impl Server {
             Server {
                 child,
                 webhook,
-                metrics,
                 ca_pem,
                 log,
             },
@@ -296,6 +303,23 @@ impl Server {
     }
 }
 
+/// Context switches (voluntary and not) of every thread of `pid` so far.
+fn context_switches(pid: u32) -> u64 {
+    let mut total = 0u64;
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            if let Ok(s) = std::fs::read_to_string(task.path().join("status")) {
+                total += s
+                    .lines()
+                    .filter(|l| l.contains("ctxt_switches:"))
+                    .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                    .sum::<u64>();
+            }
+        }
+    }
+    total
+}
+
 /// Sum of the CPU time of every thread of `pid` (`/proc/PID/task/*/schedstat`, ns).
 fn process_cpu(pid: u32) -> Duration {
     let mut total = 0u64;
@@ -318,8 +342,7 @@ async fn readyz(addr: SocketAddr) -> bool {
     let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
         return false;
     };
-    if s
-        .write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    if s.write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await
         .is_err()
     {
@@ -407,6 +430,8 @@ struct PhaseResult {
     latency: Histogram<u64>,
     dispatch_lag: Histogram<u64>,
     server_cpu: Duration,
+    /// Server context switches per review.
+    switches: f64,
 }
 
 fn merge(results: Vec<WorkerResult>) -> (u64, u64, Histogram<u64>, Histogram<u64>) {
@@ -547,6 +572,7 @@ async fn open_loop(
         latency,
         dispatch_lag,
         server_cpu: Duration::ZERO,
+        switches: 0.0,
     }
 }
 
@@ -617,6 +643,7 @@ async fn closed_loop(
         latency,
         dispatch_lag,
         server_cpu: Duration::ZERO,
+        switches: 0.0,
     }
 }
 
@@ -636,7 +663,7 @@ fn row(label: &str, target_rate: Option<u32>, r: &PhaseResult) {
         0.0
     };
     println!(
-        "| {label} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} |",
+        "| {label} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {} |",
         target_rate.map_or("closed loop".to_string(), |r| r.to_string()),
         throughput,
         ms(h.value_at_quantile(0.50)),
@@ -647,6 +674,7 @@ fn row(label: &str, target_rate: Option<u32>, r: &PhaseResult) {
         r.errors,
         r.sent,
         cpu_per_review,
+        r.switches,
         if target_rate.is_some() {
             ms(r.dispatch_lag.value_at_quantile(0.99))
         } else {
@@ -656,8 +684,8 @@ fn row(label: &str, target_rate: Option<u32>, r: &PhaseResult) {
 }
 
 fn header() {
-    println!("| mix | target rate/s | achieved/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | sent | server CPU µs/review | generator lag p99 ms |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| mix | target rate/s | achieved/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | sent | server CPU µs/review | server context switches/review | generator lag p99 ms |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
 }
 
 fn pin_self(cpus: &str) {
@@ -770,9 +798,10 @@ async fn run(args: Args) {
         args.client_cpus.as_deref().unwrap_or("not pinned")
     );
     println!(
-        "- server RUST_LOG={}, log to a file; extra args {:?}; Fleet reviews {}",
+        "- server RUST_LOG={}, log to a file; extra args {:?}, env {:?}; Fleet reviews {}",
         args.server_log,
         args.extra,
+        args.server_env,
         if args.counted {
             "counted (dryRun false)"
         } else {
@@ -815,7 +844,10 @@ async fn run(args: Args) {
     println!("|---|---|---|---|---|---|");
     for (label, kc) in [
         ("no cluster (`--counting=false`)", None),
-        ("10,000 BundleDeployments to cache", Some(kubeconfig.as_path())),
+        (
+            "10,000 BundleDeployments to cache",
+            Some(kubeconfig.as_path()),
+        ),
     ] {
         let label = if kc.is_some() {
             format!("{n} BundleDeployments to cache")
@@ -884,6 +916,7 @@ async fn run(args: Args) {
     for (mix, b) in &prepared {
         for &rate in &args.rates {
             let cpu_before = server.cpu_time();
+            let switches_before = context_switches(server.pid());
             let mut r = open_loop(
                 &target,
                 b,
@@ -898,6 +931,8 @@ async fn run(args: Args) {
             let cpu = server.cpu_time().saturating_sub(cpu_before);
             let warm = (rate as f64 * args.warmup) as u64;
             r.server_cpu = cpu.mul_f64(all as f64 / (all + warm).max(1) as f64);
+            r.switches = context_switches(server.pid()).saturating_sub(switches_before) as f64
+                / (all + warm).max(1) as f64;
             total_reviews += all + warm;
             row(mix.label(), Some(rate), &r);
         }
@@ -913,6 +948,7 @@ async fn run(args: Args) {
         header();
         for (mix, b) in &prepared {
             let cpu_before = server.cpu_time();
+            let switches_before = context_switches(server.pid());
             let mut r = closed_loop(
                 &target,
                 b,
@@ -925,6 +961,9 @@ async fn run(args: Args) {
             // Warm-up reviews are not counted in r; scale by the measured share of time.
             let share = args.saturation_duration / (args.saturation_duration + 2.0);
             r.server_cpu = cpu.mul_f64(share);
+            r.switches = context_switches(server.pid()).saturating_sub(switches_before) as f64
+                * share
+                / (r.ok + r.errors).max(1) as f64;
             total_reviews += ((r.ok + r.errors) as f64 / share) as u64;
             row(mix.label(), None, &r);
         }

@@ -111,10 +111,10 @@ async fn main() {
     let errors = errors_seen.clone();
     std::thread::spawn(move || {
         while let Ok(line) = rx.recv() {
-            if line.contains("\"level\":\"ERROR\"") {
-                if errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 5 {
-                    eprintln!("webhook error: {line}");
-                }
+            if line.contains("\"level\":\"ERROR\"")
+                && errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 5
+            {
+                eprintln!("webhook error: {line}");
             }
         }
     });

@@ -28,7 +28,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     time::{Duration, Instant},
 };
@@ -57,7 +57,7 @@ fn args() -> Args {
         seed: 1,
         max_len: 64 * 1024,
         huge_every: 2_000,
-        time_limit: Duration::from_secs(5),
+        time_limit: Duration::from_secs(10),
         save: None,
         replay: Vec::new(),
     };
@@ -98,10 +98,13 @@ fn usage(problem: &str) -> ! {
 /// The review fixtures and the regression corpus.
 fn seeds() -> Vec<Vec<u8>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let mut files: Vec<PathBuf> = ["admissionreview-delete-configmap.json", "admissionreview-delete-by-fleet-agent.json"]
-        .iter()
-        .map(|f| root.join(f))
-        .collect();
+    let mut files: Vec<PathBuf> = [
+        "admissionreview-delete-configmap.json",
+        "admissionreview-delete-by-fleet-agent.json",
+    ]
+    .iter()
+    .map(|f| root.join(f))
+    .collect();
     if let Ok(dir) = std::fs::read_dir(root.join("fuzz")) {
         let mut corpus: Vec<PathBuf> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
         corpus.sort();
@@ -116,14 +119,22 @@ fn seeds() -> Vec<Vec<u8>> {
 }
 
 /// What counts as "new behaviour": the outcome and the error text with numbers (line,
-/// column) blanked.
+/// column) and quoted values (an echoed `kind` or `apiVersion`) blanked.
 fn signature(outcome: &str, text: &str) -> String {
-    let text: String = text
-        .chars()
-        .map(|c| if c.is_ascii_digit() { '#' } else { c })
-        .take(120)
-        .collect();
-    format!("{outcome}|{text}")
+    let mut out = String::with_capacity(text.len().min(160));
+    let mut quoted = false;
+    for c in text.chars().take(160) {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                out.push('"');
+            }
+            _ if quoted => {}
+            c if c.is_ascii_digit() => out.push('#'),
+            c => out.push(c),
+        }
+    }
+    format!("{outcome}|{out}")
 }
 
 fn save(dir: &Option<PathBuf>, name: &str, input: &[u8]) {
@@ -137,13 +148,16 @@ fn save(dir: &Option<PathBuf>, name: &str, input: &[u8]) {
 fn replay(files: &[PathBuf]) {
     let checker = Checker::new();
     for file in files {
-        let input = std::fs::read(file).unwrap_or_else(|e| usage(&format!("{}: {e}", file.display())));
+        let input =
+            std::fs::read(file).unwrap_or_else(|e| usage(&format!("{}: {e}", file.display())));
         let mut best = Duration::MAX;
         let mut result = None;
         let base = fuzz::start_measuring();
         for _ in 0..20 {
             let t0 = Instant::now();
-            result = Some(catch_unwind(AssertUnwindSafe(|| checker.check_detailed(&input))));
+            result = Some(catch_unwind(AssertUnwindSafe(|| {
+                checker.check_detailed(&input)
+            })));
             best = best.min(t0.elapsed());
         }
         let peak = fuzz::peak_since(base);
@@ -181,9 +195,16 @@ fn main() {
     let epoch = Instant::now();
     let current = Arc::new(AtomicU64::new(0));
     let iteration = Arc::new(AtomicU64::new(0));
+    // A copy of the input being checked, for the watchdog to save.
+    let running: Arc<Mutex<Vec<u8>>> = Arc::default();
     {
-        let (current, iteration, limit, seed) =
-            (current.clone(), iteration.clone(), args.time_limit, args.seed);
+        let (current, iteration, limit, seed) = (
+            current.clone(),
+            iteration.clone(),
+            args.time_limit,
+            args.seed,
+        );
+        let (running, save_dir) = (running.clone(), args.save.clone());
         std::thread::spawn(move || loop {
             std::thread::sleep(Duration::from_millis(50));
             let started = current.load(Ordering::Relaxed);
@@ -197,6 +218,9 @@ fn main() {
                     "HANG: input #{i} has run for more than {limit:?}; reproduce with --seed {seed} --runs {} --save DIR",
                     i + 1
                 );
+                if let Ok(input) = running.try_lock() {
+                    save(&save_dir, &format!("hang-{i}.json"), &input);
+                }
                 std::process::abort();
             }
         });
@@ -213,7 +237,7 @@ fn main() {
     );
     let started = Instant::now();
     for i in 0..args.runs {
-        let parent = if rng.one_in(3) {
+        let parent = if rng.one_in(2) {
             &seeds[rng.below(seeds.len())]
         } else {
             &pool[rng.below(pool.len())]
@@ -227,6 +251,10 @@ fn main() {
         largest = largest.max(input.len());
         bytes_total += input.len() as u64;
 
+        running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone_from(&input);
         iteration.store(i, Ordering::Relaxed);
         current.store(epoch.elapsed().as_micros() as u64 + 1, Ordering::Relaxed);
         let base = fuzz::start_measuring();
@@ -273,7 +301,10 @@ fn main() {
             }
             Err(_) => {
                 failures += 1;
-                eprintln!("PANIC: input #{i} ({} bytes), saved as panic-{i}.json", input.len());
+                eprintln!(
+                    "PANIC: input #{i} ({} bytes), saved as panic-{i}.json",
+                    input.len()
+                );
                 save(&args.save, &format!("panic-{i}.json"), &input);
             }
         }

@@ -46,7 +46,9 @@ impl ServeArgs {
             request_timeout: self.request_timeout,
             max_concurrent_reviews: self.max_concurrent_reviews,
             shutdown_grace: self.shutdown_grace,
-            connections: self.connections.with_reload_interval(self.tls_reload_interval),
+            connections: self
+                .connections
+                .with_reload_interval(self.tls_reload_interval),
         }
     }
 }

@@ -76,7 +76,10 @@ struct CountingSink(Mutex<Vec<CountedDeletion>>);
 
 impl DeletionSink for CountingSink {
     fn record(&self, deletion: CountedDeletion) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(deletion);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(deletion);
     }
 }
 
@@ -173,8 +176,15 @@ impl Checker {
             Ok(answer) => answer,
         };
         let summary = &answer.summary;
-        let response = answer.review.response.as_ref().expect("an answer has a response");
-        assert_eq!(response.uid, summary.uid, "the answer keeps the request's uid");
+        let response = answer
+            .review
+            .response
+            .as_ref()
+            .expect("an answer has a response");
+        assert_eq!(
+            response.uid, summary.uid,
+            "the answer keeps the request's uid"
+        );
         let json = serde_json::to_vec(&answer.review).expect("the answer serializes");
         assert!(
             json.len() <= 2 * body.len() + 8192,
@@ -233,7 +243,10 @@ impl Checker {
         if let Some(c) = counted.first() {
             assert_eq!(c.review_uid, summary.uid);
             assert!(
-                matches!(decision, "controller" | "allowed" | "warned" | "break-glass"),
+                matches!(
+                    decision,
+                    "controller" | "allowed" | "warned" | "break-glass"
+                ),
                 "{decision} must not count"
             );
         }
@@ -269,7 +282,10 @@ fn marker_in_type_fields(body: &[u8]) -> bool {
         kind: serde_json::Value,
     }
     match serde_json::from_slice::<Types>(body) {
-        Ok(t) => t.api_version.to_string().contains(SECRET_MARKER) || t.kind.to_string().contains(SECRET_MARKER),
+        Ok(t) => {
+            t.api_version.to_string().contains(SECRET_MARKER)
+                || t.kind.to_string().contains(SECRET_MARKER)
+        }
         // Not parseable as such: any echo would be of the first value of the
         // duplicated or broken field; be lenient only if the marker is near them.
         Err(_) => false,
@@ -841,13 +857,13 @@ fn plausible(rng: &mut Rng, path: &[&str]) -> Json {
             s(rng.pick(&["2026-08-21T14:30:00Z", "2026-08-21T14:30:00.5Z"]))
         }
         "finalizers" => Json::Arr(vec![s("example.com/keep")]),
-        "objectset.rio.cattle.io/hash" | "objectset.rio.cattle.io/id" => Json::Str(
-            if rng.one_in(3) {
+        "objectset.rio.cattle.io/hash" | "objectset.rio.cattle.io/id" => {
+            Json::Str(if rng.one_in(3) {
                 secret(rng)
             } else {
                 "default-lots-config2".to_string()
-            },
-        ),
+            })
+        }
         "apiVersion" => s(rng.pick(&["admission.k8s.io/v1", "admission.k8s.io/v1beta1"])),
         "kind" => s("AdmissionReview"),
         _ => Json::Str(secret(rng)),
@@ -992,13 +1008,7 @@ fn mutate_text(bytes: &mut Vec<u8>, rng: &mut Rng, max_len: usize) {
         _ => {
             // Inside a string: an invalid or odd escape.
             if let Some(i) = bytes.iter().rposition(|&b| b == b'"') {
-                let esc = rng.pick(&[
-                    &br"\ud800"[..],
-                    br"\udfff",
-                    br"\u0000",
-                    br"\q",
-                    br"\u00e9",
-                ]);
+                let esc = rng.pick(&[&br"\ud800"[..], br"\udfff", br"\u0000", br"\q", br"\u00e9"]);
                 bytes.splice(i..i, esc.iter().copied());
             }
         }
@@ -1064,7 +1074,10 @@ mod tests {
             ),
             ("b".into(), Json::Raw("1e400".into())),
         ]);
-        assert_eq!(tree.to_bytes(false), br#"{"b":1,"a":[true,null,"x\n"],"b":1e400}"#);
+        assert_eq!(
+            tree.to_bytes(false),
+            br#"{"b":1,"a":[true,null,"x\n"],"b":1e400}"#
+        );
         let parsed = Json::parse(REVIEW).expect("fixture");
         assert_eq!(
             Json::parse(&parsed.to_bytes(true)).expect("pretty parses"),

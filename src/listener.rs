@@ -67,6 +67,23 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Default of `--max-connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
+/// Listen backlog: connections the kernel queues for `accept(2)` (capped by
+/// `net.core.somaxconn`, 4096 on current kernels). Where connections wait when all
+/// `--max-connections` slots are taken; std's default (128) drops the handshakes of a
+/// burst beyond it.
+pub const LISTEN_BACKLOG: i32 = 1024;
+
+/// A TCP listener on `addr` with [`LISTEN_BACKLOG`] (SO_REUSEADDR as std sets it).
+pub fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
 /// How often "connection limit reached" is logged at most.
 const FULL_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -511,12 +528,10 @@ pub fn server_config_with_client_auth(
     served: RustlsConfig,
 ) -> Result<Arc<ServerConfig>, ClientCaError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let webpki = WebPkiClientVerifier::builder_with_provider(
-        Arc::new(ca_roots(ca_pem)?),
-        provider.clone(),
-    )
-    .build()
-    .map_err(|e| ClientCaError::Ca(e.to_string()))?;
+    let webpki =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(ca_roots(ca_pem)?), provider.clone())
+            .build()
+            .map_err(|e| ClientCaError::Ca(e.to_string()))?;
     let verifier: Arc<dyn ClientCertVerifier> = if names.is_empty() {
         webpki
     } else {
@@ -650,7 +665,10 @@ mod tests {
     #[test]
     fn ca_files_are_checked() {
         tls::install_crypto_provider();
-        assert!(matches!(ca_roots(b"nothing here"), Err(ClientCaError::Empty)));
+        assert!(matches!(
+            ca_roots(b"nothing here"),
+            Err(ClientCaError::Empty)
+        ));
         let certs = tls::generate_certificates(&["client".into()], Duration::from_secs(60))
             .expect("generate");
         assert!(ca_roots(certs.ca_pem.as_bytes()).is_ok());

@@ -269,15 +269,24 @@ fn gitrepo_policy(repo: &DynamicObject) -> Option<(String, Option<Policy>)> {
 }
 
 impl OwnerResolver for OwnerIndex {
+    /// On the admission path: one read lock for the BundleDeployment and the policy.
     fn resolve(&self, object: &ObjectFacts) -> Owner {
         let mut owner = Owner::from_object(object);
-        if let Some(bd) = self.bundle_deployment(
-            object.objectset_id.as_deref(),
-            object.objectset_hash.as_deref(),
-        ) {
+        let state = self.read();
+        let bd = object
+            .objectset_id
+            .as_deref()
+            .and_then(|id| state.live.by_key.get(id))
+            .or_else(|| {
+                object
+                    .objectset_hash
+                    .as_deref()
+                    .and_then(|h| state.live.by_key.get(h))
+            });
+        if let Some(bd) = bd {
             owner.bundle = Some(bd.bundle.clone());
             if let Some(repo) = &bd.gitrepo {
-                owner.policy = self.read().policies.get(repo).copied();
+                owner.policy = state.policies.get(repo).copied();
                 owner.gitrepo = Some(repo.clone());
             }
         }

@@ -33,16 +33,28 @@ pub fn json_error(e: &serde_json::Error) -> String {
     bounded(&format!("{safe}{location}"))
 }
 
-/// `invalid type: string "<input>", expected a map` → `invalid value, expected a map`.
-/// `missing field` and `duplicate field` name schema fields and are kept.
+/// serde's own messages: `invalid type: string "<input>", expected a map` →
+/// `invalid value, expected a map` (what was expected comes from the schema);
+/// `missing field` and `duplicate field` name schema fields and are kept. Any other
+/// message is a `Deserialize` impl's own (a timestamp parser's, say) and may say
+/// anything about the input: only `invalid value` is kept of it.
 fn data_message(message: &str) -> String {
+    const WITH_EXPECTED: [&str; 5] = [
+        "invalid type: ",
+        "invalid value: ",
+        "invalid length ",
+        "unknown variant `",
+        "unknown field `",
+    ];
     if message.starts_with("missing field `") || message.starts_with("duplicate field `") {
         return without_quoted_input(message);
     }
-    match message.rfind(", expected ") {
-        Some(i) => format!("invalid value{}", without_quoted_input(&message[i..])),
-        None => "invalid value".to_string(),
+    if WITH_EXPECTED.iter().any(|p| message.starts_with(p)) {
+        if let Some(i) = message.rfind(", expected ") {
+            return format!("invalid value{}", without_quoted_input(&message[i..]));
+        }
     }
+    "invalid value".to_string()
 }
 
 /// Replaces `"…"` strings and backquoted text that is not a plain identifier (serde's
@@ -172,8 +184,7 @@ mod tests {
         assert_eq!(text, "invalid value, expected a map at line 1 column 14");
         let text = err::<Meta>(r#"{"labels": {}, "op": "x"}"#);
         assert_eq!(
-            text,
-            "invalid value, expected `DELETE` at line 1 column 24",
+            text, "invalid value, expected `DELETE` at line 1 column 24",
             "schema names kept"
         );
         assert!(err::<Meta>(r#"{"labels": {}}"#).starts_with("missing field `op`"));
@@ -190,7 +201,10 @@ mod tests {
         assert!(!b.contains('\n') && b.chars().count() == MAX_ERROR_CHARS + 1);
         assert_eq!(excerpt("Pod", 64), "\"Pod\"");
         assert_eq!(excerpt(&"k".repeat(100), 3), "\"kkk…\"");
-        assert_eq!(without_quoted_input("a \"b\\\"c\" d `e f` `G_h`"), "a \"…\" d `…` `G_h`");
+        assert_eq!(
+            without_quoted_input("a \"b\\\"c\" d `e f` `G_h`"),
+            "a \"…\" d `…` `G_h`"
+        );
         assert_eq!(without_quoted_input("open \"never closed"), "open …");
     }
 }

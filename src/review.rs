@@ -179,10 +179,7 @@ pub struct Meta<'a> {
 
 /// The value of `key` in an optional map of strings; the other entries are checked to
 /// be strings and dropped.
-fn pick<'de, D: Deserializer<'de>>(
-    d: D,
-    key: &'static str,
-) -> Result<Option<Text<'de>>, D::Error> {
+fn pick<'de, D: Deserializer<'de>>(d: D, key: &'static str) -> Result<Option<Text<'de>>, D::Error> {
     struct Pick(&'static str);
     impl<'de> Visitor<'de> for Pick {
         type Value = Option<Text<'de>>;
@@ -216,9 +213,7 @@ fn objectset_hash_label<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Text<'
     pick(d, OBJECTSET_HASH_LABEL)
 }
 
-fn objectset_id_annotation<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Text<'de>>, D::Error> {
+fn objectset_id_annotation<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Text<'de>>, D::Error> {
     pick(d, OBJECTSET_ID_ANNOTATION)
 }
 

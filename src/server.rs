@@ -18,10 +18,9 @@ use axum::{
 use axum_server::{tls_rustls::RustlsConfig, Handle};
 use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
-use tracing::Instrument;
 
 use crate::{
-    admission::Admission,
+    admission::{Admission, Summary},
     health::Readiness,
     metrics::{Metrics, ReviewLabels},
 };
@@ -177,17 +176,11 @@ async fn validate(
         }
     };
 
+    // The review is synchronous and I/O-free. No tracing span around it: the log line
+    // carries the uid itself, and a span (created, uid recorded, entered, serialised into
+    // the line, closed) cost a third of the line's formatting time.
     app.metrics.in_flight.inc();
-    let span = tracing::info_span!("review", uid = tracing::field::Empty);
-    let result = async {
-        let result = app.admission.review(&body, received);
-        if let Ok(answer) = &result {
-            tracing::Span::current().record("uid", answer.summary.uid.as_str());
-        }
-        result
-    }
-    .instrument(span.clone())
-    .await;
+    let result = app.admission.review(&body, received);
     app.metrics.in_flight.dec();
 
     let answer = match result {
@@ -215,10 +208,18 @@ async fn validate(
         })
         .inc();
     app.metrics.review_duration.observe(latency.as_secs_f64());
-    let _entered = span.enter();
+    if s.unexpected_shape.is_some() {
+        app.metrics.error("unexpected_shape");
+    }
+    log_answer(s, latency);
+    ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+}
+
+/// The log line of one answered review: one JSON object per line with the JSON log
+/// format (`review answered` at info level; `unexpected shape` at warn level).
+pub fn log_answer(s: &Summary, latency: Duration) {
     match &s.unexpected_shape {
         Some(detail) => {
-            app.metrics.error("unexpected_shape");
             tracing::warn!(
                 uid = %s.uid, detail = %detail, latency_us = latency.as_micros() as u64,
                 "review allowed: its object has an unexpected shape"
@@ -238,7 +239,6 @@ async fn validate(
             "review answered"
         ),
     }
-    ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
 }
 
 /// Bound listeners, before serving: ports are known (tests bind port 0).
@@ -250,7 +250,9 @@ pub struct Listeners {
 impl Listeners {
     pub fn bind(config: &ListenConfig) -> Result<Self, ServerError> {
         let bind = |addr: SocketAddr| {
-            let l = TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
+            // With a listen backlog of its own (src/listener.rs).
+            let l = crate::listener::bind_tcp(addr)
+                .map_err(|source| ServerError::Bind { addr, source })?;
             l.set_nonblocking(true)
                 .map_err(|source| ServerError::Bind { addr, source })?;
             Ok::<_, ServerError>(l)
