@@ -1,6 +1,6 @@
 //! Load benchmark of the admission path against the real server binary.
 //!
-//! Run: `cargo bench --bench load` (the full suite, about 5 minutes; numbers and
+//! Run: `cargo bench --bench load` (the full suite, about 6 minutes; numbers and
 //! commands in BENCHMARKS.md), `cargo bench --bench load -- --help` for the options.
 //!
 //! 1. The Kubernetes API double starts in this process, seeded with `--bundle-deployments`
