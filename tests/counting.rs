@@ -39,8 +39,9 @@ async fn delete(
     r
 }
 
-fn expected_bd(name: &str) -> Value {
-    let list = fixture_json("bundledeployments-lots-after-delete.json");
+/// BundleDeployment `name` from a fixture list.
+fn fixture_bd(file: &str, name: &str) -> Value {
+    let list = fixture_json(file);
     list["items"]
         .as_array()
         .and_then(|items| {
@@ -375,17 +376,12 @@ async fn a_deletion_refused_elsewhere_is_reverted() {
         .contains("fleet_delete_guard_reverts_total 1"));
 }
 
+fn expected_bd(name: &str) -> Value {
+    fixture_bd("bundledeployments-lots-after-delete.json", name)
+}
+
 fn fixture_bd_before(name: &str) -> Value {
-    let list = fixture_json("bundledeployments-lots.json");
-    list["items"]
-        .as_array()
-        .and_then(|items| {
-            items
-                .iter()
-                .find(|bd| bd["metadata"]["name"] == name)
-                .cloned()
-        })
-        .expect("fixture BD")
+    fixture_bd("bundledeployments-lots.json", name)
 }
 
 #[tokio::test]
