@@ -115,19 +115,13 @@ impl Admission {
     pub fn review(&self, body: &[u8], received: Instant) -> Result<Answer, ReviewError> {
         let request = match review::parse(body)? {
             Parsed::Request(request) => request,
-            Parsed::UnexpectedShape { uid, detail } => {
-                return Ok(Answer {
-                    review: review::allow_uid(&uid),
-                    summary: Summary {
-                        uid,
-                        operation: "UNKNOWN",
-                        decision: "unexpected-shape",
-                        unexpected_shape: Some(detail),
-                        ..Summary::default()
-                    },
-                })
-            }
+            Parsed::UnexpectedShape { uid, detail } => return Ok(unexpected_shape(&uid, detail)),
         };
+        // --- identifier bound (fuzzing, RELIABILITY.md): see MAX_IDENTIFIER_BYTES ---
+        if let Some(field) = oversized_identifier(&request) {
+            let detail = format!("{field} is longer than {MAX_IDENTIFIER_BYTES} bytes");
+            return Ok(unexpected_shape(&request.uid, detail));
+        }
         let facts = review::facts(&request);
         let owner = match &facts.object {
             Some(object) if object.is_fleet_managed() => self.owners.resolve(object),
@@ -142,6 +136,76 @@ impl Admission {
             review: review::respond(&request, verdict),
             summary,
         })
+    }
+}
+
+/// Longest identifier a review may carry: uid, kind, resource, name, namespace, user,
+/// groups, Fleet's two markers. Kubernetes bounds them far lower (names 253 bytes,
+/// label values 63, all annotations of an object 256 KiB), and they are copied into the
+/// answer (a setID up to three times), the log line and the counting queue. A body
+/// with longer ones was not sent by kube-apiserver; it is allowed as an unexpected
+/// shape instead of being echoed (the fuzzer found a 7 MiB setID costing 20 times its
+/// size in memory).
+pub const MAX_IDENTIFIER_BYTES: usize = 4096;
+
+/// The first identifier of `request` longer than [`MAX_IDENTIFIER_BYTES`].
+fn oversized_identifier(request: &Request<'_>) -> Option<&'static str> {
+    let long = |s: &str| s.len() > MAX_IDENTIFIER_BYTES;
+    let opt = |s: &Option<review::Text<'_>>| s.as_deref().is_some_and(long);
+    if long(&request.uid) {
+        return Some("request.uid");
+    }
+    if [
+        &request.kind.group,
+        &request.kind.version,
+        &request.kind.kind,
+    ]
+    .into_iter()
+    .chain([
+        &request.resource.group,
+        &request.resource.version,
+        &request.resource.resource,
+    ])
+    .any(|t| long(t))
+    {
+        return Some("request.kind or request.resource");
+    }
+    if long(&request.name) || opt(&request.namespace) {
+        return Some("request.name or request.namespace");
+    }
+    let user = &request.user_info;
+    if opt(&user.username) || user.groups.iter().flatten().any(|g| long(g)) {
+        return Some("request.userInfo");
+    }
+    if let Some(old) = &request.old_object {
+        let m = &old.metadata;
+        if opt(&m.name) || opt(&m.namespace) || opt(&m.uid) {
+            return Some("request.oldObject.metadata name, namespace or uid");
+        }
+        if opt(&m.objectset_hash) || opt(&m.objectset_id) {
+            return Some("request.oldObject.metadata Fleet label or annotation");
+        }
+    }
+    None
+}
+
+/// Allowed, carrying only the uid (cut to [`MAX_IDENTIFIER_BYTES`]), for a review whose
+/// object could not be read.
+fn unexpected_shape(uid: &str, detail: String) -> Answer {
+    let uid = if uid.len() > MAX_IDENTIFIER_BYTES {
+        crate::redact::truncated(uid, MAX_IDENTIFIER_BYTES / 4)
+    } else {
+        uid.to_string()
+    };
+    Answer {
+        review: review::allow_uid(&uid),
+        summary: Summary {
+            uid,
+            operation: "UNKNOWN",
+            decision: "unexpected-shape",
+            unexpected_shape: Some(detail),
+            ..Summary::default()
+        },
     }
 }
 

@@ -4,13 +4,14 @@
 //!   semaphore *before* it calls `accept(2)`; the slot travels with the socket
 //!   ([`Connection`]) and is given back when the connection ends, whatever ends it.
 //!   With every slot taken the server stops accepting: new connections wait in the
-//!   kernel's accept queue (the listen backlog) and are served as slots free up, or,
-//!   once that queue is full too, the kernel drops their SYNs and the client retries
-//!   or gives up (kube-apiserver after the webhook's `timeoutSeconds`, then fails
-//!   open). Nothing beyond the limit costs the process memory or a file descriptor. A
-//!   slot is held at most for the TLS handshake (`--request-timeout`), then per request
-//!   for `--request-timeout`; an idle keep-alive connection holds its slot until the
-//!   client closes it or the next request's headers are overdue.
+//!   kernel's accept queue (the listen backlog, [`LISTEN_BACKLOG`]) and are served as
+//!   slots free up, or, once that queue is full too, the kernel drops their SYNs and
+//!   the client retries or gives up (kube-apiserver after the webhook's
+//!   `timeoutSeconds`, then fails open). Nothing beyond the limit costs the process
+//!   memory or a file descriptor. A slot is held at most for the TLS handshake
+//!   (`--request-timeout`), then per request for `--request-timeout`; an idle
+//!   keep-alive connection holds its slot until the client closes it or the next
+//!   request's headers are overdue (`--request-timeout`).
 //! - **Client certificates** (`--client-ca`, `--client-cert-name`): optional; when set,
 //!   the TLS handshake requires a client certificate that chains to the CA (rustls'
 //!   `WebPkiClientVerifier`) and, if names are given, whose subject CN or a DNS SAN is

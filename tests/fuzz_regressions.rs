@@ -144,10 +144,28 @@ fn big_inputs_are_answered_within_bounded_allocation() {
     let name = "名".repeat(mib);
     r["request"]["name"] = name.clone().into();
     r["request"]["oldObject"]["metadata"]["name"] = name.into();
+    // Identifiers longer than MAX_IDENTIFIER_BYTES are not echoed: unexpected shape.
     cases.push((
         "3 MiB name",
         serde_json::to_vec(&r).expect("json"),
-        "decision-warned",
+        "unexpected-shape",
+    ));
+
+    let mut r = secret_review();
+    r["request"]["oldObject"]["metadata"]["annotations"]["objectset.rio.cattle.io/id"] =
+        "🦀".repeat(7 * mib / 4 - 1024).into();
+    cases.push((
+        "7 MiB setID (found by fuzzing)",
+        serde_json::to_vec(&r).expect("json"),
+        "unexpected-shape",
+    ));
+
+    let mut r = secret_review();
+    r["request"]["uid"] = "u".repeat(6 * mib).into();
+    cases.push((
+        "6 MiB uid",
+        serde_json::to_vec(&r).expect("json"),
+        "unexpected-shape",
     ));
 
     let depth = 500_000;
