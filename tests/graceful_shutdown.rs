@@ -70,6 +70,9 @@ async fn sigterm_drains_in_flight_reviews_then_exits() {
     stream.write_all(head.as_bytes()).await.expect("head");
     stream.write_all(first).await.expect("first half");
     stream.flush().await.expect("flush");
+    // Let the server read the headers first: a connection whose request has not started
+    // yet is idle, and a graceful shutdown rightly closes idle connections.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
 
     // SAFETY: sending a signal to our own child process.
     let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
