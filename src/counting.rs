@@ -1,21 +1,22 @@
-//! Wiring for counting: cluster connections, the reflectors feeding the owner index,
+//! Wiring for counting: cluster connections, the watchers feeding the owner index,
 //! and the patch worker.
 
 use std::{path::PathBuf, sync::Arc};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use kube::{
     api::{Api, DynamicObject},
     config::{KubeConfigOptions, Kubeconfig},
-    runtime::{reflector, watcher, WatchStreamExt},
+    core::PartialObjectMeta,
+    runtime::{watcher, WatchStreamExt},
     Client, Config,
 };
 
 use crate::{
-    fleet::{LABEL_CLUSTER, LABEL_CLUSTER_NAMESPACE},
+    fleet::{view::WatchedBundleDeployment, LABEL_CLUSTER, LABEL_CLUSTER_NAMESPACE},
     health::Readiness,
     metrics::Metrics,
-    owners::{bundle_deployment_resource, gitrepo_resource, OwnerIndex},
+    owners::{gitrepo_resource, OwnerIndex},
     patcher::{Patcher, PatcherConfig},
 };
 
@@ -120,7 +121,7 @@ pub struct Counting {
     pub patcher: Patcher,
 }
 
-/// Start the reflectors and the patch worker. Readiness gets the `caches` check,
+/// Start the watchers and the patch worker. Readiness gets the `caches` check,
 /// which passes once both caches have listed once.
 pub fn start(
     clients: &Clients,
@@ -145,65 +146,55 @@ pub fn start(
         "waiting for the first list of BundleDeployments",
     );
 
-    // BundleDeployments of this cluster: the index, and the patcher's watch over its marks.
-    let bd_api: Api<DynamicObject> =
-        Api::all_with(clients.fleet.clone(), &bundle_deployment_resource());
-    let (bd_store, bd_writer) = {
-        let w = reflector::store::Writer::<DynamicObject>::new(bundle_deployment_resource());
-        (w.as_reader(), w)
-    };
+    // BundleDeployments of this cluster: the index, and the patcher's watch over its
+    // marks. Read through a view that skips spec and most of status while parsing; the
+    // index is the only cache (no reflector store of the objects).
+    let bd_api: Api<WatchedBundleDeployment> = Api::all(clients.fleet.clone());
     let bd_index = index.clone();
     let observer = patcher.clone();
     let bds = watcher(
         bd_api,
         watcher::Config::default().labels(&cluster.selector()),
     )
-    .default_backoff()
-    .map_ok(move |event| {
-        bd_index.apply_bundle_deployment_event(&event);
-        if let watcher::Event::Apply(bd) = &event {
-            observer.observe_bundle_deployment(bd);
-        }
-        // The cache needs names and labels only; statuses are read fresh when patching.
-        event.modify(strip)
-    })
-    .reflect(bd_writer);
+    .default_backoff();
     tokio::spawn(async move {
-        bds.for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "BundleDeployment watch failed; retrying with backoff");
+        bds.for_each(|r| {
+            match r {
+                Ok(event) => {
+                    bd_index.apply_bundle_deployment_event(&event);
+                    if let watcher::Event::Apply(bd) = &event {
+                        observer.observe_bundle_deployment(bd);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "BundleDeployment watch failed; retrying with backoff")
+                }
             }
+            std::future::ready(())
         })
         .await;
     });
 
-    // GitRepos: only their policy annotation.
-    let repo_store = if watch_gitrepos {
-        let repo_api: Api<DynamicObject> =
+    // GitRepos: only their policy annotation, so metadata only.
+    if watch_gitrepos {
+        let repo_api: Api<PartialObjectMeta<DynamicObject>> =
             Api::all_with(clients.fleet.clone(), &gitrepo_resource());
-        let writer = reflector::store::Writer::<DynamicObject>::new(gitrepo_resource());
-        let store = writer.as_reader();
         let repo_index = index.clone();
-        let repos = watcher(repo_api, watcher::Config::default())
-            .default_backoff()
-            .map_ok(move |event| {
-                repo_index.apply_gitrepo_event(&event);
-                event.modify(strip)
-            })
-            .reflect(writer);
+        let repos = watcher(repo_api, watcher::Config::default()).default_backoff();
         tokio::spawn(async move {
             repos
-                .for_each(|r| async move {
-                    if let Err(e) = r {
-                        tracing::warn!(error = %e, "GitRepo watch failed; retrying with backoff");
+                .for_each(|r| {
+                    match r {
+                        Ok(event) => repo_index.apply_gitrepo_event(&event),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "GitRepo watch failed; retrying with backoff")
+                        }
                     }
+                    std::future::ready(())
                 })
                 .await;
         });
-        Some(store)
-    } else {
-        None
-    };
+    }
 
     let ready_index = index.clone();
     let resync = (
@@ -213,49 +204,29 @@ pub fn start(
         cluster.selector(),
     );
     tokio::spawn(async move {
-        let synced = async {
-            bd_store.wait_until_ready().await?;
-            if let Some(store) = &repo_store {
-                store.wait_until_ready().await?;
-            }
-            Ok::<_, reflector::store::WriterDropped>(())
-        };
-        match synced.await {
-            Ok(()) => {
-                tracing::info!(
-                    bundledeployments = ready_index.len(),
-                    "caches synced; counting deletions"
-                );
-                readiness.set(
-                    CACHES_CHECK,
-                    true,
-                    format!(
-                        "{} BundleDeployments of this cluster cached",
-                        ready_index.len()
-                    ),
-                );
-                // Deletions made while no replica was running were never reviewed.
-                let (patcher, cluster, fleet, selector) = resync;
-                let interval = patcher.config().resync_interval;
-                tokio::spawn(crate::patcher::resync::run(
-                    patcher, cluster, fleet, selector, interval,
-                ));
-            }
-            Err(e) => tracing::error!(error = %e, "cache writer dropped before sync"),
-        }
+        ready_index.wait_synced(watch_gitrepos).await;
+        tracing::info!(
+            bundledeployments = ready_index.len(),
+            "caches synced; counting deletions"
+        );
+        readiness.set(
+            CACHES_CHECK,
+            true,
+            format!(
+                "{} BundleDeployments of this cluster cached",
+                ready_index.len()
+            ),
+        );
+        // Deletions made while no replica was running were never reviewed.
+        let (patcher, cluster, fleet, selector) = resync;
+        let interval = patcher.config().resync_interval;
+        tokio::spawn(crate::patcher::resync::run(
+            patcher, cluster, fleet, selector, interval,
+        ));
     });
 
     tokio::spawn(patcher.clone().run());
     Counting { index, patcher }
-}
-
-fn strip(o: &mut DynamicObject) {
-    o.data = serde_json::Value::Null;
-    o.metadata.managed_fields = None;
-    o.metadata.annotations = o.metadata.annotations.take().map(|mut a| {
-        a.retain(|k, _| k == crate::owners::POLICY_ANNOTATION);
-        a
-    });
 }
 
 #[cfg(test)]

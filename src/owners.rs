@@ -1,8 +1,9 @@
 //! Owner resolution without an API call on the admission path.
 //!
-//! A kube-runtime reflector watches this cluster's BundleDeployments (selected by
-//! Fleet's cluster labels) and a second one watches GitRepos for the per-GitRepo
-//! policy annotation. From their event streams [`OwnerIndex`] keeps a map from the
+//! A kube-runtime watcher follows this cluster's BundleDeployments (selected by
+//! Fleet's cluster labels) and a second one the GitRepos' metadata for the per-GitRepo
+//! policy annotation. [`OwnerIndex`] is the store these watchers feed — the only copy
+//! kept, instead of a reflector store of the objects next to it. It maps the
 //! setID that Fleet writes into `objectset.rio.cattle.io/id` — and its SHA-1, the
 //! `objectset.rio.cattle.io/hash` label — to the owning BundleDeployment, its Bundle
 //! and its GitRepo. A lookup is one hash-map read under a read lock.
@@ -13,10 +14,11 @@ use std::{
 };
 
 use kube::{
-    api::{ApiResource, DynamicObject, GroupVersionKind},
+    api::{ApiResource, GroupVersionKind},
     runtime::watcher::Event,
-    ResourceExt,
+    Resource, ResourceExt,
 };
+use tokio::sync::watch;
 
 use crate::{
     admission::OwnerResolver,
@@ -61,9 +63,11 @@ pub struct BundleDeploymentRef {
 }
 
 impl BundleDeploymentRef {
-    pub fn from_object(bd: &DynamicObject) -> Option<Self> {
-        let name = bd.metadata.name.clone()?;
-        let namespace = bd.metadata.namespace.clone().unwrap_or_default();
+    /// From a BundleDeployment's metadata (any representation of it).
+    pub fn from_object<K: Resource>(bd: &K) -> Option<Self> {
+        let meta = bd.meta();
+        let name = meta.name.clone()?;
+        let namespace = meta.namespace.clone().unwrap_or_default();
         let labels = bd.labels();
         let bundle = labels
             .get(LABEL_BUNDLE_NAME)
@@ -137,10 +141,18 @@ struct State {
     relisting_policies: Option<HashMap<String, Policy>>,
 }
 
+/// Which watch streams have delivered their first complete list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Synced {
+    pub bundle_deployments: bool,
+    pub gitrepos: bool,
+}
+
 /// setID/hash → owner, fed by the watch streams. Cheap to share (`Arc`).
 pub struct OwnerIndex {
     scopes: Vec<String>,
     state: RwLock<State>,
+    synced: watch::Sender<Synced>,
 }
 
 impl OwnerIndex {
@@ -148,7 +160,18 @@ impl OwnerIndex {
         OwnerIndex {
             scopes,
             state: RwLock::new(State::default()),
+            synced: watch::Sender::new(Synced::default()),
         }
+    }
+
+    /// Wait until the BundleDeployments (and, with `gitrepos`, the GitRepos) have been
+    /// listed once. The index is the only cache: there is no separate reflector store.
+    pub async fn wait_synced(&self, gitrepos: bool) {
+        let mut rx = self.synced.subscribe();
+        // The sender lives as long as `self`, so this cannot fail while we borrow it.
+        let _ = rx
+            .wait_for(|s| s.bundle_deployments && (s.gitrepos || !gitrepos))
+            .await;
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
@@ -160,7 +183,7 @@ impl OwnerIndex {
     }
 
     /// Apply one BundleDeployment watch event.
-    pub fn apply_bundle_deployment_event(&self, event: &Event<DynamicObject>) {
+    pub fn apply_bundle_deployment_event<K: Resource>(&self, event: &Event<K>) {
         let mut state = self.write();
         match event {
             Event::Init => state.relisting = Some(Maps::default()),
@@ -177,6 +200,8 @@ impl OwnerIndex {
                 if let Some(fresh) = state.relisting.take() {
                     state.live = fresh;
                 }
+                self.synced
+                    .send_if_modified(|s| !std::mem::replace(&mut s.bundle_deployments, true));
             }
             Event::Apply(bd) => {
                 if let Some(owner) = BundleDeploymentRef::from_object(bd) {
@@ -186,7 +211,7 @@ impl OwnerIndex {
             Event::Delete(bd) => {
                 let id = format!(
                     "{}/{}",
-                    bd.metadata.namespace.as_deref().unwrap_or_default(),
+                    bd.meta().namespace.as_deref().unwrap_or_default(),
                     bd.name_any()
                 );
                 state.live.remove(&id);
@@ -195,7 +220,7 @@ impl OwnerIndex {
     }
 
     /// Apply one GitRepo watch event (only the policy annotation matters).
-    pub fn apply_gitrepo_event(&self, event: &Event<DynamicObject>) {
+    pub fn apply_gitrepo_event<K: Resource>(&self, event: &Event<K>) {
         let mut state = self.write();
         match event {
             Event::Init => state.relisting_policies = Some(HashMap::new()),
@@ -211,6 +236,8 @@ impl OwnerIndex {
                 if let Some(fresh) = state.relisting_policies.take() {
                     state.policies = fresh;
                 }
+                self.synced
+                    .send_if_modified(|s| !std::mem::replace(&mut s.gitrepos, true));
             }
             Event::Apply(repo) => {
                 if let Some((key, policy)) = gitrepo_policy(repo) {
@@ -252,11 +279,11 @@ impl OwnerIndex {
 }
 
 /// `(ns/name, policy)` of a GitRepo; a bad annotation value is logged and ignored.
-fn gitrepo_policy(repo: &DynamicObject) -> Option<(String, Option<Policy>)> {
+fn gitrepo_policy<K: Resource>(repo: &K) -> Option<(String, Option<Policy>)> {
     let key = format!(
         "{}/{}",
-        repo.metadata.namespace.as_deref()?,
-        repo.metadata.name.as_deref()?
+        repo.meta().namespace.as_deref()?,
+        repo.meta().name.as_deref()?
     );
     let policy = repo.annotations().get(POLICY_ANNOTATION).and_then(|v| {
         v.parse::<Policy>()
@@ -297,6 +324,7 @@ impl OwnerResolver for OwnerIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::api::DynamicObject;
 
     fn bd(name: &str, repo: Option<&str>) -> DynamicObject {
         let mut labels = serde_json::json!({
@@ -370,16 +398,38 @@ mod tests {
         idx.apply_bundle_deployment_event(&Event::Delete(bd("a", Some("r"))));
         assert!(idx.is_empty());
         idx.apply_bundle_deployment_event(&Event::Apply(bd("stale", Some("r"))));
-        idx.apply_bundle_deployment_event(&Event::Init);
+        idx.apply_bundle_deployment_event(&Event::<DynamicObject>::Init);
         idx.apply_bundle_deployment_event(&Event::InitApply(bd("b", None)));
         assert!(
             idx.bundle_deployment(Some("default-stale"), None).is_some(),
             "old view served during relist"
         );
-        idx.apply_bundle_deployment_event(&Event::InitDone);
+        idx.apply_bundle_deployment_event(&Event::<DynamicObject>::InitDone);
         assert!(idx.bundle_deployment(Some("default-stale"), None).is_none());
         let b = idx.bundle_deployment(Some("default-b"), None).expect("b");
         assert_eq!(b.gitrepo, None, "no repo-name label, no GitRepo");
+    }
+
+    #[tokio::test]
+    async fn synced_once_each_watch_has_listed() {
+        let idx = Arc::new(index());
+        let wait_both = tokio::spawn({
+            let idx = idx.clone();
+            async move { idx.wait_synced(true).await }
+        });
+        idx.apply_bundle_deployment_event(&Event::<DynamicObject>::Init);
+        idx.apply_bundle_deployment_event(&Event::InitApply(bd("a", Some("r"))));
+        idx.apply_bundle_deployment_event(&Event::<DynamicObject>::InitDone);
+        // BundleDeployments alone are enough when GitRepos are not watched.
+        idx.wait_synced(false).await;
+        assert!(!wait_both.is_finished(), "GitRepos have not listed yet");
+        idx.apply_gitrepo_event(&Event::<DynamicObject>::Init);
+        idx.apply_gitrepo_event(&Event::<DynamicObject>::InitDone);
+        wait_both.await.expect("synced");
+        assert_eq!(idx.len(), 1);
+        // A later re-list keeps the index synced (no flapping readiness).
+        idx.apply_bundle_deployment_event(&Event::<DynamicObject>::Init);
+        idx.wait_synced(true).await;
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod resource_key;
 pub mod setid;
 pub mod state;
 pub mod status;
+pub mod view;
 
 pub use labels::*;
 pub use names::{cluster_namespace, key_hash, safe_concat_name};

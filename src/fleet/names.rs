@@ -43,12 +43,14 @@ pub fn cluster_namespace(cluster_ns: &str, cluster_name: &str) -> String {
 }
 
 /// Lowercase hex encoding (what Go's `hex.EncodeToString` produces).
+/// Runs for every key of the owner index (four per BundleDeployment), so it avoids
+/// `format!`'s per-byte machinery.
 pub(crate) fn hex_lower(bytes: &[u8]) -> String {
-    use std::fmt::Write;
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{b:02x}");
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
     }
     out
 }
@@ -98,6 +100,15 @@ mod tests {
             cluster_namespace("fleet-local", "local"),
             "cluster-fleet-local-local-1a3d67d0a899"
         );
+    }
+
+    #[test]
+    fn hex_lower_matches_go_hex_encoding() {
+        assert_eq!(hex_lower(&[]), "");
+        assert_eq!(hex_lower(&[0x00, 0x0f, 0xa0, 0xff, 0x7e]), "000fa0ff7e");
+        let all: Vec<u8> = (0..=255).collect();
+        let expected: String = all.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex_lower(&all), expected);
     }
 
     #[test]

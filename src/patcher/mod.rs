@@ -40,6 +40,7 @@ use crate::{
     delta::{self, DeletedResource},
     fleet::{
         status::{BundleDeployment, BundleDeploymentStatus, GitRepoStatus},
+        view::{StatusEntry, WatchedBundleDeployment},
         LABEL_BUNDLE_NAMESPACE, LABEL_REPO_NAME,
     },
     metrics::Metrics,
@@ -191,19 +192,14 @@ impl Patcher {
 
     /// Called for every BundleDeployment the watch delivers: when another writer
     /// dropped one of our marks, find out whether the object is still gone.
-    pub fn observe_bundle_deployment(&self, bd: &DynamicObject) {
+    pub fn observe_bundle_deployment(&self, bd: &WatchedBundleDeployment) {
         let namespace = bd.metadata.namespace.as_deref().unwrap_or_default();
         let defended = lock(&self.shared.marks).defended_on(namespace, &bd.name_any());
         if defended.is_empty() {
             return;
         }
-        let status = bd
-            .data
-            .get("status")
-            .and_then(|s| BundleDeploymentStatus::from_value(s).ok())
-            .unwrap_or_default();
         for object in defended {
-            if !shows_missing(&status, &object) {
+            if !view_shows_missing(&bd.status.modified, &object) {
                 self.push(Item {
                     op: Op::Recheck,
                     object,
@@ -290,6 +286,14 @@ fn shows_missing(status: &BundleDeploymentStatus, o: &Tracked) -> bool {
         .modified_status
         .iter()
         .any(|m| m.is_missing() && m.key().same_object(&key))
+}
+
+/// [`shows_missing`] on the watch's view of `status.modifiedStatus`.
+fn view_shows_missing(modified: &[StatusEntry], o: &Tracked) -> bool {
+    let key = deleted_resource(o).key();
+    modified
+        .iter()
+        .any(|m| m.is_missing() && m.key.same_object(&key))
 }
 
 /// Writes grouped by BundleDeployment `(namespace, name)`.

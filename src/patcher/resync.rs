@@ -8,20 +8,21 @@
 //! however often the resync runs.
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, HashMap},
     sync::Arc,
     time::Duration,
 };
 
 use kube::{
     api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams},
+    core::PartialObjectMeta,
     discovery::{pinned_kind, Scope},
     Client,
 };
 
 use crate::{
-    fleet::{status::BundleDeployment, LABEL_OBJECTSET_HASH},
-    owners::{bundle_deployment_resource, BundleDeploymentRef},
+    fleet::{view::ListedBundleDeployment, LABEL_OBJECTSET_HASH},
+    owners::BundleDeploymentRef,
 };
 
 use super::{
@@ -34,8 +35,8 @@ const PAGE: u32 = 500;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResyncError {
-    #[error("cannot list BundleDeployments: {0}")]
-    ListBundleDeployments(kube::Error),
+    #[error("cannot list: {0}")]
+    List(kube::Error),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
 }
@@ -52,8 +53,8 @@ pub struct ResyncReport {
     pub skipped_kinds: usize,
 }
 
-/// A listed resource, its owner and its recorded creationTimestamp.
-type Deployed = (Listed, Arc<BundleDeploymentRef>, Option<String>);
+/// A listed resource's owner and its recorded creationTimestamp.
+type Deployed = (Arc<BundleDeploymentRef>, Option<String>);
 
 /// A deployed resource as a BundleDeployment lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -62,28 +63,38 @@ struct Listed {
     name: String,
 }
 
-async fn list_all(
-    api: &Api<DynamicObject>,
+/// LIST in pages of [`PAGE`], handing each page to `each` and dropping it: memory holds
+/// one page, whatever the number of objects.
+async fn for_each_page<K>(
+    api: &Api<K>,
     selector: &str,
     timeout: Duration,
-) -> Result<Vec<DynamicObject>, ResyncError> {
-    let mut out = Vec::new();
+    mut each: impl FnMut(Vec<K>),
+) -> Result<(), ResyncError>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     let mut params = ListParams::default().labels(selector).limit(PAGE);
     loop {
         let page = tokio::time::timeout(timeout, api.list(&params))
             .await
             .map_err(|_| ResyncError::Timeout(timeout))?
-            .map_err(ResyncError::ListBundleDeployments)?;
+            .map_err(ResyncError::List)?;
         let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
-        out.extend(page.items);
+        each(page.items);
         match next {
             Some(token) => params = params.continue_token(&token),
-            None => return Ok(out),
+            None => return Ok(()),
         }
     }
 }
 
 /// One pass: returns what it found and queued.
+///
+/// Memory: one page of BundleDeployments (read through [`ListedBundleDeployment`],
+/// which skips spec and most of status) plus one entry per deployed resource; the
+/// objects that exist are listed metadata-only, a page at a time, and only their
+/// names are compared.
 pub async fn resync_once(
     patcher: &Patcher,
     cluster: &Client,
@@ -91,43 +102,36 @@ pub async fn resync_once(
     cluster_selector: &str,
     timeout: Duration,
 ) -> Result<ResyncReport, ResyncError> {
-    let api: Api<DynamicObject> = Api::all_with(fleet.clone(), &bundle_deployment_resource());
-    let bds = list_all(&api, cluster_selector, timeout).await?;
-    let mut report = ResyncReport {
-        bundle_deployments: bds.len(),
-        ..ResyncReport::default()
-    };
+    let api: Api<ListedBundleDeployment> = Api::all(fleet.clone());
+    let mut report = ResyncReport::default();
 
-    // (apiVersion, kind) → listed resources → owning BundleDeployment.
-    let mut by_kind: BTreeMap<(String, String), Vec<Deployed>> = BTreeMap::new();
-    for bd in &bds {
-        let Ok(value) = serde_json::to_value(bd) else {
-            continue;
-        };
-        let Ok(typed) = BundleDeployment::from_value(&value) else {
-            continue;
-        };
-        let Some(owner) = BundleDeploymentRef::from_object(bd) else {
-            continue;
-        };
-        let owner = Arc::new(owner);
-        for r in &typed.status_or_default().resources {
-            report.resources += 1;
-            by_kind
-                .entry((r.api_version.clone(), r.kind.clone()))
-                .or_default()
-                .push((
-                    Listed {
-                        namespace: r.namespace.clone(),
-                        name: r.name.clone(),
-                    },
-                    owner.clone(),
-                    r.created_at.clone(),
-                ));
+    // (apiVersion, kind) → listed resource → owning BundleDeployment.
+    let mut by_kind: BTreeMap<(String, String), HashMap<Listed, Deployed>> = BTreeMap::new();
+    for_each_page(&api, cluster_selector, timeout, |bds| {
+        report.bundle_deployments += bds.len();
+        for bd in bds {
+            let Some(owner) = BundleDeploymentRef::from_object(&bd) else {
+                continue;
+            };
+            let owner = Arc::new(owner);
+            for r in bd.status.resources {
+                report.resources += 1;
+                by_kind
+                    .entry((r.key.api_version, r.key.kind))
+                    .or_default()
+                    .insert(
+                        Listed {
+                            namespace: r.key.namespace,
+                            name: r.key.name,
+                        },
+                        (owner.clone(), r.created_at),
+                    );
+            }
         }
-    }
+    })
+    .await?;
 
-    for ((api_version, kind), listed) in by_kind {
+    for ((api_version, kind), mut listed) in by_kind {
         let (group, version) = match api_version.split_once('/') {
             Some((g, v)) => (g.to_string(), v.to_string()),
             None => (String::new(), api_version.clone()),
@@ -150,28 +154,29 @@ pub async fn resync_once(
                 continue;
             }
         };
-        let objects: Api<DynamicObject> = Api::all_with(cluster.clone(), &ar);
-        let live = match list_all(&objects, LABEL_OBJECTSET_HASH, timeout).await {
-            Ok(items) => items,
-            Err(e) => {
-                tracing::warn!(kind = %kind, error = %e, "resync: cannot list objects; skipped");
-                report.skipped_kinds += 1;
-                continue;
+        // Metadata only: names are all this needs, and objects of a kind (ConfigMaps,
+        // Secrets) can be large.
+        let objects: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(cluster.clone(), &ar);
+        let listed_all = for_each_page(&objects, LABEL_OBJECTSET_HASH, timeout, |page| {
+            for o in page {
+                if let Some(name) = o.metadata.name {
+                    listed.remove(&Listed {
+                        namespace: o.metadata.namespace.unwrap_or_default(),
+                        name,
+                    });
+                }
             }
-        };
-        let exists: HashSet<Listed> = live
-            .iter()
-            .filter_map(|o| {
-                Some(Listed {
-                    namespace: o.metadata.namespace.clone().unwrap_or_default(),
-                    name: o.metadata.name.clone()?,
-                })
-            })
-            .collect();
-        for (resource, owner, created_at) in listed {
-            if exists.contains(&resource) {
-                continue;
-            }
+        })
+        .await;
+        if let Err(e) = listed_all {
+            tracing::warn!(kind = %kind, error = %e, "resync: cannot list objects; skipped");
+            report.skipped_kinds += 1;
+            continue;
+        }
+        // What is left was not found. In a stable order, for logs and tests.
+        let mut missing: Vec<_> = listed.into_iter().collect();
+        missing.sort_by(|a, b| a.0.cmp(&b.0));
+        for (resource, (owner, created_at)) in missing {
             report.missing += 1;
             let namespace = match caps.scope {
                 Scope::Namespaced => resource.namespace.clone(),

@@ -550,18 +550,26 @@ async fn resource(
         !all.is_empty()
     };
     let ns_str = ns.clone().unwrap_or_default();
+    let metadata_only = wants_metadata_only(headers);
     match (method.as_str(), name) {
         ("GET", None) => {
             if params.flag("watch").unwrap_or(false) {
-                watch(ctx, res, ns, params)
+                watch(ctx, res, ns, params, metadata_only)
             } else {
-                list(sh, &rd, res, ns.as_deref(), params).map(|v| json_response(StatusCode::OK, &v))
+                list(sh, &rd, res, ns.as_deref(), params, metadata_only)
+                    .map(|v| json_response(StatusCode::OK, &v))
             }
         }
         ("GET", Some(n)) => sh
             .db()
             .get(res, &ns_str, &n)
-            .map(|o| json_response(StatusCode::OK, o))
+            .map(|o| {
+                if metadata_only && !status_only {
+                    json_response(StatusCode::OK, &partial_object_metadata(o))
+                } else {
+                    json_response(StatusCode::OK, o)
+                }
+            })
             .ok_or_else(|| ApiError::not_found(&rd.gvr, &n)),
         ("POST", None) => {
             if rd.namespaced && ns.is_none() {
@@ -783,12 +791,37 @@ fn selectors(params: &Params) -> Result<(LabelSelector, FieldSelector), ApiError
 
 const CONTINUE_EXPIRED: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.";
 
+/// `Accept: application/json;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1`, as
+/// kube's `list_metadata`, `get_metadata` and `metadata_watcher` send it: answer with the
+/// objects' metadata only, as kube-apiserver does.
+fn wants_metadata_only(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|media| {
+            let mut params = media.split(';').map(str::trim).skip(1);
+            params.any(|p| p == "as=PartialObjectMetadata" || p == "as=PartialObjectMetadataList")
+        })
+}
+
+/// An object as a `meta.k8s.io/v1` `PartialObjectMetadata`.
+pub(crate) fn partial_object_metadata(o: &Value) -> Value {
+    json!({
+        "apiVersion": "meta.k8s.io/v1",
+        "kind": "PartialObjectMetadata",
+        "metadata": o.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
 fn list(
     sh: &Shared,
     rd: &ResourceDef,
     res: usize,
     ns: Option<&str>,
     params: &Params,
+    metadata_only: bool,
 ) -> Result<Value, ApiError> {
     let (labels, fields) = selectors(params)?;
     let limit = match params.get("limit") {
@@ -834,7 +867,11 @@ fn list(
             remaining += 1;
             continue;
         }
-        items.push(o.clone());
+        items.push(if metadata_only {
+            partial_object_metadata(o)
+        } else {
+            o.clone()
+        });
         last_key = Some(k.clone());
     }
     let mut meta = json!({"resourceVersion": list_rv.to_string()});
@@ -847,9 +884,17 @@ fn list(
             }
         }
     }
+    let (api_version, kind) = if metadata_only {
+        (
+            "meta.k8s.io/v1".to_string(),
+            "PartialObjectMetadataList".to_string(),
+        )
+    } else {
+        (rd.api_version(), rd.list_kind())
+    };
     Ok(json!({
-        "apiVersion": rd.api_version(),
-        "kind": rd.list_kind(),
+        "apiVersion": api_version,
+        "kind": kind,
         "metadata": meta,
         "items": items,
     }))
@@ -857,7 +902,13 @@ fn list(
 
 // ---------------------------------------------------------------------- watch
 
-fn watch(ctx: &Ctx, res: usize, ns: Option<String>, params: &Params) -> Result<Response, ApiError> {
+fn watch(
+    ctx: &Ctx,
+    res: usize,
+    ns: Option<String>,
+    params: &Params,
+    metadata_only: bool,
+) -> Result<Response, ApiError> {
     let sh = ctx.sh.clone();
     let (labels, fields) = selectors(params)?;
     let rv = params.get("resourceVersion").unwrap_or("");
@@ -907,8 +958,30 @@ fn watch(ctx: &Ctx, res: usize, ns: Option<String>, params: &Params) -> Result<R
         shutdown: ctx.shutdown.clone(),
         guard: WatchGuard { sh, id },
         done: false,
+        metadata_only,
     };
     Ok(stream_response(Body::from_stream(watch_stream(state))))
+}
+
+/// A watch event line with its object reduced to `PartialObjectMetadata` (ERROR events,
+/// whose object is a Status, pass unchanged).
+fn metadata_only_event(line: Bytes) -> Bytes {
+    let Ok(mut event) = serde_json::from_slice::<Value>(&line) else {
+        return line;
+    };
+    if event.get("type").and_then(Value::as_str) == Some("ERROR") {
+        return line;
+    }
+    if let Some(object) = event.get_mut("object") {
+        *object = partial_object_metadata(object);
+    }
+    match serde_json::to_vec(&event) {
+        Ok(mut v) => {
+            v.push(b'\n');
+            Bytes::from(v)
+        }
+        Err(_) => line,
+    }
 }
 
 fn stream_response(body: Body) -> Response {
@@ -938,6 +1011,8 @@ struct WatchState {
     shutdown: watch::Receiver<bool>,
     guard: WatchGuard,
     done: bool,
+    /// Send each event's object as `PartialObjectMetadata`.
+    metadata_only: bool,
 }
 
 enum Step {
@@ -977,7 +1052,14 @@ fn watch_stream(state: WatchState) -> impl futures::Stream<Item = Result<Bytes, 
                 }
             };
             match step {
-                Step::Msg(Some(WatchMsg::Line(b))) => return Some((Ok(b), st)),
+                Step::Msg(Some(WatchMsg::Line(b))) => {
+                    let line = if st.metadata_only {
+                        metadata_only_event(b)
+                    } else {
+                        b
+                    };
+                    return Some((Ok(line), st));
+                }
                 Step::Msg(Some(WatchMsg::Abort)) => {
                     st.done = true;
                     return Some((

@@ -187,6 +187,95 @@ async fn configmap_list_with_label_selector_and_pagination() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_only_list_get_and_watch() {
+    use kube::core::PartialObjectMeta;
+    let double = ApiDouble::start(Options::default()).await;
+    for i in 0..5 {
+        let mut cm = configmap(&format!("cm-{i}"), &[("app", "web")]);
+        cm["data"] = json!({"big": "x".repeat(1000)});
+        double.seed(cm).unwrap();
+    }
+    let client = client_for(&double);
+    let meta: Api<PartialObjectMeta<ConfigMap>> = Api::namespaced(client.clone(), "default");
+
+    // LIST as PartialObjectMetadataList, paginated, with labels but no data.
+    let mut lp = ListParams::default().labels("app=web").limit(2);
+    let mut names = Vec::new();
+    loop {
+        let page = meta.list(&lp).await.unwrap();
+        assert_eq!(page.types.kind, "PartialObjectMetadataList");
+        for o in &page.items {
+            assert_eq!(o.labels().get("app").map(String::as_str), Some("web"));
+            names.push(o.name_any());
+        }
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(t) => lp = lp.continue_token(&t),
+            None => break,
+        }
+    }
+    assert_eq!(names, ["cm-0", "cm-1", "cm-2", "cm-3", "cm-4"]);
+
+    // The raw answers carry no data, and GET is reduced the same way.
+    let raw = raw_get(
+        &client,
+        "/api/v1/namespaces/default/configmaps?limit=1",
+        true,
+    )
+    .await;
+    assert_eq!(raw["kind"], "PartialObjectMetadataList");
+    assert!(raw["items"][0].get("data").is_none());
+    assert_eq!(raw["items"][0]["kind"], "PartialObjectMetadata");
+    let full = raw_get(
+        &client,
+        "/api/v1/namespaces/default/configmaps?limit=1",
+        false,
+    )
+    .await;
+    assert_eq!(full["kind"], "ConfigMapList");
+    assert!(full["items"][0].get("data").is_some());
+    let one = meta.get("cm-3").await.unwrap();
+    assert_eq!(one.name_any(), "cm-3");
+    let raw = raw_get(&client, "/api/v1/namespaces/default/configmaps/cm-3", true).await;
+    assert_eq!(raw["kind"], "PartialObjectMetadata");
+    assert!(raw.get("data").is_none());
+
+    // A watcher over metadata sees the initial objects and later changes.
+    let events = watcher(meta.clone(), watcher::Config::default().labels("app=web"))
+        .applied_objects()
+        .take(6);
+    let plain: Api<ConfigMap> = Api::namespaced(client, "default");
+    let created = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let cm: ConfigMap = serde_json::from_value(configmap("cm-new", &[("app", "web")])).unwrap();
+        plain.create(&PostParams::default(), &cm).await.unwrap();
+    });
+    let seen: Vec<String> =
+        tokio::time::timeout(WAIT, events.map_ok(|o| o.name_any()).try_collect())
+            .await
+            .expect("watch within the wait")
+            .unwrap();
+    created.await.unwrap();
+    assert_eq!(seen.len(), 6);
+    assert!(seen.contains(&"cm-new".to_string()));
+}
+
+/// GET `path` through the kube client, with or without the metadata-only Accept header
+/// kube sends for `PartialObjectMeta` types, as raw JSON.
+async fn raw_get(client: &Client, path: &str, metadata_only: bool) -> Value {
+    let mut req = http::Request::get(path);
+    if metadata_only {
+        req = req.header(
+            http::header::ACCEPT,
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json",
+        );
+    }
+    client
+        .request::<Value>(req.body(Vec::new()).unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamic_gitrepos_through_api_resource() {
     let double = ApiDouble::start(Options::default()).await;
     double.seed(fixture("gitrepo-lots.json")).unwrap();
