@@ -379,10 +379,16 @@ async fn slowloris_headers_are_cut_off_while_reviews_are_answered() {
             status_line(cut)
         );
     }
-    assert!(
-        server.errors("header_timeout") >= cuts.len() as u64,
-        "each cut counted: {} of {}",
+    // Each cut is counted: overdue headers, or (on 2 loaded cores) a server side of the
+    // TLS handshake that did not finish within the request timeout although the client's
+    // side had.
+    let (headers, handshakes) = (
         server.errors("header_timeout"),
+        server.errors("tls_handshake_timeout"),
+    );
+    assert!(
+        headers >= 1 && headers + handshakes >= cuts.len() as u64,
+        "each cut counted: {headers} header_timeout + {handshakes} tls_handshake_timeout, {} cuts",
         cuts.len()
     );
     server.stop().await;
