@@ -898,6 +898,10 @@ mod tests {
         }
         let t = T::try_parse_from(["t"]).expect("defaults");
         assert_eq!(t.c.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(t.c.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+        assert!(T::try_parse_from(["t", "--idle-timeout", "0"]).is_err());
+        let t = T::try_parse_from(["t", "--idle-timeout", "1.5"]).expect("seconds");
+        assert_eq!(t.c.idle_timeout, Duration::from_millis(1500));
         assert!(t.c.client_ca.is_none() && t.c.client_cert_names.is_empty());
         assert!(T::try_parse_from(["t", "--max-connections", "0"]).is_err());
         assert!(
