@@ -10,8 +10,18 @@
 //!   `timeoutSeconds`, then fails open). Nothing beyond the limit costs the process
 //!   memory or a file descriptor. A slot is held at most for the TLS handshake
 //!   (`--request-timeout`), then per request for `--request-timeout`; an idle
-//!   keep-alive connection holds its slot until the client closes it or the next
-//!   request's headers are overdue (`--request-timeout`).
+//!   keep-alive connection holds its slot until the client closes it or it has been
+//!   idle for `--idle-timeout`.
+//! - **Timeouts** (`--request-timeout`, `--idle-timeout`): an idle keep-alive
+//!   connection is closed after `--idle-timeout` (hyper's header-read timer, which
+//!   starts when a connection goes idle); longer than kube-apiserver's own idle timeout
+//!   for pooled connections (90 s, Go's `IdleConnTimeout`), so that the client, not the
+//!   server, closes an idle connection, and never in the moment the client reuses it.
+//!   Once a request's first byte arrives — or the TLS handshake of a new connection is
+//!   done — its request line and headers are due within `--request-timeout`
+//!   ([`RequestDeadline`]: hyper has one timer for both); `errors_total{kind="header_timeout"}`
+//!   counts connections closed for it. Body and answer are bounded by the
+//!   `--request-timeout` of `src/server.rs` (408, `errors_total{kind="request_timeout"}`).
 //! - **Client certificates** (`--client-ca`, `--client-cert-name`): optional; when set,
 //!   the TLS handshake requires a client certificate that chains to the CA (rustls'
 //!   `WebPkiClientVerifier`) and, if names are given, whose subject CN or a DNS SAN is
@@ -32,7 +42,10 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     pin::Pin,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU32, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     task::{Context, Poll},
     time::{Duration, Instant},
 };
@@ -67,6 +80,10 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// Default of `--max-connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// Default of `--idle-timeout`: longer than the 90 s after which kube-apiserver (Go's
+/// `http.Transport`, `IdleConnTimeout`) closes its idle pooled connections itself.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Listen backlog: connections the kernel queues for `accept(2)` (capped by
 /// `net.core.somaxconn`, 4096 on current kernels). Where connections wait when all
@@ -104,6 +121,14 @@ pub struct ConnectionArgs {
           value_parser = parse_positive)]
     pub max_connections: usize,
 
+    /// How long a keep-alive connection may stay idle between requests (seconds). Keep
+    /// it above kube-apiserver's 90 s idle timeout for its pooled connections, so that
+    /// the server never closes one the moment it is reused. The request line and
+    /// headers of a request, once started, stay bounded by --request-timeout.
+    #[arg(long, env = "FLEET_DELETE_GUARD_IDLE_TIMEOUT", default_value = "120",
+          value_parser = crate::cli::parse_seconds)]
+    pub idle_timeout: Duration,
+
     /// PEM CA bundle: when set, every client must present a certificate signed by it
     /// (kube-apiserver's webhook client certificate, see SECURITY.md). Re-read every
     /// --tls-reload-interval.
@@ -129,6 +154,7 @@ impl Default for ConnectionArgs {
     fn default() -> Self {
         ConnectionArgs {
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             client_ca: None,
             client_cert_names: Vec::new(),
             client_ca_reload_interval: Duration::from_secs(10),
@@ -308,13 +334,16 @@ impl AsyncWrite for Connection {
 }
 
 // ---------------------------------------------------------------------------------
-// Handshake accounting.
+// Handshake accounting and the request deadline.
 
-/// Wraps the rustls acceptor: counts failed and timed-out handshakes.
+/// Wraps the rustls acceptor: counts failed and timed-out handshakes, and puts each
+/// accepted connection under a [`RequestDeadline`] shared with its service
+/// ([`TrackRequests`]).
 #[derive(Clone)]
 pub struct CountingAcceptor<A> {
     inner: A,
     metrics: Metrics,
+    request_timeout: Duration,
 }
 
 impl<A> fmt::Debug for CountingAcceptor<A> {
@@ -329,38 +358,254 @@ impl<A, S> Accept<Connection, S> for CountingAcceptor<A>
 where
     A: Accept<Connection, S>,
     A::Future: Send + 'static,
+    A::Stream: Send + 'static,
+    A::Service: Send + 'static,
 {
-    type Stream = A::Stream;
-    type Service = A::Service;
-    type Future = BoxedAccept<(A::Stream, A::Service)>;
+    type Stream = RequestDeadline<A::Stream>;
+    type Service = TrackRequests<A::Service>;
+    type Future = BoxedAccept<(Self::Stream, Self::Service)>;
 
     fn accept(&self, stream: Connection, service: S) -> Self::Future {
         let peer = stream.peer_addr().ok();
         let metrics = self.metrics.clone();
+        let request_timeout = self.request_timeout;
         let accepted = self.inner.accept(stream, service);
         Box::pin(async move {
-            let result = accepted.await;
-            if let Err(e) = &result {
-                let kind = if e.kind() == io::ErrorKind::TimedOut {
-                    "tls_handshake_timeout"
-                } else {
-                    "tls_handshake"
-                };
-                metrics.error(kind);
-                tracing::debug!(peer = ?peer, error = %e, kind, "TLS handshake failed; connection closed");
+            match accepted.await {
+                Ok((stream, service)) => {
+                    let requests = Arc::new(Requests::default());
+                    Ok((
+                        RequestDeadline::new(
+                            stream,
+                            requests.clone(),
+                            request_timeout,
+                            metrics.clone(),
+                        ),
+                        TrackRequests {
+                            inner: service,
+                            requests,
+                            metrics,
+                        },
+                    ))
+                }
+                Err(e) => {
+                    let kind = if e.kind() == io::ErrorKind::TimedOut {
+                        "tls_handshake_timeout"
+                    } else {
+                        "tls_handshake"
+                    };
+                    metrics.error(kind);
+                    tracing::debug!(peer = ?peer, error = %e, kind, "TLS handshake failed; connection closed");
+                    Err(e)
+                }
             }
-            result
         })
     }
 }
 
+/// What a connection's service tells its stream: how many requests were dispatched
+/// (their headers read) and whether one is being served now.
+#[derive(Debug, Default)]
+pub struct Requests {
+    dispatched: AtomicU64,
+    in_service: AtomicU32,
+}
+
+/// The per-connection service: marks each request as dispatched and in service until
+/// its answer is ready (or the request is dropped), for [`RequestDeadline`] and the
+/// `requests_in_progress` gauge.
+#[derive(Clone)]
+pub struct TrackRequests<S> {
+    inner: S,
+    requests: Arc<Requests>,
+    metrics: Metrics,
+}
+
+impl<S> fmt::Debug for TrackRequests<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TrackRequests")
+            .field("requests", &self.requests)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Ends a request's "in service" when dropped, however the request ends.
+struct InService {
+    requests: Arc<Requests>,
+    metrics: Metrics,
+}
+
+impl InService {
+    fn start(requests: Arc<Requests>, metrics: Metrics) -> Self {
+        requests.dispatched.fetch_add(1, Ordering::AcqRel);
+        requests.in_service.fetch_add(1, Ordering::AcqRel);
+        metrics.requests_in_progress.inc();
+        InService { requests, metrics }
+    }
+}
+
+impl Drop for InService {
+    fn drop(&mut self) {
+        self.requests.in_service.fetch_sub(1, Ordering::AcqRel);
+        self.metrics.requests_in_progress.dec();
+    }
+}
+
+impl<S, R> tower::Service<R> for TrackRequests<S>
+where
+    S: tower::Service<R>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        let in_service = InService::start(self.requests.clone(), self.metrics.clone());
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let answer = answer.await;
+            drop(in_service);
+            answer
+        })
+    }
+}
+
+/// A connection's stream with the request-head deadline: from the end of the TLS
+/// handshake, and from the first byte of each later request, the request line and
+/// headers must arrive (the request be dispatched) within the request timeout, or the
+/// next read fails with `TimedOut` and hyper closes the connection. While the
+/// connection is idle, no deadline runs (hyper's `header_read_timeout`, set to
+/// `--idle-timeout`, bounds idleness).
+///
+/// Known gap: bytes of a next request that arrived with the previous one (pipelining)
+/// are not seen as a new first byte; such a head is bounded by `--idle-timeout`.
+pub struct RequestDeadline<T> {
+    inner: T,
+    requests: Arc<Requests>,
+    timeout: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// Running for the request after this many dispatched ones, if running.
+    armed: Option<u64>,
+    expired: bool,
+    metrics: Metrics,
+}
+
+impl<T> fmt::Debug for RequestDeadline<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestDeadline")
+            .field("timeout", &self.timeout)
+            .field("armed", &self.armed)
+            .field("expired", &self.expired)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> RequestDeadline<T> {
+    /// Running from now, for the connection's first request.
+    pub fn new(inner: T, requests: Arc<Requests>, timeout: Duration, metrics: Metrics) -> Self {
+        RequestDeadline {
+            inner,
+            requests,
+            timeout,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            armed: Some(0),
+            expired: false,
+            metrics,
+        }
+    }
+
+    fn overdue() -> io::Error {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            "request headers not received within --request-timeout",
+        )
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for RequestDeadline<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.expired {
+            return Poll::Ready(Err(Self::overdue()));
+        }
+        let dispatched = this.requests.dispatched.load(Ordering::Acquire);
+        if this.armed.is_some_and(|at| at != dispatched) {
+            // The request the deadline ran for was dispatched.
+            this.armed = None;
+        }
+        if this.armed.is_some() && this.deadline.as_mut().poll(cx).is_ready() {
+            this.armed = None;
+            this.expired = true;
+            this.metrics.error("header_timeout");
+            tracing::debug!(
+                timeout_ms = this.timeout.as_millis() as u64,
+                "request headers overdue; connection closed"
+            );
+            return Poll::Ready(Err(Self::overdue()));
+        }
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if matches!(read, Poll::Ready(Ok(())))
+            && buf.filled().len() > before
+            && this.armed.is_none()
+            && this.requests.in_service.load(Ordering::Acquire) == 0
+        {
+            // The first byte of a new request on an idle connection.
+            this.armed = Some(dispatched);
+            let at = tokio::time::Instant::now() + this.timeout;
+            this.deadline.as_mut().reset(at);
+        }
+        read
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for RequestDeadline<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// The webhook server on `tcp`: connection limit, rustls (with client certificates
-/// when configured), handshake accounting. `src/server.rs` adds HTTP settings.
+/// when configured), handshake accounting, the request-head deadline (both bounded by
+/// `request_timeout`). `src/server.rs` adds HTTP settings (the idle timeout).
 pub fn webhook_server(
     tcp: std::net::TcpListener,
     served: RustlsConfig,
     config: &ConnectionArgs,
-    handshake_timeout: Duration,
+    request_timeout: Duration,
     metrics: Metrics,
 ) -> io::Result<Server<PeerAddr, CountingAcceptor<RustlsAcceptor>>> {
     let listener = LimitedListener::new(tcp, config.max_connections, metrics.clone())?;
@@ -393,8 +638,9 @@ pub fn webhook_server(
         }
     };
     let acceptor = CountingAcceptor {
-        inner: RustlsAcceptor::new(tls).handshake_timeout(handshake_timeout),
+        inner: RustlsAcceptor::new(tls).handshake_timeout(request_timeout),
         metrics,
+        request_timeout,
     };
     Ok(Server::from_listener(listener).acceptor(acceptor))
 }
@@ -652,6 +898,10 @@ mod tests {
         }
         let t = T::try_parse_from(["t"]).expect("defaults");
         assert_eq!(t.c.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(t.c.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+        assert!(T::try_parse_from(["t", "--idle-timeout", "0"]).is_err());
+        let t = T::try_parse_from(["t", "--idle-timeout", "1.5"]).expect("seconds");
+        assert_eq!(t.c.idle_timeout, Duration::from_millis(1500));
         assert!(t.c.client_ca.is_none() && t.c.client_cert_names.is_empty());
         assert!(T::try_parse_from(["t", "--max-connections", "0"]).is_err());
         assert!(

@@ -57,6 +57,9 @@ pub struct Metrics {
     pub tls_reloads: Family<ResultLabels, Counter>,
     /// Reviews being processed right now.
     pub in_flight: Gauge,
+    /// Webhook requests whose headers were read and that are not answered yet (the
+    /// body may still be arriving).
+    pub requests_in_progress: Gauge,
     /// Review received → status patch accepted, per counted deletion.
     pub status_lag: Histogram,
     /// Status patches by object and result (`patched`, `unchanged`, `failed`).
@@ -121,6 +124,12 @@ impl Metrics {
             "reviews_in_flight",
             "Admission reviews being processed",
             in_flight.clone(),
+        );
+        let requests_in_progress = Gauge::default();
+        registry.register(
+            "requests_in_progress",
+            "Webhook requests whose headers were read and that are not answered yet",
+            requests_in_progress.clone(),
         );
         // 1 ms … ~65 s.
         let status_lag = Histogram::new(exponential_buckets(0.001, 2.0, 17));
@@ -205,6 +214,7 @@ impl Metrics {
             errors,
             tls_reloads,
             in_flight,
+            requests_in_progress,
             status_lag,
             patches,
             conflicts,

@@ -12,7 +12,7 @@
 //! `#[serde(flatten)]` fields make serde buffer the whole body, `oldObject` included,
 //! into an intermediate tree before reading it (about 90 % of the cost of a review).
 
-use std::{borrow::Cow, fmt, ops::Deref};
+use std::{borrow::Cow, fmt, marker::PhantomData, ops::Deref};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::core::{
@@ -20,7 +20,11 @@ use kube::core::{
     DynamicObject, Status, TypeMeta,
 };
 use serde::{
-    de::{self, MapAccess, SeqAccess, Visitor},
+    de::{
+        self,
+        value::{MapAccessDeserializer, SeqAccessDeserializer},
+        Expected, MapAccess, SeqAccess, Unexpected, Visitor,
+    },
     Deserialize, Deserializer,
 };
 
@@ -129,14 +133,14 @@ pub struct Gvr<'a> {
 pub struct UserInfo<'a> {
     #[serde(default, borrow)]
     pub username: Option<Text<'a>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "optional_strings")]
     pub groups: Option<Vec<Text<'a>>>,
 }
 
 /// `oldObject`: only its metadata is read.
 #[derive(Debug, Default, Deserialize)]
 pub struct OldObject<'a> {
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "object")]
     pub metadata: Meta<'a>,
 }
 
@@ -192,8 +196,8 @@ fn pick<'de, D: Deserializer<'de>>(d: D, key: &'static str) -> Result<Option<Tex
         fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
             Ok(None)
         }
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_map(self)
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Err(refused_string(&self))
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut found = None;
@@ -206,7 +210,8 @@ fn pick<'de, D: Deserializer<'de>>(d: D, key: &'static str) -> Result<Option<Tex
             Ok(found)
         }
     }
-    d.deserialize_option(Pick(key))
+    // `deserialize_any`, not `deserialize_option`/`_map`: see [`refused_string`].
+    d.deserialize_any(Pick(key))
 }
 
 fn objectset_hash_label<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Text<'de>>, D::Error> {
@@ -231,8 +236,8 @@ fn non_empty_strings<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> 
         fn visit_none<E: de::Error>(self) -> Result<bool, E> {
             Ok(false)
         }
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-            d.deserialize_seq(self)
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<bool, E> {
+            Err(refused_string(&self))
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
             let mut any = false;
@@ -242,7 +247,154 @@ fn non_empty_strings<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> 
             Ok(any)
         }
     }
-    d.deserialize_option(Count)
+    d.deserialize_any(Count)
+}
+
+// ---------------------------------------------------------------------------------
+// Refusing a string without quoting it.
+//
+// serde_json refuses a string where it expected a map, a list, a struct or a bool by
+// formatting it into its message (`invalid type: string "<value>", expected …`,
+// Debug-escaped character by character) before src/redact.rs throws the value away:
+// about 0.3 s per MiB of non-ASCII text, where a whole valid 7 MiB review takes 30 ms.
+// The fields below are read with `deserialize_any` and visitors that refuse a string
+// as `Unexpected::Other("string")`, which says "string" and nothing of the value.
+
+/// The error for a string where `expected` was due: names the type only.
+fn refused_string<E: de::Error>(expected: &dyn Expected) -> E {
+    E::invalid_type(Unexpected::Other("string"), expected)
+}
+
+/// A struct read from a JSON object (or, as serde allows, positionally from an
+/// array); a string is refused unquoted.
+struct Shape<T> {
+    what: &'static str,
+    optional: bool,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Shape<T> {
+    fn new(optional: bool) -> Self {
+        let full = std::any::type_name::<T>();
+        // `fleet_delete_guard::review::UserInfo<'_>` → `UserInfo`: the name serde's
+        // derive gives in `expected struct UserInfo`.
+        let short = full.split('<').next().unwrap_or(full);
+        let what = short.rsplit("::").next().unwrap_or(short);
+        Shape {
+            what,
+            optional,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for Shape<T> {
+    type Value = Option<T>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "struct {}", self.what)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        if self.optional {
+            Ok(None)
+        } else {
+            Err(E::invalid_type(Unexpected::Unit, &self))
+        }
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Err(refused_string(&self))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        T::deserialize(MapAccessDeserializer::new(map)).map(Some)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        T::deserialize(SeqAccessDeserializer::new(seq)).map(Some)
+    }
+}
+
+/// A required struct field (`deserialize_with`).
+fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    let shape = Shape::<T>::new(false);
+    let what = shape.what;
+    d.deserialize_any(shape)?.ok_or_else(|| {
+        de::Error::custom(format_args!("invalid type: null, expected struct {what}"))
+    })
+}
+
+/// An optional struct field: null is `None`.
+fn optional_object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    d.deserialize_any(Shape::<T>::new(true))
+}
+
+/// An optional list of strings (`userInfo.groups`): null is `None`.
+fn optional_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Text<'de>>>, D::Error> {
+    struct Strings;
+    impl<'de> Visitor<'de> for Strings {
+        type Value = Option<Vec<Text<'de>>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a sequence")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Err(refused_string(&self))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut all = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+            while let Some(s) = seq.next_element::<Text<'de>>()? {
+                all.push(s);
+            }
+            Ok(Some(all))
+        }
+    }
+    d.deserialize_any(Strings)
+}
+
+/// A bool field (`dryRun`).
+fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    struct Flag;
+    impl<'de> Visitor<'de> for Flag {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a boolean")
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
+            Ok(v)
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<bool, E> {
+            Err(refused_string(&self))
+        }
+    }
+    d.deserialize_any(Flag)
+}
+
+/// `operation`: one of kube's four names. serde's derive would refuse another string
+/// as ``unknown variant `<value>` `` (the value copied into the message).
+fn operation<'de, D: Deserializer<'de>>(d: D) -> Result<KubeOperation, D::Error> {
+    struct Op;
+    const EXPECTED: &str = "one of `CREATE`, `UPDATE`, `DELETE`, `CONNECT`";
+    impl<'de> Visitor<'de> for Op {
+        type Value = KubeOperation;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(EXPECTED)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<KubeOperation, E> {
+            match v {
+                "CREATE" => Ok(KubeOperation::Create),
+                "UPDATE" => Ok(KubeOperation::Update),
+                "DELETE" => Ok(KubeOperation::Delete),
+                "CONNECT" => Ok(KubeOperation::Connect),
+                _ => Err(E::invalid_value(Unexpected::Other("string"), &self)),
+            }
+        }
+        // serde_json's externally tagged form (`{"DELETE": null}`), as kube's derive reads it.
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<KubeOperation, A::Error> {
+            KubeOperation::deserialize(MapAccessDeserializer::new(map))
+        }
+    }
+    d.deserialize_any(Op)
 }
 
 /// The admission request as parsed: what is read of it, borrowed from the body.
@@ -251,20 +403,21 @@ fn non_empty_strings<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> 
 pub struct Request<'a> {
     #[serde(borrow)]
     pub uid: Text<'a>,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "object")]
     pub kind: Gvk<'a>,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "object")]
     pub resource: Gvr<'a>,
     #[serde(default, borrow)]
     pub name: Text<'a>,
     #[serde(default, borrow)]
     pub namespace: Option<Text<'a>>,
+    #[serde(deserialize_with = "operation")]
     pub operation: KubeOperation,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "object")]
     pub user_info: UserInfo<'a>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "optional_object")]
     pub old_object: Option<OldObject<'a>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "flag")]
     pub dry_run: bool,
 }
 
@@ -277,7 +430,7 @@ struct Body<'a> {
     api_version: Text<'a>,
     #[serde(borrow)]
     kind: Text<'a>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "optional_object")]
     request: Option<Request<'a>>,
 }
 
@@ -296,6 +449,7 @@ struct Envelope {
     api_version: String,
     #[serde(default)]
     kind: String,
+    #[serde(default, deserialize_with = "optional_object")]
     request: Option<EnvelopeRequest>,
 }
 
@@ -486,6 +640,108 @@ mod tests {
             parse(b"[]"),
             Err(ReviewError::NotAdmissionReview(_))
         ));
+    }
+
+    /// A string where a struct, list, map or bool is due is refused without being
+    /// formatted into serde_json's message: the raw error (before src/redact.rs) is
+    /// short and names the type only, whatever the size of the string.
+    #[test]
+    fn refused_strings_are_not_quoted_even_before_redaction() {
+        let huge = format!("fdg-secret-é🦀{}", "é🦀".repeat(64 * 1024));
+        let cases: [(&[&str], &str); 12] = [
+            (&["request"], "struct Request"),
+            (&["request", "kind"], "struct Gvk"),
+            (&["request", "resource"], "struct Gvr"),
+            (&["request", "userInfo"], "struct UserInfo"),
+            (&["request", "userInfo", "groups"], "a sequence"),
+            (&["request", "oldObject"], "struct OldObject"),
+            (&["request", "oldObject", "metadata"], "struct Meta"),
+            (
+                &["request", "oldObject", "metadata", "labels"],
+                "a map of strings",
+            ),
+            (
+                &["request", "oldObject", "metadata", "annotations"],
+                "a map of strings",
+            ),
+            (
+                &["request", "oldObject", "metadata", "finalizers"],
+                "a list of strings",
+            ),
+            (&["request", "dryRun"], "a boolean"),
+            (
+                &["request", "operation"],
+                "one of `CREATE`, `UPDATE`, `DELETE`, `CONNECT`",
+            ),
+        ];
+        for (path, expected) in cases {
+            let mut v: serde_json::Value = serde_json::from_str(REVIEW).expect("json");
+            let (last, parents) = path.split_last().expect("path");
+            let mut at = &mut v;
+            for p in parents {
+                at = &mut at[*p];
+            }
+            at[*last] = huge.clone().into();
+            let body = serde_json::to_vec(&v).expect("json");
+            let raw = serde_json::from_slice::<Body<'_>>(&body)
+                .err()
+                .unwrap_or_else(|| panic!("{path:?}: a string is refused"))
+                .to_string();
+            assert!(
+                raw.starts_with("invalid type: string, expected ")
+                    || raw.starts_with("invalid value: string, expected "),
+                "{path:?}: {raw}"
+            );
+            assert!(raw.contains(expected), "{path:?}: {raw}");
+            assert!(
+                raw.len() < 160 && !raw.contains("fdg-secret") && !raw.contains('🦀'),
+                "{path:?}: {raw}"
+            );
+            let outcome = parse(&body);
+            if *path == ["request"] {
+                let Err(ReviewError::NotAdmissionReview(detail)) = outcome else {
+                    panic!("request as a string: {outcome:?}")
+                };
+                assert!(detail.starts_with("invalid value, expected struct EnvelopeRequest"));
+            } else {
+                let Ok(Parsed::UnexpectedShape { detail, .. }) = outcome else {
+                    panic!("{path:?}: {outcome:?}")
+                };
+                assert!(
+                    detail.starts_with(&format!("invalid value, expected {expected} at line 1")),
+                    "{path:?}: {detail}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn null_where_a_struct_is_due_is_refused_and_optional_ones_are_none() {
+        let mut v: serde_json::Value = serde_json::from_str(REVIEW).expect("json");
+        v["request"]["userInfo"] = serde_json::Value::Null;
+        let body = serde_json::to_vec(&v).expect("json");
+        let Ok(Parsed::UnexpectedShape { detail, .. }) = parse(&body) else {
+            panic!("userInfo null")
+        };
+        assert!(
+            detail.starts_with("invalid value, expected struct UserInfo"),
+            "{detail}"
+        );
+
+        let mut v: serde_json::Value = serde_json::from_str(REVIEW).expect("json");
+        v["request"]["oldObject"] = serde_json::Value::Null;
+        v["request"]["userInfo"]["groups"] = serde_json::Value::Null;
+        v["request"]["operation"] = serde_json::json!({"UPDATE": null});
+        let body = serde_json::to_vec(&v).expect("json");
+        let Ok(Parsed::Request(req)) = parse(&body) else {
+            panic!("null oldObject and groups parse")
+        };
+        assert!(req.old_object.is_none() && req.user_info.groups.is_none());
+        assert_eq!(
+            req.operation,
+            KubeOperation::Update,
+            "tagged form still read"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use axum::{
     Router,
 };
 use axum_server::{tls_rustls::RustlsConfig, Handle};
-use tower::ServiceBuilder;
+use tower::{util::MapResponseLayer, ServiceBuilder};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::{
@@ -33,7 +33,8 @@ pub const MAX_REVIEW_BYTES: usize = 7 * 1024 * 1024;
 pub struct ListenConfig {
     pub listen: SocketAddr,
     pub metrics_listen: SocketAddr,
-    /// Whole-request bound (headers, body, answer); keep below the webhook's timeoutSeconds.
+    /// Whole-request bound (TLS handshake, headers, body, answer); keep below the
+    /// webhook's timeoutSeconds. Idle keep-alive: `connections.idle_timeout`.
     pub request_timeout: Duration,
     /// Reviews handled at once; more wait for a slot (still within `request_timeout`).
     pub max_concurrent_reviews: usize,
@@ -82,6 +83,7 @@ pub fn webhook_router(
     request_timeout: Duration,
     max_concurrent: usize,
 ) -> Router {
+    let timeouts = metrics.clone();
     let state = AppState {
         admission,
         metrics,
@@ -92,6 +94,10 @@ pub fn webhook_router(
         .layer(DefaultBodyLimit::max(MAX_REVIEW_BYTES))
         .layer(
             ServiceBuilder::new()
+                .layer(MapResponseLayer::new(move |response: Response| {
+                    count_timeout(&timeouts, &response);
+                    response
+                }))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
                     request_timeout,
@@ -99,6 +105,17 @@ pub fn webhook_router(
                 .concurrency_limit(max_concurrent.max(1)),
         )
         .with_state(state)
+}
+
+/// Counts a 408 of the request timeout (`TimeoutLayer`: the body, a slot among
+/// `--max-concurrent-reviews` or the answer was not ready in time). The handler never
+/// answers 408 itself.
+fn count_timeout(metrics: &Metrics, response: &Response) {
+    if response.status() == StatusCode::REQUEST_TIMEOUT {
+        metrics.error("request_timeout");
+        // Debug level: a slow-body flood must not flood the log; the metric counts it.
+        tracing::debug!(status = 408, kind = "request_timeout", "request timed out");
+    }
 }
 
 /// The metrics and health router: `GET /metrics`, `/healthz`, `/readyz`.
@@ -313,13 +330,15 @@ pub async fn serve(
         metrics,
     )?
     .handle(handle.clone())
-    .first_request_timeout(config.request_timeout)
     .http1_only();
+    // hyper's header-read timer starts when a connection goes idle: it is the idle
+    // timeout. A started request's headers are bounded by the request timeout in
+    // src/listener.rs (`RequestDeadline`, also for a new connection's first request).
     server
         .http_builder()
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(config.request_timeout)
+        .header_read_timeout(config.connections.idle_timeout)
         .max_buf_size(crate::listener::MAX_HEADER_BYTES);
 
     let metrics_listener = tokio::net::TcpListener::from_std(listeners.metrics)?;

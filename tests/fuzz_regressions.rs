@@ -212,6 +212,73 @@ fn big_inputs_are_answered_within_bounded_allocation() {
     }
 }
 
+/// A 7 MiB string of non-ASCII characters where a struct, list, map or bool is due:
+/// serde_json used to format (Debug-escape) the whole string into its error before
+/// src/redact.rs dropped it, about 0.65 s per review (RELIABILITY.md, "Fuzzing"). The
+/// refusal now names the type only: a bounded, value-free detail. Speed is measured by
+/// `fuzz_admission --replay`, not asserted here.
+#[test]
+fn huge_refused_strings_give_bounded_value_free_errors() {
+    let _serial = serial();
+    let checker = Checker::new();
+    let mib = 1024 * 1024;
+    let huge = format!("{SECRET_MARKER}{}", "🦀".repeat(7 * mib / 4 - 2048));
+    let cases: [(&[&str], &str, &str); 5] = [
+        (
+            &["request", "userInfo"],
+            "unexpected-shape",
+            "expected struct UserInfo",
+        ),
+        (
+            &["request", "oldObject", "metadata", "labels"],
+            "unexpected-shape",
+            "expected a map of strings",
+        ),
+        (
+            &["request", "oldObject", "metadata", "finalizers"],
+            "unexpected-shape",
+            "expected a list of strings",
+        ),
+        (
+            &["request", "operation"],
+            "unexpected-shape",
+            "expected one of `CREATE`",
+        ),
+        (
+            &["request"],
+            "400-not_admission_review",
+            "expected struct EnvelopeRequest",
+        ),
+    ];
+    for (path, expected, says) in cases {
+        let mut r = secret_review();
+        let (last, parents) = path.split_last().expect("path");
+        let mut at = &mut r;
+        for p in parents {
+            at = &mut at[*p];
+        }
+        at[*last] = huge.clone().into();
+        let body = serde_json::to_vec(&r).expect("json");
+        assert!(body.len() <= MAX_REVIEW_BYTES, "{path:?}: {}", body.len());
+        let base = fuzz::start_measuring();
+        let (outcome, detail) = checker.check_detailed(&body);
+        let peak = fuzz::peak_since(base);
+        assert_eq!(outcome.label(), expected, "{path:?}");
+        assert!(detail.contains(says), "{path:?}: {detail}");
+        assert!(
+            detail.chars().count() <= 200
+                && !detail.contains(SECRET_MARKER)
+                && !detail.contains('🦀'),
+            "{path:?}: {detail}"
+        );
+        assert!(
+            peak <= fuzz::allocation_bound(body.len()),
+            "{path:?}: {peak} bytes allocated for {} bytes",
+            body.len()
+        );
+    }
+}
+
 /// A short structure-aware run on every `cargo test` (the long runs are in
 /// RELIABILITY.md): the generator and the invariants stay in working order.
 #[test]

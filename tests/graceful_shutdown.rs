@@ -11,6 +11,29 @@ use std::{
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// Polls `GET /metrics` until a line is `line` (at most 20 s).
+async fn wait_for_metric(addr: std::net::SocketAddr, line: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut text = Vec::new();
+        if let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await {
+            let _ = tcp
+                .write_all(b"GET /metrics HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+                .await;
+            let _ = tcp.read_to_end(&mut text).await;
+        }
+        if String::from_utf8_lossy(&text).lines().any(|l| l == line) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {line:?} in /metrics: {}",
+            String::from_utf8_lossy(&text)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn sigterm_drains_in_flight_reviews_then_exits() {
     let certs = support::certificates();
@@ -70,9 +93,15 @@ async fn sigterm_drains_in_flight_reviews_then_exits() {
     stream.write_all(head.as_bytes()).await.expect("head");
     stream.write_all(first).await.expect("first half");
     stream.flush().await.expect("flush");
-    // Let the server read the headers first: a connection whose request has not started
-    // yet is idle, and a graceful shutdown rightly closes idle connections.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Wait until the server has read the headers (the request is dispatched, its body
+    // still arriving): a connection whose request has not started yet is idle, and a
+    // graceful shutdown rightly closes idle connections.
+    let metrics_addr: std::net::SocketAddr = serving["metrics_listen"]
+        .as_str()
+        .expect("metrics_listen")
+        .parse()
+        .expect("metrics addr");
+    wait_for_metric(metrics_addr, "fleet_delete_guard_requests_in_progress 1").await;
 
     // SAFETY: sending a signal to our own child process.
     let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };

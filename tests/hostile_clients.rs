@@ -357,7 +357,7 @@ async fn baseline_latency_without_abuse() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_headers_are_cut_off_while_reviews_are_answered() {
     let server = start(Duration::from_secs(1), ConnectionArgs::default()).await;
-    abuse(
+    let cuts = abuse(
         &server,
         "slow headers x200",
         200,
@@ -372,6 +372,25 @@ async fn slowloris_headers_are_cut_off_while_reviews_are_answered() {
         },
     )
     .await;
+    for cut in &cuts {
+        assert!(
+            cut.sent.is_empty(),
+            "closed without an answer: {}",
+            status_line(cut)
+        );
+    }
+    // Each cut is counted: overdue headers, or (on 2 loaded cores) a server side of the
+    // TLS handshake that did not finish within the request timeout although the client's
+    // side had.
+    let (headers, handshakes) = (
+        server.errors("header_timeout"),
+        server.errors("tls_handshake_timeout"),
+    );
+    assert!(
+        headers >= 1 && headers + handshakes >= cuts.len() as u64,
+        "each cut counted: {headers} header_timeout + {handshakes} tls_handshake_timeout, {} cuts",
+        cuts.len()
+    );
     server.stop().await;
 }
 
@@ -394,6 +413,15 @@ async fn slow_bodies_get_408_while_reviews_are_answered() {
             status_line(cut)
         );
     }
+    // Every 408 is counted, under its own kind.
+    assert_eq!(server.errors("request_timeout"), cuts.len() as u64);
+    assert!(
+        server.metrics.encode().contains(&format!(
+            "fleet_delete_guard_errors_total{{kind=\"request_timeout\"}} {}",
+            cuts.len()
+        )),
+        "in the /metrics text"
+    );
     server.stop().await;
 }
 
@@ -522,10 +550,17 @@ async fn tls_garbage_and_plaintext_http_are_dropped_at_once() {
 }
 
 /// A client that sends one review and then keeps the connection open without a next
-/// request does not keep its slot forever: the next request's headers are overdue.
+/// request does not keep its slot forever: it is closed after `--idle-timeout`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keep_alive_connections_are_closed() {
-    let server = start(Duration::from_secs(1), ConnectionArgs::default()).await;
+    let server = start(
+        Duration::from_secs(1),
+        ConnectionArgs {
+            idle_timeout: Duration::from_secs(1),
+            ..ConnectionArgs::default()
+        },
+    )
+    .await;
     let abusers = (0..50).map(|_| {
         let (addr, ca) = (server.addr, server.ca_pem.clone());
         tokio::spawn(async move {
@@ -563,6 +598,99 @@ async fn idle_keep_alive_connections_are_closed() {
         idle.iter().all(|d| *d <= Duration::from_secs(10)),
         "{idle:?}"
     );
+    server.stop().await;
+}
+
+fn review_request() -> String {
+    let body = review_body();
+    format!(
+        "POST /validate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// One whole HTTP/1.1 answer (headers and `content-length` bytes of body), or what
+/// came before the connection ended.
+async fn read_answer<R: tokio::io::AsyncRead + Unpin>(reader: &mut R) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if got.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        match tokio::time::timeout(REVIEW_BOUND, reader.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => return String::from_utf8_lossy(&got).to_string(),
+        }
+    }
+}
+
+/// kube-apiserver keeps connections in a pool and reuses them after idling (up to its
+/// own 90 s): a connection idle for longer than the request timeout still serves the
+/// next review; a slow client on it is still cut off by the request timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_outlives_the_request_timeout_but_slow_headers_do_not() {
+    let request_timeout = Duration::from_secs(1);
+    let server = start(
+        request_timeout,
+        ConnectionArgs {
+            idle_timeout: Duration::from_secs(60),
+            ..ConnectionArgs::default()
+        },
+    )
+    .await;
+    let mut tls = support::tls_connect(server.addr, &server.ca_pem, &[b"http/1.1"])
+        .await
+        .expect("TLS connect");
+    tls.write_all(review_request().as_bytes())
+        .await
+        .expect("first review");
+    let first = read_answer(&mut tls).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+
+    // Idle for more than twice the request timeout, then the next review.
+    tokio::time::sleep(request_timeout * 5 / 2).await;
+    tls.write_all(review_request().as_bytes())
+        .await
+        .expect("the kept-alive connection is still open");
+    let second = read_answer(&mut tls).await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    assert!(second.contains("\"allowed\":true"), "{second}");
+    assert_eq!(server.errors("header_timeout"), 0);
+
+    // The third request's headers trickle in: cut off by the request timeout, counted,
+    // long before the 60 s idle timeout could have ended the connection.
+    let (mut reader, mut writer) = tokio::io::split(tls);
+    let trickling = tokio::spawn(async move {
+        let _ = writer
+            .write_all(b"POST /validate HTTP/1.1\r\nhost: localhost\r\nx-slow: ")
+            .await;
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if writer.write_all(b"a").await.is_err() || writer.flush().await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(30), reader.read_to_end(&mut rest))
+        .await
+        .is_ok();
+    trickling.abort();
+    assert!(closed, "the slow request was cut off");
+    assert!(rest.is_empty(), "no answer to a request without headers");
+    assert_eq!(server.errors("header_timeout"), 1, "counted once");
     server.stop().await;
 }
 
