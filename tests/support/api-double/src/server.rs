@@ -1,5 +1,6 @@
 //! The HTTP side: accept loop, routing, handlers, watch streams, discovery.
 
+use std::borrow::Cow;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
@@ -557,7 +558,6 @@ async fn resource(
                 watch(ctx, res, ns, params, metadata_only)
             } else {
                 list(sh, &rd, res, ns.as_deref(), params, metadata_only)
-                    .map(|v| json_response(StatusCode::OK, &v))
             }
         }
         ("GET", Some(n)) => sh
@@ -822,7 +822,7 @@ fn list(
     ns: Option<&str>,
     params: &Params,
     metadata_only: bool,
-) -> Result<Value, ApiError> {
+) -> Result<Response, ApiError> {
     let (labels, fields) = selectors(params)?;
     let limit = match params.get("limit") {
         Some(l) => l
@@ -856,23 +856,33 @@ fn list(
             }
             None => (db.rv, None),
         };
-    let mut items = Vec::new();
+    // Items are serialized from the store in place (no copy), except the
+    // metadata-only ones, which are new objects.
+    let mut items: Vec<Cow<'_, Value>> = Vec::new();
     let mut last_key: Option<Key> = None;
     let mut remaining = 0usize;
-    for (k, o) in db.iter_after(res, after) {
-        if ns.is_some_and(|n| n != k.0) || !labels.matches(o) || !fields.matches(o) {
+    let selected =
+        |k: &Key, o: &Value| ns.is_none_or(|n| n == k.0) && labels.matches(o) && fields.matches(o);
+    let mut rest = db.iter_after(res, after);
+    for (k, o) in rest.by_ref() {
+        if !selected(k, o) {
             continue;
         }
         if limit > 0 && items.len() >= limit {
-            remaining += 1;
-            continue;
+            remaining = 1;
+            break;
         }
         items.push(if metadata_only {
-            partial_object_metadata(o)
+            Cow::Owned(partial_object_metadata(o))
         } else {
-            o.clone()
+            Cow::Borrowed(o)
         });
         last_key = Some(k.clone());
+    }
+    // As kube-apiserver: the exact count only without selectors; with them, only
+    // whether there is more (found above).
+    if remaining > 0 && labels.is_empty() && fields.is_empty() {
+        remaining += rest.filter(|(k, o)| selected(k, o)).count();
     }
     let mut meta = json!({"resourceVersion": list_rv.to_string()});
     if remaining > 0 {
@@ -892,12 +902,27 @@ fn list(
     } else {
         (rd.api_version(), rd.list_kind())
     };
-    Ok(json!({
-        "apiVersion": api_version,
-        "kind": kind,
-        "metadata": meta,
-        "items": items,
-    }))
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct List<'a> {
+        api_version: String,
+        kind: String,
+        metadata: Value,
+        items: Vec<Cow<'a, Value>>,
+    }
+    let body = serde_json::to_vec(&List {
+        api_version,
+        kind,
+        metadata: meta,
+        items,
+    })
+    .map_err(|e| ApiError::internal(format!("cannot encode the list: {e}")))?;
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
 }
 
 // ---------------------------------------------------------------------- watch
