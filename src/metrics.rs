@@ -83,6 +83,9 @@ pub struct Metrics {
     pub resyncs: Family<ResultLabels, Counter>,
     /// Deployed resources found gone by a resync (deleted while no replica reviewed).
     pub resync_missing: Counter,
+    /// `ResourceDeleted` Events by result (`published`, `failed`, `dropped` when the
+    /// bounded event queue is full).
+    pub events: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -198,6 +201,12 @@ impl Metrics {
             "Deployed resources a resync found gone",
             resync_missing.clone(),
         );
+        let events = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "events",
+            "ResourceDeleted Events on GitRepos by result (published, failed, dropped)",
+            events.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             reviews,
@@ -218,6 +227,7 @@ impl Metrics {
             unresolved,
             resyncs,
             resync_missing,
+            events,
         }
     }
 
