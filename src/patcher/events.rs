@@ -297,7 +297,7 @@ mod tests {
             object: "ü".repeat(600),
             ..deletion(0)
         };
-        let cut = note(&[huge.clone()], WHEN).expect("note");
+        let cut = note(std::slice::from_ref(&huge), WHEN).expect("note");
         assert!(cut.len() <= NOTE_MAX_BYTES && cut.ends_with('…'), "{cut}");
         // Several, the first already too long for the limit: it is cut too.
         let first_too_long = note(&[huge, deletion(1)], WHEN).expect("note");
