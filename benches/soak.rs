@@ -5,6 +5,9 @@
 //!
 //! Run: `cargo bench --bench soak -- --minutes 10` (results in RELIABILITY.md).
 //! Without `--bench` (e.g. `cargo test --benches`) it runs for a few seconds.
+//! `--server-bin PATH` runs that webhook binary instead of the one Cargo built (as in
+//! the load bench): with a target directory shared by several worktrees, another build
+//! may replace `target/release/fleet-delete-guard` before the soak starts it.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -55,6 +58,12 @@ async fn main() {
             0.1
         });
     let duration = Duration::from_secs_f64(minutes * 60.0);
+    let server_bin = args
+        .iter()
+        .position(|a| a == "--server-bin")
+        .and_then(|i| args.get(i + 1))
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_BIN_EXE_fleet-delete-guard")));
 
     let double = ApiDouble::start(Options::default()).await;
     seed_many(&double, OBJECTS);
@@ -65,7 +74,7 @@ async fn main() {
     let certs = support::certificates();
     let files = support::write_pair(dir.path(), &certs);
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleet-delete-guard"))
+    let mut child = Command::new(&server_bin)
         .args([
             "serve",
             "--listen",

@@ -86,6 +86,9 @@ pub struct Metrics {
     pub resyncs: Family<ResultLabels, Counter>,
     /// Deployed resources found gone by a resync (deleted while no replica reviewed).
     pub resync_missing: Counter,
+    /// `ResourceDeleted` Events by result (`published`, `failed`, `dropped` when the
+    /// bounded event queue is full).
+    pub events: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -207,6 +210,12 @@ impl Metrics {
             "Deployed resources a resync found gone",
             resync_missing.clone(),
         );
+        let events = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "events",
+            "ResourceDeleted Events on GitRepos by result (published, failed, dropped)",
+            events.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             reviews,
@@ -228,6 +237,7 @@ impl Metrics {
             unresolved,
             resyncs,
             resync_missing,
+            events,
         }
     }
 

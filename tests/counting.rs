@@ -10,7 +10,8 @@ use kube_api_double::{gvr, ApiDouble, Fault, Verb};
 use serde_json::{json, Value};
 use support::fleet::{
     bundle_deployment, delete_review, fast_patcher, gitrepo, imitate_gitrepo_status_controller,
-    missing, ready_of_desired, seeded_double, without_volatile, CountingServer, BD_NAMESPACE,
+    many_review, missing, ready_of_desired, seed_many, seeded_double, without_volatile,
+    CountingServer, BD_NAMESPACE,
 };
 use support::{fixture_json, post, TestServer};
 
@@ -125,6 +126,24 @@ async fn one_delete_is_counted_at_once_exactly_as_fleet_would() {
         note.contains("configmap default/test-config2-one deleted by alice"),
         "{note}"
     );
+    assert!(
+        note.contains("counted as missing in bundle lots-config2 on cluster fleet-local/local"),
+        "{note}"
+    );
+    assert_eq!(event["type"], "Warning");
+    // One Event per GitRepo and batch, not per object: no related object.
+    assert!(event["related"].is_null(), "{event}");
+    assert_eq!(
+        double.list(&gvr::EVENTS_K8S_IO, Some("fleet-local")).len(),
+        1
+    );
+    let published = s.metrics.clone();
+    support::wait_until("event counted as published", WAIT, || {
+        published
+            .encode()
+            .contains(r#"fleet_delete_guard_events_total{result="published"} 1"#)
+    })
+    .await;
 
     let metrics = s.metrics.encode();
     assert!(
@@ -633,4 +652,211 @@ async fn deletions_made_while_the_webhook_was_away_are_counted_at_start_once() {
     assert_eq!(again.missing, 0, "already counted: nothing left to find");
     double.wait_hooks_idle(WAIT).await.expect("settled");
     assert_eq!(ready_of_desired(&gitrepo(&double)), "8/11");
+}
+
+/// The `ResourceDeleted` Events of GitRepo fleet-local/`repo`.
+fn resource_deleted_events(double: &ApiDouble, repo: &str) -> Vec<Value> {
+    double
+        .list(&gvr::EVENTS_K8S_IO, Some("fleet-local"))
+        .into_iter()
+        .filter(|e| e["reason"] == "ResourceDeleted" && e["regarding"]["name"] == repo)
+        .collect()
+}
+
+/// How many deletions an Event's note reports: `N deletions counted …` or one.
+fn deletions_in(event: &Value) -> usize {
+    let note = event["note"].as_str().unwrap_or_default();
+    note.split_once(" deletions counted as missing at ")
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or(1)
+}
+
+/// Review `cm-NNN` of [`seed_many`] as deleted by alice, then delete it.
+async fn delete_many(double: &ApiDouble, s: &CountingServer, name: &str) {
+    let (status, text) = post(
+        &s.server.client(),
+        &s.server.url(),
+        many_review(double, name, &format!("r-{name}")).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    double.delete_object(&gvr::CONFIGMAPS, "default", name);
+}
+
+async fn wait_many_missing(double: &ApiDouble, n: i64) {
+    double
+        .wait_for(
+            &gvr::GITREPOS,
+            "fleet-local",
+            "many",
+            |r| missing(r) == n,
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|t| panic!("{n} missing: {t}"));
+}
+
+#[tokio::test]
+async fn a_burst_of_deletions_gives_few_events_that_account_for_every_one() {
+    let double = ApiDouble::start(kube_api_double::Options::default()).await;
+    seed_many(&double, 500);
+    let config = fleet_delete_guard::patcher::PatcherConfig {
+        // Room for every batch's Event: this test is about their number and content.
+        event_queue_capacity: 1_000,
+        ..fast_patcher()
+    };
+    let s = CountingServer::start(&double, config).await.synced().await;
+    stream::iter((0..500usize).map(|i| format!("cm-{i:03}")))
+        .for_each_concurrent(64, |name| {
+            let (double, s) = (&double, &s);
+            async move { delete_many(double, s, &name).await }
+        })
+        .await;
+    wait_many_missing(&double, 500).await;
+
+    // Every counted deletion is in exactly one Event's count.
+    let metrics = s.metrics.clone();
+    let double_ref = &double;
+    support::wait_until("Events for all 500 deletions", WAIT, || {
+        resource_deleted_events(double_ref, "many")
+            .iter()
+            .map(deletions_in)
+            .sum::<usize>()
+            >= 500
+    })
+    .await;
+    let events = resource_deleted_events(&double, "many");
+    assert_eq!(events.iter().map(deletions_in).sum::<usize>(), 500);
+    // One Event per batch: no more Events than BundleDeployment patches, far fewer than
+    // deletions.
+    let patches = double.count(Verb::Patch, "bundledeployments", Some("status"));
+    assert!(
+        events.len() <= patches && events.len() < 100,
+        "{} Events for 500 deletions ({patches} BundleDeployment patches)",
+        events.len()
+    );
+    assert_eq!(
+        double.count(Verb::Create, "events", None),
+        events.len(),
+        "each Event created once, never patched"
+    );
+    assert_eq!(double.count(Verb::Patch, "events", None), 0);
+    for e in &events {
+        let note = e["note"].as_str().unwrap_or_default();
+        assert!(note.len() <= 1024, "{} bytes: {note}", note.len());
+        assert!(e["related"].is_null(), "{e}");
+        let n = deletions_in(e);
+        let named = note.matches(" deleted by alice").count();
+        assert!((1..=10).contains(&named) && named <= n, "{note}");
+        if named < n {
+            assert!(
+                note.ends_with(&format!("; and {} more", n - named)),
+                "{note}"
+            );
+        }
+    }
+    let text = metrics.encode();
+    assert!(
+        text.contains(&format!(
+            r#"fleet_delete_guard_events_total{{result="published"}} {}"#,
+            events.len()
+        )),
+        "{text}"
+    );
+    assert!(!text.contains(r#"result="dropped""#), "{text}");
+}
+
+#[tokio::test]
+async fn events_beyond_the_queue_are_dropped_and_counted_while_counting_goes_on() {
+    let double = ApiDouble::start(kube_api_double::Options::default()).await;
+    seed_many(&double, 4);
+    // The first Event's create never gets an answer: the publisher waits on it.
+    double.inject(Fault::new(Verb::Create, "events").hang());
+    let mut config = fast_patcher();
+    config.event_queue_capacity = 1;
+    // Longer than this test: the hanging publish holds the publisher throughout.
+    config.retry.call_timeout = Duration::from_secs(60);
+    let s = CountingServer::start(&double, config).await.synced().await;
+
+    // One deletion per batch: each waits for the GitRepo to show the previous one.
+    delete_many(&double, &s, "cm-000").await;
+    wait_many_missing(&double, 1).await;
+    double
+        .wait_for_count(Verb::Create, "events", None, 1, WAIT)
+        .await
+        .expect("the publisher is waiting on the first Event");
+    delete_many(&double, &s, "cm-001").await; // queued: the queue is full now
+    wait_many_missing(&double, 2).await;
+    delete_many(&double, &s, "cm-002").await; // dropped
+    wait_many_missing(&double, 3).await;
+    delete_many(&double, &s, "cm-003").await; // dropped
+    wait_many_missing(&double, 4).await;
+
+    let metrics = s.metrics.clone();
+    support::wait_until("two Events dropped", WAIT, || {
+        metrics
+            .encode()
+            .contains(r#"fleet_delete_guard_events_total{result="dropped"} 2"#)
+    })
+    .await;
+    // Counting is not held up by the Events.
+    let bd = double
+        .get(&gvr::BUNDLEDEPLOYMENTS, BD_NAMESPACE, "many-config")
+        .expect("bd");
+    assert_eq!(bd["status"]["resourceCounts"]["missing"], 4);
+    assert_eq!(ready_of_desired(&gitrepo_many(&double)), "0/4");
+    assert_eq!(double.count(Verb::Create, "events", None), 1);
+    assert!(resource_deleted_events(&double, "many").is_empty());
+}
+
+fn gitrepo_many(double: &ApiDouble) -> Value {
+    double
+        .get(&gvr::GITREPOS, "fleet-local", "many")
+        .expect("gitrepo many")
+}
+
+#[tokio::test]
+async fn an_event_the_api_refuses_or_never_answers_is_counted_as_failed() {
+    let double = ApiDouble::start(kube_api_double::Options::default()).await;
+    seed_many(&double, 3);
+    double.inject(Fault::new(Verb::Create, "events").respond(500));
+    let mut config = fast_patcher();
+    // Bounds the hanging publish below; every other call answers at once here.
+    config.retry.call_timeout = Duration::from_secs(2);
+    let s = CountingServer::start(&double, config).await.synced().await;
+    let metrics = s.metrics.clone();
+    let failed = |n: usize| {
+        let metrics = metrics.clone();
+        move || {
+            metrics.encode().contains(&format!(
+                r#"fleet_delete_guard_events_total{{result="failed"}} {n}"#
+            ))
+        }
+    };
+
+    delete_many(&double, &s, "cm-000").await;
+    wait_many_missing(&double, 1).await;
+    support::wait_until("a 500 counted as failed", WAIT, failed(1)).await;
+
+    double.inject(Fault::new(Verb::Create, "events").hang());
+    delete_many(&double, &s, "cm-001").await;
+    wait_many_missing(&double, 2).await;
+    support::wait_until("a timeout counted as failed", WAIT, failed(2)).await;
+
+    // Not retried; the next Event is published.
+    delete_many(&double, &s, "cm-002").await;
+    wait_many_missing(&double, 3).await;
+    support::wait_until("the next Event published", WAIT, || {
+        !resource_deleted_events(&double, "many").is_empty()
+    })
+    .await;
+    let events = resource_deleted_events(&double, "many");
+    assert_eq!(events.len(), 1);
+    let note = events[0]["note"].as_str().unwrap_or_default();
+    assert!(
+        note.starts_with("configmap default/cm-002 deleted by alice at "),
+        "{note}"
+    );
+    assert_eq!(double.count(Verb::Create, "events", None), 3);
+    assert!(!metrics.encode().contains(r#"result="dropped""#));
 }

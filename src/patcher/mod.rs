@@ -8,13 +8,15 @@
 //!    the only object a downstream cluster's Fleet credentials may write — so that
 //!    Fleet's own recompute agrees with the mark instead of reverting it;
 //! 2. then, where the webhook may (same cluster, or management-cluster credentials),
-//!    the GitRepo status, for immediacy, and an Event on the GitRepo.
+//!    the GitRepo status, for immediacy, and one Event on the GitRepo for the batch
+//!    ([`events`]: a bounded queue and one publisher task).
 //!
 //! Every write is read → pure delta → merge patch with resourceVersion precondition
 //! ([`write::update_status`]); the deltas are idempotent, so retries, repeated reviews
 //! and several replicas never count a deletion twice. [`marks`] then confirms,
 //! reverts, defends and releases each mark.
 
+pub mod events;
 pub mod marks;
 pub mod queue;
 pub mod resync;
@@ -29,7 +31,7 @@ use std::{
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::{
     api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams},
-    runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter},
+    runtime::events::Reporter,
     Client, ResourceExt,
 };
 use serde_json::Value;
@@ -47,12 +49,12 @@ use crate::{
     owners::{bundle_deployment_resource, gitrepo_resource, OwnerIndex},
 };
 
+use events::{Deletion, EventQueue, EventReceiver, Pending};
 use marks::{MarkTimings, Marks, Next, Seen, UnmarkReason};
 use queue::{Item, Op, Pushed, Queue, Tracked};
 use write::{update_status, RetryPolicy, Written};
 
-/// Event reason on the GitRepo for each counted deletion.
-pub const EVENT_REASON: &str = "ResourceDeleted";
+pub use events::EVENT_REASON;
 
 /// How the patcher behaves.
 #[derive(Debug, Clone)]
@@ -61,6 +63,9 @@ pub struct PatcherConfig {
     pub patch_gitrepo: bool,
     /// Deletions waiting at most; more are refused (metric `queue_overflow_total`).
     pub queue_capacity: usize,
+    /// Events (one per GitRepo and batch) waiting to be published at most; more are
+    /// dropped (metric `events_total{result="dropped"}`).
+    pub event_queue_capacity: usize,
     /// The worker wakes at least this often to check marks.
     pub tick: Duration,
     /// Objects checked with a GET per tick at most.
@@ -78,6 +83,7 @@ impl Default for PatcherConfig {
         PatcherConfig {
             patch_gitrepo: true,
             queue_capacity: 10_000,
+            event_queue_capacity: 64,
             tick: Duration::from_millis(200),
             checks_per_tick: 200,
             marks: MarkTimings::default(),
@@ -99,7 +105,9 @@ struct Shared {
     cluster: Client,
     /// Where BundleDeployments and GitRepos live.
     fleet: Client,
-    recorder: Recorder,
+    events: EventQueue,
+    /// Taken by the worker, which starts the publisher.
+    event_receiver: Mutex<Option<EventReceiver>>,
 }
 
 /// The handle the admission path and the BundleDeployment watch use.
@@ -130,13 +138,8 @@ impl Patcher {
         metrics: Metrics,
         config: PatcherConfig,
     ) -> Self {
-        let recorder = Recorder::new(
-            fleet.clone(),
-            Reporter {
-                controller: "fleet-delete-guard".into(),
-                instance: Some(config.instance.clone()),
-            },
-        );
+        let (events, event_receiver) =
+            EventQueue::new(config.event_queue_capacity, metrics.clone());
         Patcher {
             shared: Arc::new(Shared {
                 queue: Mutex::new(Queue::new(config.queue_capacity)),
@@ -147,14 +150,27 @@ impl Patcher {
                 config,
                 cluster,
                 fleet,
-                recorder,
+                events,
+                event_receiver: Mutex::new(Some(event_receiver)),
             }),
         }
     }
 
-    /// The worker; spawn it once.
+    /// The worker; spawn it once. It starts the Event publisher.
     pub async fn run(self) {
         let shared = self.shared;
+        if let Some(rx) = lock(&shared.event_receiver).take() {
+            tokio::spawn(events::publish(
+                rx,
+                shared.fleet.clone(),
+                Reporter {
+                    controller: "fleet-delete-guard".into(),
+                    instance: Some(shared.config.instance.clone()),
+                },
+                shared.config.retry.call_timeout,
+                shared.metrics.clone(),
+            ));
+        }
         tracing::debug!("patch worker started");
         loop {
             tokio::select! {
@@ -602,68 +618,41 @@ impl Shared {
         }
     }
 
+    /// One Event on the GitRepo for the deletions a review reported in this batch (not
+    /// for reverts or re-applies), queued for the publisher.
     fn publish_events(&self, gitrepo: &Value, written: &[(Vec<Write>, BundleDeployment)]) {
-        let reference = ObjectReference {
+        let deletions: Vec<Deletion> = written
+            .iter()
+            .flat_map(|(writes, bd)| {
+                writes
+                    .iter()
+                    .filter(|w| w.mark && w.item.received.is_some())
+                    .map(move |w| Deletion {
+                        object: w.item.object.describe(),
+                        user: w.item.user.clone(),
+                        bundle: w.item.object.bd.bundle.clone(),
+                        cluster: bd.cluster_id(),
+                    })
+            })
+            .collect();
+        let Some(note) = events::note(&deletions, &now_rfc3339()) else {
+            return;
+        };
+        let field = |pointer: &str| {
+            gitrepo
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let regarding = ObjectReference {
             api_version: Some("fleet.cattle.io/v1alpha1".into()),
             kind: Some("GitRepo".into()),
-            namespace: gitrepo
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            name: gitrepo
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            uid: gitrepo
-                .pointer("/metadata/uid")
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            namespace: field("/metadata/namespace"),
+            name: field("/metadata/name"),
+            uid: field("/metadata/uid"),
             ..ObjectReference::default()
         };
-        let when = now_rfc3339();
-        for (writes, bd) in written {
-            // Events only for deletions a review reported (not for reverts or re-applies).
-            for w in writes
-                .iter()
-                .filter(|w| w.mark && w.item.received.is_some())
-            {
-                let o = &w.item.object;
-                let note = format!(
-                    "{} deleted by {} at {}; counted as missing in bundle {} on cluster {}",
-                    o.describe(),
-                    if w.item.user.is_empty() {
-                        "unknown"
-                    } else {
-                        &w.item.user
-                    },
-                    when,
-                    o.bd.bundle,
-                    bd.cluster_id()
-                );
-                let secondary = ObjectReference {
-                    api_version: Some(o.api_version()),
-                    kind: Some(o.kind.clone()),
-                    namespace: (!o.namespace.is_empty()).then(|| o.namespace.clone()),
-                    name: Some(o.name.clone()),
-                    uid: Some(o.uid.clone()),
-                    ..ObjectReference::default()
-                };
-                let event = KubeEvent {
-                    type_: EventType::Warning,
-                    reason: EVENT_REASON.into(),
-                    note: Some(note),
-                    action: "Count".into(),
-                    secondary: Some(secondary),
-                };
-                let recorder = self.recorder.clone();
-                let reference = reference.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = recorder.publish(&event, &reference).await {
-                        tracing::warn!(error = %e, "cannot publish the ResourceDeleted event");
-                    }
-                });
-            }
-        }
+        self.events.offer(Pending { regarding, note });
     }
 
     async fn check_marks(&self) {
