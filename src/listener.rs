@@ -72,6 +72,7 @@ use tokio::{
 };
 
 use crate::metrics::{Metrics, ResultLabels};
+use prometheus_client::metrics::gauge::Gauge;
 
 /// Request line plus headers, at most. kube-apiserver sends well under 4 KiB (a bearer
 /// token included); more is answered 431 and the connection closed. Also bounds
@@ -432,22 +433,26 @@ impl<S> fmt::Debug for TrackRequests<S> {
 /// Ends a request's "in service" when dropped, however the request ends.
 struct InService {
     requests: Arc<Requests>,
-    metrics: Metrics,
+    /// `requests_in_progress` (one `Arc`, not a clone of every metric per request).
+    gauge: Gauge,
 }
 
 impl InService {
-    fn start(requests: Arc<Requests>, metrics: Metrics) -> Self {
+    fn start(requests: Arc<Requests>, gauge: &Gauge) -> Self {
         requests.dispatched.fetch_add(1, Ordering::AcqRel);
         requests.in_service.fetch_add(1, Ordering::AcqRel);
-        metrics.requests_in_progress.inc();
-        InService { requests, metrics }
+        gauge.inc();
+        InService {
+            requests,
+            gauge: gauge.clone(),
+        }
     }
 }
 
 impl Drop for InService {
     fn drop(&mut self) {
         self.requests.in_service.fetch_sub(1, Ordering::AcqRel);
-        self.metrics.requests_in_progress.dec();
+        self.gauge.dec();
     }
 }
 
@@ -465,7 +470,8 @@ where
     }
 
     fn call(&mut self, request: R) -> Self::Future {
-        let in_service = InService::start(self.requests.clone(), self.metrics.clone());
+        let in_service =
+            InService::start(self.requests.clone(), &self.metrics.requests_in_progress);
         let answer = self.inner.call(request);
         Box::pin(async move {
             let answer = answer.await;

@@ -68,11 +68,32 @@ pub enum ServerError {
     Serve(#[from] std::io::Error),
 }
 
+/// Handler state, behind one `Arc`: axum clones it for every request, and a clone of
+/// [`Metrics`] is a few dozen reference counts.
 #[derive(Clone)]
-struct AppState {
+struct AppState(Arc<AppStateInner>);
+
+struct AppStateInner {
     admission: Arc<Admission>,
     metrics: Metrics,
     readiness: Readiness,
+}
+
+impl AppState {
+    fn new(admission: Arc<Admission>, metrics: Metrics, readiness: Readiness) -> Self {
+        AppState(Arc::new(AppStateInner {
+            admission,
+            metrics,
+            readiness,
+        }))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
 }
 
 /// The webhook router: `POST /validate`.
@@ -83,12 +104,8 @@ pub fn webhook_router(
     request_timeout: Duration,
     max_concurrent: usize,
 ) -> Router {
-    let timeouts = metrics.clone();
-    let state = AppState {
-        admission,
-        metrics,
-        readiness,
-    };
+    let timeouts = Arc::new(metrics.clone());
+    let state = AppState::new(admission, metrics, readiness);
     Router::new()
         .route("/validate", post(validate))
         .layer(DefaultBodyLimit::max(MAX_REVIEW_BYTES))
@@ -120,11 +137,7 @@ fn count_timeout(metrics: &Metrics, response: &Response) {
 
 /// The metrics and health router: `GET /metrics`, `/healthz`, `/readyz`.
 pub fn metrics_router(metrics: Metrics, readiness: Readiness, admission: Arc<Admission>) -> Router {
-    let state = AppState {
-        admission,
-        metrics,
-        readiness,
-    };
+    let state = AppState::new(admission, metrics, readiness);
     Router::new()
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
