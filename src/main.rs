@@ -6,22 +6,13 @@ use fleet_delete_guard::{
 };
 use tracing_subscriber::EnvFilter;
 
-/// Log lines go to a writer thread that writes what has queued up in one go and
-/// flushes when the queue is empty: no `write(2)` per review on the request path.
-/// Not lossy — when the writer falls behind, logging waits rather than dropping
-/// lines. The guard flushes what is left when `main` returns.
-fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("log-writer")
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
+/// Lines are written synchronously to stderr: a non-blocking writer thread was
+/// measured and not adopted (BENCHMARKS.md, "Measured and not adopted").
+fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder
             .json()
@@ -31,7 +22,6 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
             .init(),
         LogFormat::Text => builder.init(),
     }
-    guard
 }
 
 #[tokio::main]
@@ -40,16 +30,11 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            let logs = init_logging(args.log_format);
-            let result = app::serve(*args).await;
-            if let Err(e) = &result {
-                tracing::error!(error = %e, "fleet-delete-guard stopped");
-            }
-            // Log lines first, then the plain message last on stderr.
-            drop(logs);
-            match result {
+            init_logging(args.log_format);
+            match app::serve(*args).await {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
+                    tracing::error!(error = %e, "fleet-delete-guard stopped");
                     eprintln!("fleet-delete-guard: {e}");
                     std::process::ExitCode::FAILURE
                 }
