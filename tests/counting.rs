@@ -393,6 +393,17 @@ async fn a_deletion_refused_elsewhere_is_reverted() {
         .metrics
         .encode()
         .contains("fleet_delete_guard_reverts_total 1"));
+    // The existence check reads metadata only: the ConfigMap's data never travels.
+    let checks: Vec<_> = double
+        .requests()
+        .into_iter()
+        .filter(|r| r.verb == Verb::Get && r.name.as_deref() == Some("test-config2-two"))
+        .collect();
+    assert!(!checks.is_empty(), "the deleted object was looked at");
+    for r in checks {
+        let accept = r.accept.unwrap_or_default();
+        assert!(accept.contains("as=PartialObjectMetadata"), "{accept}");
+    }
 }
 
 fn expected_bd(name: &str) -> Value {
@@ -859,4 +870,110 @@ async fn an_event_the_api_refuses_or_never_answers_is_counted_as_failed() {
     );
     assert_eq!(double.count(Verb::Create, "events", None), 3);
     assert!(!metrics.encode().contains(r#"result="dropped""#));
+}
+
+/// Many BundleDeployments, one ConfigMap each, `deleted` of them already gone: more
+/// than one page (500) of BundleDeployments and of ConfigMaps for the resync.
+fn seed_paged(double: &ApiDouble, n: usize, deleted: &[usize]) {
+    let template = fixture_json("bundledeployments-lots.json")["items"][0].clone();
+    for i in 0..n {
+        let bd_name = format!("paged-{i:04}");
+        let cm = format!("paged-cm-{i:04}");
+        let set_id = format!("default-{bd_name}");
+        if !deleted.contains(&i) {
+            double
+                .seed(json!({
+                    "apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {
+                        "name": cm, "namespace": "default",
+                        "labels": {"objectset.rio.cattle.io/hash": fleet_delete_guard::fleet::object_set_hash(&set_id)},
+                        "annotations": {"objectset.rio.cattle.io/id": set_id}
+                    },
+                    "data": {"payload": "x".repeat(512)}
+                }))
+                .expect("seed cm");
+        }
+        let mut bd = template.clone();
+        bd["metadata"] = json!({
+            "name": bd_name, "namespace": BD_NAMESPACE,
+            "labels": {
+                "fleet.cattle.io/bundle-name": bd_name, "fleet.cattle.io/cluster": "local",
+                "fleet.cattle.io/cluster-namespace": "fleet-local"
+            }
+        });
+        bd["status"]["resources"] = json!([{"kind": "ConfigMap", "apiVersion": "v1", "namespace": "default", "name": cm, "createdAt": "2026-08-20T09:01:12Z"}]);
+        bd["status"]["resourceCounts"] = json!({"ready": 1, "desiredReady": 1, "waitApplied": 0, "modified": 0, "orphaned": 0, "missing": 0, "unknown": 0, "notReady": 0});
+        bd["status"]["modifiedStatus"] = Value::Null;
+        bd["status"]["nonReadyStatus"] = Value::Null;
+        double.seed(bd).expect("seed bd");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resync_pages_through_bundle_deployments_and_lists_objects_metadata_only() {
+    let double = ApiDouble::start(kube_api_double::Options::default()).await;
+    // Gone before the webhook started: on the first, a middle and the last page.
+    let deleted = [0, 600, 1199];
+    seed_paged(&double, 1200, &deleted);
+    let s = CountingServer::start(&double, fast_patcher())
+        .await
+        .synced()
+        .await;
+    let metrics = s.metrics.clone();
+    support::wait_until("resync counted the three", WAIT, || {
+        metrics
+            .encode()
+            .contains("fleet_delete_guard_resync_missing_total 3")
+    })
+    .await;
+    for i in deleted {
+        let name = format!("paged-{i:04}");
+        double
+            .wait_for(
+                &gvr::BUNDLEDEPLOYMENTS,
+                BD_NAMESPACE,
+                &name,
+                |bd| bd["status"]["resourceCounts"]["missing"] == 1,
+                WAIT,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    // Nothing else was counted.
+    let counted = double
+        .list(&gvr::BUNDLEDEPLOYMENTS, Some(BD_NAMESPACE))
+        .into_iter()
+        .filter(|bd| bd["status"]["resourceCounts"]["missing"] != 0)
+        .count();
+    assert_eq!(counted, 3);
+
+    let requests = double.requests();
+    let pages = |resource: &str| {
+        requests
+            .iter()
+            .filter(|r| r.verb == Verb::List && r.resource() == resource)
+            .filter(|r| r.query.contains("limit=500"))
+            .collect::<Vec<_>>()
+    };
+    // 1,200 objects in pages of 500: three requests each, two of them continuing —
+    // once for the watch's initial list and once for the resync.
+    let bd_pages = pages("bundledeployments");
+    assert!(
+        bd_pages
+            .iter()
+            .filter(|r| r.query.contains("continue="))
+            .count()
+            >= 4,
+        "BundleDeployments paged: {:?}",
+        bd_pages.iter().map(|r| &r.query).collect::<Vec<_>>()
+    );
+    let cm_pages = pages("configmaps");
+    assert_eq!(cm_pages.len(), 3, "ConfigMaps paged once through");
+    for r in cm_pages {
+        let accept = r.accept.clone().unwrap_or_default();
+        assert!(
+            accept.contains("as=PartialObjectMetadataList"),
+            "objects listed metadata-only: {accept}"
+        );
+    }
 }

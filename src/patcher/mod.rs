@@ -31,6 +31,7 @@ use std::{
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::{
     api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams},
+    core::PartialObjectMeta,
     runtime::events::Reporter,
     Client, ResourceExt,
 };
@@ -402,13 +403,14 @@ impl Shared {
         Api::namespaced_with(self.fleet.clone(), namespace, &bundle_deployment_resource())
     }
 
-    /// GET the tracked object in the deletion cluster.
+    /// GET the tracked object's metadata (uid, deletionTimestamp: all this reads) in
+    /// the deletion cluster; its contents are never transferred.
     async fn look(&self, o: &Tracked) -> Option<Seen> {
         let ar = ApiResource::from_gvk_with_plural(
             &GroupVersionKind::gvk(&o.group, &o.version, &o.kind),
             &o.plural,
         );
-        let api: Api<DynamicObject> = if o.namespace.is_empty() {
+        let api: Api<PartialObjectMeta<DynamicObject>> = if o.namespace.is_empty() {
             Api::all_with(self.cluster.clone(), &ar)
         } else {
             Api::namespaced_with(self.cluster.clone(), &o.namespace, &ar)

@@ -360,6 +360,7 @@ impl Shared {
             path: String::new(),
             query: String::new(),
             content_type: None,
+            accept: None,
             user_agent: None,
             user: None,
             body,

@@ -66,6 +66,8 @@ pub struct RequestRecord {
     pub path: String,
     pub query: String,
     pub content_type: Option<String>,
+    /// The `Accept` header (e.g. kube's metadata-only `as=PartialObjectMetadata`).
+    pub accept: Option<String>,
     pub user_agent: Option<String>,
     /// The authenticated user name (`None` for hook writes).
     pub user: Option<String>,

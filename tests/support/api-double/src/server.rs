@@ -328,6 +328,7 @@ async fn handle_inner(ctx: Ctx, req: Request) -> Response {
         path: parts.uri.path().to_string(),
         query: parts.uri.query().unwrap_or("").to_string(),
         content_type: header_str(&parts.headers, header::CONTENT_TYPE),
+        accept: header_str(&parts.headers, header::ACCEPT),
         user_agent: header_str(&parts.headers, header::USER_AGENT),
         user: Some(user.username.clone()),
         body: bytes
