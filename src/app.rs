@@ -168,8 +168,8 @@ async fn start_counting(
     if !args.counting {
         return off("disabled by --counting=false".into());
     }
-    let cluster: FleetCluster = match args.fleet_cluster.parse() {
-        Ok(c) => c,
+    let cluster: FleetCluster = match args.fleet_cluster.parse::<FleetCluster>() {
+        Ok(c) => c.with_bundle_deployment_namespace(args.fleet_cluster_namespace.as_deref()),
         Err(e) => return off(e.to_string()),
     };
     let clients = match counting::connect(args.fleet_kubeconfig.as_ref()).await {
@@ -186,11 +186,15 @@ async fn start_counting(
         COUNTING_CHECK,
         true,
         format!(
-            "on: {mode} mode, cluster {cluster}, GitRepo patches {}",
+            "on: {mode} mode, cluster {cluster} (BundleDeployments in {}), GitRepo patches {}",
+            cluster.bundle_deployment_namespace,
             if config.patch_gitrepo { "on" } else { "off" }
         ),
     );
-    tracing::info!(mode, cluster = %cluster, patch_gitrepo = config.patch_gitrepo, "counting deletions");
+    tracing::info!(
+        mode, cluster = %cluster, bundledeployment_namespace = %cluster.bundle_deployment_namespace,
+        patch_gitrepo = config.patch_gitrepo, "counting deletions"
+    );
     let counting = counting::start(
         &clients,
         &cluster,

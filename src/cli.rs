@@ -151,6 +151,11 @@ pub struct ServeArgs {
     )]
     pub fleet_cluster: String,
 
+    /// Namespace of this cluster's BundleDeployments in the Fleet cluster (the Cluster's
+    /// status.namespace). Default: derived from --fleet-cluster by Fleet's naming rule.
+    #[arg(long, env = "FLEET_DELETE_GUARD_FLEET_CLUSTER_NAMESPACE")]
+    pub fleet_cluster_namespace: Option<String>,
+
     /// Patch the GitRepo status too (auto: only without --fleet-kubeconfig).
     #[arg(
         long,

@@ -13,7 +13,9 @@ use kube::{
 };
 
 use crate::{
-    fleet::{view::WatchedBundleDeployment, LABEL_CLUSTER, LABEL_CLUSTER_NAMESPACE},
+    fleet::{
+        cluster_namespace, view::WatchedBundleDeployment, LABEL_CLUSTER, LABEL_CLUSTER_NAMESPACE,
+    },
     health::Readiness,
     metrics::Metrics,
     owners::{gitrepo_resource, OwnerIndex},
@@ -42,16 +44,23 @@ pub enum ConnectError {
 pub struct FleetCluster {
     pub namespace: String,
     pub name: String,
+    /// Where its BundleDeployments live in the Fleet cluster (the Cluster's
+    /// `status.namespace`). Every read and write of BundleDeployments stays in it, so
+    /// credentials scoped to this one namespace suffice (downstream mode).
+    pub bundle_deployment_namespace: String,
 }
 
 impl std::str::FromStr for FleetCluster {
     type Err = ConnectError;
+    /// `NAMESPACE/NAME`; the BundleDeployment namespace follows Fleet's naming rule
+    /// (`cluster-<ns>-<name>-<hash>`), see [`FleetCluster::with_bundle_deployment_namespace`].
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once('/') {
             Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
                 Ok(FleetCluster {
                     namespace: ns.to_string(),
                     name: name.to_string(),
+                    bundle_deployment_namespace: cluster_namespace(ns, name),
                 })
             }
             _ => Err(ConnectError::FleetCluster(s.to_string())),
@@ -66,6 +75,14 @@ impl std::fmt::Display for FleetCluster {
 }
 
 impl FleetCluster {
+    /// Use `namespace` (`--fleet-cluster-namespace`) instead of the derived one.
+    pub fn with_bundle_deployment_namespace(mut self, namespace: Option<&str>) -> Self {
+        if let Some(ns) = namespace.filter(|ns| !ns.is_empty()) {
+            self.bundle_deployment_namespace = ns.to_string();
+        }
+        self
+    }
+
     /// The label selector of this cluster's BundleDeployments.
     pub fn selector(&self) -> String {
         format!(
@@ -149,7 +166,8 @@ pub fn start(
     // BundleDeployments of this cluster: the index, and the patcher's watch over its
     // marks. Read through a view that skips spec and most of status while parsing; the
     // index is the only cache (no reflector store of the objects).
-    let bd_api: Api<WatchedBundleDeployment> = Api::all(clients.fleet.clone());
+    let bd_api: Api<WatchedBundleDeployment> =
+        Api::namespaced(clients.fleet.clone(), &cluster.bundle_deployment_namespace);
     let bd_index = index.clone();
     let observer = patcher.clone();
     let bds = watcher(
@@ -201,6 +219,7 @@ pub fn start(
         patcher.clone(),
         clients.cluster.clone(),
         clients.fleet.clone(),
+        cluster.bundle_deployment_namespace.clone(),
         cluster.selector(),
     );
     tokio::spawn(async move {
@@ -218,10 +237,10 @@ pub fn start(
             ),
         );
         // Deletions made while no replica was running were never reviewed.
-        let (patcher, cluster, fleet, selector) = resync;
+        let (patcher, cluster, fleet, namespace, selector) = resync;
         let interval = patcher.config().resync_interval;
         tokio::spawn(crate::patcher::resync::run(
-            patcher, cluster, fleet, selector, interval,
+            patcher, cluster, fleet, namespace, selector, interval,
         ));
     });
 
@@ -239,6 +258,17 @@ mod tests {
         assert_eq!(
             c.selector(),
             "fleet.cattle.io/cluster-namespace=fleet-local,fleet.cattle.io/cluster=local"
+        );
+        assert_eq!(
+            c.bundle_deployment_namespace,
+            "cluster-fleet-local-local-1a3d67d0a899"
+        );
+        let c = c.with_bundle_deployment_namespace(Some("custom-ns"));
+        assert_eq!(c.bundle_deployment_namespace, "custom-ns");
+        let c = c.with_bundle_deployment_namespace(Some(""));
+        assert_eq!(
+            c.bundle_deployment_namespace, "custom-ns",
+            "empty: no override"
         );
         for bad in ["local", "/local", "ns/", "a/b/c"] {
             let err = bad.parse::<FleetCluster>().expect_err(bad);

@@ -1,6 +1,8 @@
 //! Counting deletions in Fleet's status: the real server over TLS, real kube clients,
 //! the Kubernetes API double imitating Fleet.
 
+#[path = "support/kubectl.rs"]
+mod kubectl;
 mod support;
 
 use std::time::Duration;
@@ -655,6 +657,7 @@ async fn deletions_made_while_the_webhook_was_away_are_counted_at_start_once() {
         &s.counting.patcher,
         &support::fleet::client(&double),
         &support::fleet::client(&double),
+        BD_NAMESPACE,
         "fleet.cattle.io/cluster-namespace=fleet-local,fleet.cattle.io/cluster=local",
         Duration::from_secs(10),
     )
@@ -974,6 +977,114 @@ async fn the_resync_pages_through_bundle_deployments_and_lists_objects_metadata_
         assert!(
             accept.contains("as=PartialObjectMetadataList"),
             "objects listed metadata-only: {accept}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downstream_counting_needs_only_the_management_role_in_its_cluster_namespace() {
+    let Some(kubectl) = kubectl::require(
+        "downstream_counting_needs_only_the_management_role_in_its_cluster_namespace",
+    ) else {
+        return;
+    };
+    let double = seeded_double().await;
+    // deploy/multi-cluster/management as shipped, its Role placed in this cluster's
+    // BundleDeployment namespace as the README says.
+    for mut obj in kubectl::render(&kubectl, "multi-cluster/management") {
+        if matches!(obj["kind"].as_str(), Some("Role" | "RoleBinding")) {
+            obj["metadata"]["namespace"] = BD_NAMESPACE.into();
+        }
+        double.seed(obj).expect("seed management overlay");
+    }
+    // Another cluster's BundleDeployment next to ours: out of the downstream's reach.
+    let mut other = bundle_deployment(&double, "lots-config2");
+    other["metadata"]["namespace"] = "cluster-fleet-default-other-0123456789ab".into();
+    other["metadata"]
+        .as_object_mut()
+        .expect("metadata")
+        .retain(|k, _| matches!(k.as_str(), "name" | "namespace" | "labels"));
+    double.seed(other).expect("other cluster's BD");
+    // The deletion cluster's own client: an admin there.
+    double
+        .seed(
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "cluster-admin"},
+            "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}),
+        )
+        .expect("cluster-admin");
+    double
+        .seed(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "admins"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"kind": "User", "name": "admin"}]}))
+        .expect("admins");
+    double.add_token(
+        "admin-token",
+        kube_api_double::UserInfo::new("admin", &["system:authenticated"]),
+    );
+    let downstream = kube_api_double::UserInfo::service_account(
+        "cattle-fleet-system",
+        "fleet-delete-guard-downstream",
+    );
+    let downstream_user = downstream.username.clone();
+    double.add_token("downstream-token", downstream);
+    double.enforce_rbac(true);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (admin, fleet) = (dir.path().join("admin"), dir.path().join("fleet"));
+    double
+        .write_kubeconfig_for(&admin, "admin-token", "default")
+        .expect("kubeconfig");
+    double
+        .write_kubeconfig_for(&fleet, "downstream-token", "default")
+        .expect("kubeconfig");
+    let clients = fleet_delete_guard::counting::Clients {
+        cluster: support::fleet::client_from_kubeconfig(&admin).await,
+        fleet: support::fleet::client_from_kubeconfig(&fleet).await,
+        separate_fleet: true,
+    };
+    let config = fleet_delete_guard::patcher::PatcherConfig {
+        patch_gitrepo: false,
+        ..fast_patcher()
+    };
+    let s = CountingServer::start_with_clients(&clients, config, Default::default())
+        .await
+        .synced()
+        .await;
+
+    delete(&double, &s.server, "test-config2-two", "alice", "r").await;
+    double
+        .wait_for(
+            &gvr::BUNDLEDEPLOYMENTS,
+            BD_NAMESPACE,
+            "lots-config2",
+            |bd| bd["status"]["resourceCounts"]["missing"] == 1,
+            WAIT,
+        )
+        .await
+        .expect("counted in the BundleDeployment");
+    let refused: Vec<String> = double
+        .forbidden_requests()
+        .into_iter()
+        .filter(|r| r.user.as_deref() == Some(downstream_user.as_str()))
+        .map(|r| format!("{} {}?{}", r.method, r.path, r.query))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "the Role in the cluster namespace was not enough: {refused:#?}"
+    );
+    // It read and wrote BundleDeployments of its own namespace only, never GitRepos.
+    for r in double.requests() {
+        if r.user.as_deref() != Some(downstream_user.as_str()) {
+            continue;
+        }
+        assert_eq!(r.resource(), "bundledeployments", "{} {}", r.method, r.path);
+        assert_eq!(
+            r.namespace.as_deref(),
+            Some(BD_NAMESPACE),
+            "{} {}",
+            r.method,
+            r.path
         );
     }
 }

@@ -142,12 +142,19 @@ fn parse_all(objects: &[Value]) -> BTreeMap<String, Vec<Value>> {
             obj["kind"].as_str(),
             Some("ClusterRole" | "ClusterRoleBinding" | "ValidatingWebhookConfiguration")
         );
-        assert_eq!(
-            ns,
-            (!cluster_scoped).then_some(NAMESPACE),
-            "{}",
-            describe(obj)
-        );
+        // The one exception: the downstream webhook's Role in the management cluster
+        // lives in that cluster's BundleDeployment namespace (`cluster-…`).
+        let downstream_role = matches!(obj["kind"].as_str(), Some("Role" | "RoleBinding"))
+            && obj["metadata"]["name"] == "fleet-delete-guard-downstream"
+            && ns.is_some_and(|ns| ns.starts_with("cluster-"));
+        if !downstream_role {
+            assert_eq!(
+                ns,
+                (!cluster_scoped).then_some(NAMESPACE),
+                "{}",
+                describe(obj)
+            );
+        }
         by_kind
             .entry(obj["kind"].as_str().unwrap_or("").to_string())
             .or_default()
@@ -697,7 +704,32 @@ fn the_multi_cluster_manifests_give_the_downstream_webhook_what_it_needs_and_no_
             .get("kubernetes.io/service-account.name"),
         sa.metadata.name.as_ref()
     );
-    let remote = &rules(&management, "ClusterRole")["fleet-delete-guard-downstream"];
+    // Namespaced: a Role in the cluster's BundleDeployment namespace, bound to the
+    // ServiceAccount; nothing cluster-wide, so a compromised downstream cluster cannot
+    // touch other clusters' BundleDeployments.
+    assert!(
+        rules(&management, "ClusterRole").is_empty()
+            && !management.contains_key("ClusterRoleBinding"),
+        "no cluster-wide rights in the management cluster"
+    );
+    let role = &management["Role"][0];
+    let binding = &management["RoleBinding"][0];
+    let role_ns = role["metadata"]["namespace"]
+        .as_str()
+        .expect("Role namespace");
+    assert!(role_ns.starts_with("cluster-"), "{role_ns}");
+    assert_eq!(binding["metadata"]["namespace"], role_ns);
+    assert_eq!(binding["roleRef"]["kind"], "Role");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(
+        binding["subjects"][0]["name"].as_str(),
+        sa.metadata.name.as_deref()
+    );
+    assert_eq!(
+        binding["subjects"][0]["namespace"].as_str(),
+        sa.metadata.namespace.as_deref()
+    );
+    let remote = &rules(&management, "Role")["fleet-delete-guard-downstream"];
     let counting = &rules(&base, "ClusterRole")["fleet-delete-guard"];
     for r in remote {
         assert!(

@@ -99,10 +99,11 @@ pub async fn resync_once(
     patcher: &Patcher,
     cluster: &Client,
     fleet: &Client,
+    bd_namespace: &str,
     cluster_selector: &str,
     timeout: Duration,
 ) -> Result<ResyncReport, ResyncError> {
-    let api: Api<ListedBundleDeployment> = Api::all(fleet.clone());
+    let api: Api<ListedBundleDeployment> = Api::namespaced(fleet.clone(), bd_namespace);
     let mut report = ResyncReport::default();
 
     // (apiVersion, kind) → listed resource → owning BundleDeployment.
@@ -216,12 +217,22 @@ pub async fn run(
     patcher: Patcher,
     cluster: Client,
     fleet: Client,
+    bd_namespace: String,
     cluster_selector: String,
     interval: Duration,
 ) {
     let timeout = Duration::from_secs(30);
     loop {
-        match resync_once(&patcher, &cluster, &fleet, &cluster_selector, timeout).await {
+        match resync_once(
+            &patcher,
+            &cluster,
+            &fleet,
+            &bd_namespace,
+            &cluster_selector,
+            timeout,
+        )
+        .await
+        {
             Ok(report) => {
                 patcher.count_resync("success", report.missing as u64);
                 tracing::info!(

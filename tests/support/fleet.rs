@@ -95,6 +95,16 @@ pub fn client(double: &ApiDouble) -> kube::Client {
     kube::Client::try_from(config).expect("kube client")
 }
 
+/// A kube client from a kubeconfig file, as `--fleet-kubeconfig` builds one.
+pub async fn client_from_kubeconfig(path: &std::path::Path) -> kube::Client {
+    fleet_delete_guard::tls::install_crypto_provider();
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("config");
+    kube::Client::try_from(config).expect("kube client")
+}
+
 /// Patcher settings for tests: short ticks and timeouts.
 pub fn fast_patcher() -> PatcherConfig {
     PatcherConfig {
@@ -133,11 +143,20 @@ impl CountingServer {
             fleet: client,
             separate_fleet: false,
         };
+        Self::start_with_clients(&clients, config, options).await
+    }
+
+    /// With clients of one's own (other identities, a separate Fleet cluster).
+    pub async fn start_with_clients(
+        clients: &Clients,
+        config: PatcherConfig,
+        options: ServerOptions,
+    ) -> CountingServer {
         let metrics = Metrics::new();
         let readiness = Readiness::default();
         let cluster: FleetCluster = "fleet-local/local".parse().expect("cluster");
         let counting = counting::start(
-            &clients,
+            clients,
             &cluster,
             DEFAULT_AGENT_SCOPES.iter().map(|s| s.to_string()).collect(),
             config,
