@@ -63,6 +63,20 @@ async fn wait_repo(double: &ApiDouble, what: &str, pred: impl Fn(&Value) -> bool
         .unwrap_or_else(|t| panic!("{what}: {t}"))
 }
 
+/// Waits until BundleDeployment `name` of this cluster counts `missing` missing.
+async fn wait_bd_missing(double: &ApiDouble, name: &str, missing: i64, what: &str) -> Value {
+    double
+        .wait_for(
+            &gvr::BUNDLEDEPLOYMENTS,
+            BD_NAMESPACE,
+            name,
+            |bd| bd["status"]["resourceCounts"]["missing"] == missing,
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|t| panic!("{name} {what}: {t}"))
+}
+
 #[tokio::test]
 async fn one_delete_is_counted_at_once_exactly_as_fleet_would() {
     let double = seeded_double().await;
@@ -424,16 +438,7 @@ async fn a_stale_writer_dropping_the_mark_is_answered_by_reapplying_it() {
         .synced()
         .await;
     delete(&double, &s.server, "test-config2-one", "alice", "r").await;
-    double
-        .wait_for(
-            &gvr::BUNDLEDEPLOYMENTS,
-            BD_NAMESPACE,
-            "lots-config2",
-            |bd| bd["status"]["resourceCounts"]["missing"] == 1,
-            WAIT,
-        )
-        .await
-        .expect("marked");
+    wait_bd_missing(&double, "lots-config2", 1, "marked").await;
     support::wait_until("mark confirmed", WAIT, || {
         s.counting.patcher.marks_len() == 1
     })
@@ -457,16 +462,7 @@ async fn a_stale_writer_dropping_the_mark_is_answered_by_reapplying_it() {
             json!({ "status": stale }),
         )
         .expect("stale write");
-    let bd = double
-        .wait_for(
-            &gvr::BUNDLEDEPLOYMENTS,
-            BD_NAMESPACE,
-            "lots-config2",
-            |bd| bd["status"]["resourceCounts"]["missing"] == 1,
-            WAIT,
-        )
-        .await
-        .expect("mark restored");
+    let bd = wait_bd_missing(&double, "lots-config2", 1, "mark restored").await;
     assert_eq!(
         bd["status"]["modifiedStatus"][0]["name"],
         "test-config2-one"
@@ -931,16 +927,7 @@ async fn the_resync_pages_through_bundle_deployments_and_lists_objects_metadata_
     .await;
     for i in deleted {
         let name = format!("paged-{i:04}");
-        double
-            .wait_for(
-                &gvr::BUNDLEDEPLOYMENTS,
-                BD_NAMESPACE,
-                &name,
-                |bd| bd["status"]["resourceCounts"]["missing"] == 1,
-                WAIT,
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        wait_bd_missing(&double, &name, 1, "counted by the resync").await;
     }
     // Nothing else was counted.
     let counted = double
@@ -1006,19 +993,7 @@ async fn downstream_counting_needs_only_the_management_role_in_its_cluster_names
         .retain(|k, _| matches!(k.as_str(), "name" | "namespace" | "labels"));
     double.seed(other).expect("other cluster's BD");
     // The deletion cluster's own client: an admin there.
-    double
-        .seed(
-            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-            "metadata": {"name": "cluster-admin"},
-            "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}),
-        )
-        .expect("cluster-admin");
-    double
-        .seed(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-            "metadata": {"name": "admins"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-            "subjects": [{"kind": "User", "name": "admin"}]}))
-        .expect("admins");
+    support::grant_cluster_admin(&double, json!([{"kind": "User", "name": "admin"}]));
     double.add_token(
         "admin-token",
         kube_api_double::UserInfo::new("admin", &["system:authenticated"]),
@@ -1053,16 +1028,13 @@ async fn downstream_counting_needs_only_the_management_role_in_its_cluster_names
         .await;
 
     delete(&double, &s.server, "test-config2-two", "alice", "r").await;
-    double
-        .wait_for(
-            &gvr::BUNDLEDEPLOYMENTS,
-            BD_NAMESPACE,
-            "lots-config2",
-            |bd| bd["status"]["resourceCounts"]["missing"] == 1,
-            WAIT,
-        )
-        .await
-        .expect("counted in the BundleDeployment");
+    wait_bd_missing(
+        &double,
+        "lots-config2",
+        1,
+        "counted in the BundleDeployment",
+    )
+    .await;
     let refused: Vec<String> = double
         .forbidden_requests()
         .into_iter()

@@ -66,21 +66,12 @@ impl Cluster {
         }
         support::fleet::seed(&double);
         // The humans and Fleet's agent get what clusters give them.
-        double
-            .seed(
-                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                "metadata": {"name": "cluster-admin"},
-                "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}),
-            )
-            .expect("cluster-admin");
-        double
-            .seed(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                "metadata": {"name": "admins"},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-                "subjects": [
-                    {"kind": "User", "name": "alice"},
-                    {"kind": "ServiceAccount", "name": "fleet-agent", "namespace": NS}]}))
-            .expect("admins");
+        support::grant_cluster_admin(
+            &double,
+            json!([
+                {"kind": "User", "name": "alice"},
+                {"kind": "ServiceAccount", "name": "fleet-agent", "namespace": NS}]),
+        );
         double.add_token(
             ALICE_TOKEN,
             UserInfo::new("alice", &["system:authenticated"]),

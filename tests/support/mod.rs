@@ -259,3 +259,21 @@ pub async fn wait_until<F: FnMut() -> bool>(what: &str, timeout: Duration, mut f
 pub fn temp_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
 }
+
+/// RBAC as clusters give it to their admins: a `cluster-admin` ClusterRole (everything)
+/// bound to `subjects` (a JSON list of RBAC subjects).
+pub fn grant_cluster_admin(double: &kube_api_double::ApiDouble, subjects: serde_json::Value) {
+    double
+        .seed(
+            serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "cluster-admin"},
+            "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}),
+        )
+        .expect("cluster-admin");
+    double
+        .seed(serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "admins"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": subjects}))
+        .expect("admins");
+}
