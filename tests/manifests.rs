@@ -16,7 +16,7 @@ use fleet_delete_guard::{
 use k8s_openapi::api::{
     admissionregistration::v1::ValidatingWebhookConfiguration,
     apps::v1::Deployment,
-    core::v1::{Secret, Service, ServiceAccount},
+    core::v1::{Secret, Service, ServiceAccount, Volume},
     policy::v1::PodDisruptionBudget,
     rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding},
 };
@@ -161,6 +161,23 @@ fn parse_all(objects: &[Value]) -> BTreeMap<String, Vec<Value>> {
             .push(obj.clone());
     }
     by_kind
+}
+
+/// The pod volume of the first container's mount under which `path` lies.
+fn volume_holding(d: Deployment, path: &str, what: &str) -> Volume {
+    let pod = d.spec.and_then(|s| s.template.spec).expect("pod");
+    let mount = pod.containers[0]
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| path.starts_with(&m.mount_path))
+        .unwrap_or_else(|| panic!("{what}"))
+        .clone();
+    pod.volumes
+        .into_iter()
+        .flatten()
+        .find(|v| v.name == mount.name)
+        .expect("volume")
 }
 
 fn one<T: DeserializeOwned>(by_kind: &BTreeMap<String, Vec<Value>>, kind: &str) -> T {
@@ -591,19 +608,7 @@ fn the_cert_manager_overlay_swaps_the_bootstrap_for_cert_manager() {
         "bootstrap off"
     );
     let cert_path = &env["FLEET_DELETE_GUARD_TLS_CERT"];
-    let pod = d.spec.and_then(|s| s.template.spec).expect("pod");
-    let mount = pod.containers[0]
-        .volume_mounts
-        .iter()
-        .flatten()
-        .find(|m| cert_path.starts_with(&m.mount_path))
-        .expect("the certificate files are mounted");
-    let volume = pod
-        .volumes
-        .iter()
-        .flatten()
-        .find(|v| v.name == mount.name)
-        .expect("volume");
+    let volume = volume_holding(d, cert_path, "the certificate files are mounted");
     let secret_name = volume
         .secret
         .as_ref()
@@ -752,18 +757,6 @@ fn the_multi_cluster_manifests_give_the_downstream_webhook_what_it_needs_and_no_
     let env = env_of(&d);
     let kubeconfig = &env["FLEET_DELETE_GUARD_FLEET_KUBECONFIG"];
     assert!(env["FLEET_DELETE_GUARD_FLEET_CLUSTER"].contains('/'));
-    let pod = d.spec.and_then(|s| s.template.spec).expect("pod");
-    let mount = pod.containers[0]
-        .volume_mounts
-        .iter()
-        .flatten()
-        .find(|m| kubeconfig.starts_with(&m.mount_path))
-        .expect("the kubeconfig is mounted");
-    let volume = pod
-        .volumes
-        .iter()
-        .flatten()
-        .find(|v| v.name == mount.name)
-        .expect("volume");
+    let volume = volume_holding(d, kubeconfig, "the kubeconfig is mounted");
     assert!(volume.secret.is_some(), "from a Secret");
 }

@@ -392,20 +392,10 @@ async fn handle_inner(ctx: Ctx, req: Request) -> Response {
             }
             ApiError::for_code(503, None, "").into_response()
         }
-        Some(FaultAction::Delay(d)) => {
-            tokio::time::sleep(d).await;
-            serve(
-                &ctx,
-                &rc,
-                target,
-                &parts.method,
-                &parts.headers,
-                &params,
-                bytes,
-            )
-            .await
-        }
-        None => {
+        delay @ (Some(FaultAction::Delay(_)) | None) => {
+            if let Some(FaultAction::Delay(d)) = delay {
+                tokio::time::sleep(d).await;
+            }
             serve(
                 &ctx,
                 &rc,
