@@ -2,6 +2,9 @@
 //! (GitRepo `fleet-local/lots`, BDs `lots-config1..3`, manual delete of
 //! ConfigMap `default/test-config2-one`).
 
+#[path = "support/second_cluster.rs"]
+mod second_cluster;
+
 use fleet_delete_guard::delta::batch::{self, Change, ChangeKind};
 use fleet_delete_guard::delta::bundle_deployment::{mark_missing, unmark_missing};
 use fleet_delete_guard::delta::gitrepo::{self, GitRepoOutcome};
@@ -12,9 +15,7 @@ use fleet_delete_guard::fleet::status::{
     BundleDeployment, BundleDeploymentStatus, GitRepo, GitRepoStatus, ModifiedStatus,
     NonReadyStatus, NonReadySummary,
 };
-use fleet_delete_guard::fleet::{
-    cluster_namespace, LABEL_BUNDLE_NAME, LABEL_CLUSTER, LABEL_CLUSTER_NAMESPACE,
-};
+use fleet_delete_guard::fleet::LABEL_BUNDLE_NAME;
 use serde_json::{json, Value};
 
 const NOW: &str = "2026-08-21T14:30:05Z";
@@ -775,24 +776,7 @@ fn gitrepo_batch_across_two_bds_matches_recompute() {
 
 /// The fixture's BDs on a second cluster `fleet-default/downstream1`.
 fn two_cluster_bds() -> Vec<BundleDeployment> {
-    let mut list = bds("bundledeployments-lots.json");
-    let second: Vec<BundleDeployment> = list
-        .iter()
-        .map(|b| {
-            let mut b = b.clone();
-            b.metadata.uid = format!("f{}", &b.metadata.uid[1..]);
-            b.metadata.namespace = cluster_namespace("fleet-default", "downstream1");
-            b.metadata
-                .labels
-                .insert(LABEL_CLUSTER.into(), "downstream1".into());
-            b.metadata
-                .labels
-                .insert(LABEL_CLUSTER_NAMESPACE.into(), "fleet-default".into());
-            b
-        })
-        .collect();
-    list.extend(second);
-    list
+    second_cluster::with_second_cluster(bds("bundledeployments-lots.json"), 'f')
 }
 
 #[test]

@@ -3,6 +3,9 @@
 //! deltas), must equal Fleet's full recompute from the resulting BDs, and
 //! Fleet's count invariant must hold throughout.
 
+#[path = "support/second_cluster.rs"]
+mod second_cluster;
+
 use fleet_delete_guard::delta::batch::{self, Change, ChangeKind};
 use fleet_delete_guard::delta::bundle_deployment;
 use fleet_delete_guard::delta::gitrepo;
@@ -11,7 +14,6 @@ use fleet_delete_guard::delta::DeletedResource;
 use fleet_delete_guard::fleet::status::{
     BundleDeployment, GitRepoStatus, NonReadyResource, ResourceCounts,
 };
-use fleet_delete_guard::fleet::{cluster_namespace, LABEL_CLUSTER, LABEL_CLUSTER_NAMESPACE};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -112,24 +114,22 @@ fn changes_for(
 
 /// The two-cluster variant: the fixture's BDs plus copies on `fleet-default/downstream1`.
 fn two_cluster_bds() -> Vec<BundleDeployment> {
-    let mut list = fixture_bds();
-    let second: Vec<BundleDeployment> = list
-        .iter()
-        .map(|b| {
-            let mut b = b.clone();
-            b.metadata.uid = format!("0{}", &b.metadata.uid[1..]);
-            b.metadata.namespace = cluster_namespace("fleet-default", "downstream1");
-            b.metadata
-                .labels
-                .insert(LABEL_CLUSTER.into(), "downstream1".into());
-            b.metadata
-                .labels
-                .insert(LABEL_CLUSTER_NAMESPACE.into(), "fleet-default".into());
-            b
-        })
-        .collect();
-    list.extend(second);
-    list
+    second_cluster::with_second_cluster(fixture_bds(), '0')
+}
+
+/// The agent reports `changes` in its BundleDeployment statuses.
+fn agent_reports(list: &mut [BundleDeployment], changes: &[Change]) {
+    for c in changes {
+        let bd = &mut list[c.bd];
+        let spec = bd.spec.clone();
+        let status = bd.status.as_mut().expect("status");
+        match c.kind {
+            ChangeKind::Missing => bundle_deployment::mark_missing(status, &spec, &c.resource, NOW),
+            ChangeKind::Restored => {
+                bundle_deployment::unmark_missing(status, &spec, &c.resource, NOW)
+            }
+        };
+    }
 }
 
 /// Like `batch::apply`, but the GitRepo delta only knows the changed BD
@@ -235,15 +235,7 @@ proptest! {
             let changes = changes_for(&ops, &objects, 0);
             if mode == 1 {
                 // the agent reported first
-                for c in &changes {
-                    let bd = &mut list[c.bd];
-                    let spec = bd.spec.clone();
-                    let status = bd.status.as_mut().expect("status");
-                    match c.kind {
-                        ChangeKind::Missing => bundle_deployment::mark_missing(status, &spec, &c.resource, NOW),
-                        ChangeKind::Restored => bundle_deployment::unmark_missing(status, &spec, &c.resource, NOW),
-                    };
-                }
+                agent_reports(&mut list, &changes);
             }
             batch::apply(&mut gr, &mut list, &changes, NOW);
             if mode == 2 {
@@ -264,19 +256,7 @@ proptest! {
         batch_size in 1usize..5,
     ) {
         let objects = resources();
-        let mut list = fixture_bds();
-        let second: Vec<BundleDeployment> = list
-            .iter()
-            .map(|b| {
-                let mut b = b.clone();
-                b.metadata.uid = format!("0{}", &b.metadata.uid[1..]);
-                b.metadata.namespace = cluster_namespace("fleet-default", "downstream1");
-                b.metadata.labels.insert(LABEL_CLUSTER.into(), "downstream1".into());
-                b.metadata.labels.insert(LABEL_CLUSTER_NAMESPACE.into(), "fleet-default".into());
-                b
-            })
-            .collect();
-        list.extend(second);
+        let mut list = two_cluster_bds();
         let original = gitrepo_status_from_bundle_deployments(&fixture_gitrepo(), &list, NOW);
         let mut gr = original.clone();
         for chunk in ops.chunks(batch_size) {
@@ -287,15 +267,7 @@ proptest! {
             let agent_first = batch_size == 4;
             if agent_first {
                 // the agent reported these before the webhook's GitRepo delta
-                for c in &changes {
-                    let bd = &mut list[c.bd];
-                    let spec = bd.spec.clone();
-                    let status = bd.status.as_mut().expect("status");
-                    match c.kind {
-                        ChangeKind::Missing => bundle_deployment::mark_missing(status, &spec, &c.resource, NOW),
-                        ChangeKind::Restored => bundle_deployment::unmark_missing(status, &spec, &c.resource, NOW),
-                    };
-                }
+                agent_reports(&mut list, &changes);
             }
             batch::apply(&mut gr, &mut list, &changes, NOW);
             let want = gitrepo_status_from_bundle_deployments(&original, &list, NOW);
