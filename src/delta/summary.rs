@@ -36,20 +36,25 @@ pub fn increment_state(summary: &mut BundleSummary, name: &str, bd: &BundleDeplo
     }
 }
 
-/// `ReadyMessage`: for each non-ready state with a count, `State(n) [Kind name]`
-/// of its first entry plus up to 4 modified and 4 non-ready strings of that
-/// entry; all sorted bytewise and joined with `; `. Empty means ready.
-pub fn ready_message(summary: &BundleSummary, referenced_kind: &str) -> String {
+/// The states a Ready message names, in Fleet's order (`SetReadyConditions`).
+const MESSAGE_STATES: [&str; 6] = {
     use crate::fleet::state::*;
-    let mut messages = Vec::new();
-    for state in [
+    [
         OUT_OF_SYNC,
         NOT_READY,
         WAIT_APPLIED,
         ERR_APPLIED,
         PENDING,
         MODIFIED,
-    ] {
+    ]
+};
+
+/// `ReadyMessage`: for each non-ready state with a count, `State(n) [Kind name]`
+/// of its first entry plus up to 4 modified and 4 non-ready strings of that
+/// entry; all sorted bytewise and joined with `; `. Empty means ready.
+pub fn ready_message(summary: &BundleSummary, referenced_kind: &str) -> String {
+    let mut messages = Vec::new();
+    for state in MESSAGE_STATES {
         let count = summary.counter(state);
         if count <= 0 {
             continue;
@@ -102,17 +107,7 @@ fn cluster_name(bd: &BundleDeployment) -> &str {
 /// True for messages `SetReadyConditions` builds from BD states (they start
 /// with `State(`), as opposed to e.g. a Bundle's rendering error.
 pub fn is_bundle_state_message(message: &str) -> bool {
-    use crate::fleet::state::*;
-    [
-        OUT_OF_SYNC,
-        NOT_READY,
-        WAIT_APPLIED,
-        ERR_APPLIED,
-        PENDING,
-        MODIFIED,
-    ]
-    .iter()
-    .any(|s| {
+    MESSAGE_STATES.iter().any(|s| {
         message
             .strip_prefix(s)
             .is_some_and(|rest| rest.starts_with('('))

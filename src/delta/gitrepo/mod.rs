@@ -70,12 +70,7 @@ pub fn mark_missing(
     known_bds: &[BundleDeployment],
     now: &str,
 ) -> GitRepoOutcome {
-    let (before, after) = transition(bd, r, now, true);
-    if before == after {
-        // `r` is not part of this BD: nothing of this GitRepo changes.
-        return GitRepoOutcome::AlreadyApplied;
-    }
-    apply_change(status, &before, &after, known_bds, now)
+    change(status, bd, r, known_bds, now, true)
 }
 
 /// GitRepo delta for "`r` exists again" (recreated, or the DELETE failed):
@@ -87,8 +82,21 @@ pub fn unmark_missing(
     known_bds: &[BundleDeployment],
     now: &str,
 ) -> GitRepoOutcome {
-    let (before, after) = transition(bd, r, now, false);
+    change(status, bd, r, known_bds, now, false)
+}
+
+/// `r` of `bd` becomes missing (`missing`) or exists again.
+fn change(
+    status: &mut GitRepoStatus,
+    bd: &BundleDeployment,
+    r: &DeletedResource,
+    known_bds: &[BundleDeployment],
+    now: &str,
+    missing: bool,
+) -> GitRepoOutcome {
+    let (before, after) = transition(bd, r, now, missing);
     if before == after {
+        // `r` is not part of this BD, or already so: nothing of this GitRepo changes.
         return GitRepoOutcome::AlreadyApplied;
     }
     apply_change(status, &before, &after, known_bds, now)
