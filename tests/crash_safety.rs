@@ -3,13 +3,7 @@
 
 mod support;
 
-use std::{
-    io::{BufRead, BufReader},
-    net::SocketAddr,
-    process::{Child, Command, Stdio},
-    sync::mpsc,
-    time::Duration,
-};
+use std::{net::SocketAddr, process::Child, time::Duration};
 
 use futures::{stream, StreamExt};
 use kube_api_double::{gvr, ApiDouble, Options};
@@ -25,45 +19,19 @@ fn start_webhook(
     kubeconfig: &std::path::Path,
     files: &fleet_delete_guard::tls::CertFiles,
 ) -> Webhook {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleet-delete-guard"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--resync-interval",
-            "300",
-        ])
-        .arg("--tls-cert")
-        .arg(&files.cert)
-        .arg("--tls-key")
-        .arg(&files.key)
-        .env("KUBECONFIG", kubeconfig)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start the binary");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let addr = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the binary logs its address");
-        if line.contains("fleet-delete-guard serving") {
-            let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log");
-            break v["listen"].as_str().expect("listen").parse().expect("addr");
-        }
-    };
-    // Keep draining the log so the child never blocks on a full pipe.
-    std::thread::spawn(move || while rx.recv().is_ok() {});
-    Webhook { child, addr }
+    let process = support::ServeProcess::spawn(
+        files,
+        &["--resync-interval", "300"],
+        &[
+            ("KUBECONFIG", kubeconfig.as_os_str()),
+            ("RUST_LOG", std::ffi::OsStr::new("info")),
+        ],
+    );
+    let (addr, _) = process.serving();
+    Webhook {
+        child: process.drain_log(),
+        addr,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,12 +2,7 @@
 
 mod support;
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Command, Stdio},
-    sync::mpsc,
-    time::Duration,
-};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -39,47 +34,8 @@ async fn sigterm_drains_in_flight_reviews_then_exits() {
     let certs = support::certificates();
     let dir = tempfile::tempdir().expect("tempdir");
     let files = support::write_pair(dir.path(), &certs);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleet-delete-guard"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--tls-cert")
-        .arg(&files.cert)
-        .arg("--tls-key")
-        .arg(&files.key)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the binary");
-
-    // Follow the JSON log on a thread; hand each line to the test.
-    let (lines_tx, lines) = mpsc::channel::<String>();
-    let stderr = child.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let wait_for = |needle: &str| -> serde_json::Value {
-        loop {
-            let line = lines
-                .recv_timeout(Duration::from_secs(20))
-                .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
-            if line.contains(needle) {
-                return serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("log is JSON ({e}): {line}"));
-            }
-        }
-    };
-    let serving = wait_for("fleet-delete-guard serving");
-    let addr: std::net::SocketAddr = serving["listen"]
-        .as_str()
-        .expect("listen")
-        .parse()
-        .expect("addr");
+    let process = support::ServeProcess::spawn(&files, &[], &[]);
+    let (addr, metrics_addr) = process.serving();
 
     let body = support::fixture("admissionreview-delete-configmap.json");
     let (first, rest) = body.as_bytes().split_at(body.len() / 2);
@@ -96,17 +52,12 @@ async fn sigterm_drains_in_flight_reviews_then_exits() {
     // Wait until the server has read the headers (the request is dispatched, its body
     // still arriving): a connection whose request has not started yet is idle, and a
     // graceful shutdown rightly closes idle connections.
-    let metrics_addr: std::net::SocketAddr = serving["metrics_listen"]
-        .as_str()
-        .expect("metrics_listen")
-        .parse()
-        .expect("metrics addr");
     wait_for_metric(metrics_addr, "fleet_delete_guard_requests_in_progress 1").await;
 
     // SAFETY: sending a signal to our own child process.
-    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let rc = unsafe { libc::kill(process.child.id() as libc::pid_t, libc::SIGTERM) };
     assert_eq!(rc, 0, "kill");
-    wait_for("shutting down");
+    process.wait_log("shutting down");
     assert!(
         support::tls_connect(addr, &certs.ca_pem, &[b"http/1.1"])
             .await
@@ -127,6 +78,7 @@ async fn sigterm_drains_in_flight_reviews_then_exits() {
         "same uid: {text}"
     );
 
+    let mut child = process.drain_log();
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
         .expect("join")

@@ -277,3 +277,77 @@ pub fn grant_cluster_admin(double: &kube_api_double::ApiDouble, subjects: serde_
             "subjects": subjects}))
         .expect("admins");
 }
+
+/// `fleet-delete-guard serve` (this build) as a child process on loopback ports, with
+/// `tls` as its certificate and `extra` arguments; its JSON log lines are followed on a
+/// thread.
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl ServeProcess {
+    pub fn spawn(tls: &CertFiles, extra: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Self {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fleet-delete-guard"));
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--tls-cert")
+        .arg(&tls.cert)
+        .arg("--tls-key")
+        .arg(&tls.key)
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start the binary");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        ServeProcess { child, lines }
+    }
+
+    /// The next log line containing `needle`, parsed (at most 20 s).
+    pub fn wait_log(&self, needle: &str) -> serde_json::Value {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
+            if line.contains(needle) {
+                return serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("log is JSON ({e}): {line}"));
+            }
+        }
+    }
+
+    /// The webhook and metrics addresses from the "serving" line.
+    pub fn serving(&self) -> (std::net::SocketAddr, std::net::SocketAddr) {
+        let v = self.wait_log("fleet-delete-guard serving");
+        let addr =
+            |k: &str| -> std::net::SocketAddr { v[k].as_str().expect(k).parse().expect("address") };
+        (addr("listen"), addr("metrics_listen"))
+    }
+
+    /// Keep reading the log without looking at it, so the child never blocks on a
+    /// full pipe.
+    pub fn drain_log(self) -> std::process::Child {
+        let lines = self.lines;
+        std::thread::spawn(move || while lines.recv().is_ok() {});
+        self.child
+    }
+}
