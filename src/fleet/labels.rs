@@ -16,6 +16,8 @@ pub const LABEL_BUNDLE_NAME: &str = "fleet.cattle.io/bundle-name";
 pub const LABEL_BUNDLE_NAMESPACE: &str = "fleet.cattle.io/bundle-namespace";
 /// Bundle/BundleDeployment label: name of the GitRepo that produced it.
 pub const LABEL_REPO_NAME: &str = "fleet.cattle.io/repo-name";
+/// Bundle/BundleDeployment label: name of the HelmOp that produced it (Fleet ≥ v0.13).
+pub const LABEL_HELM_OP_NAME: &str = "fleet.cattle.io/fleet-helm-name";
 /// BundleDeployment label: name of the targeted Cluster.
 pub const LABEL_CLUSTER: &str = "fleet.cattle.io/cluster";
 /// BundleDeployment label: namespace of the targeted Cluster (e.g. `fleet-local`).
