@@ -124,7 +124,7 @@ impl Admission {
         }
         let facts = review::facts(&request);
         let owner = match &facts.object {
-            Some(object) if object.is_fleet_managed() => self.owners.resolve(object),
+            Some(object) if object.has_objectset_metadata() => self.owners.resolve(object),
             _ => Owner::default(),
         };
         let verdict = decide(&facts, &owner, &self.config);

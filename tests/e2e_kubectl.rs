@@ -603,7 +603,7 @@ async fn a_verb_missing_from_the_cluster_role_is_caught() {
             .find(|o| o["kind"] == "ClusterRole" && o["metadata"]["name"] == "fleet-delete-guard")
             .expect("ClusterRole");
         for rule in role["rules"].as_array_mut().expect("rules") {
-            if rule["resources"] == json!(["gitrepos/status"]) {
+            if rule["resources"] == json!(["gitrepos/status", "helmops/status"]) {
                 rule["verbs"] = json!(["get"]);
             }
         }

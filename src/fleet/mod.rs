@@ -7,6 +7,7 @@ pub mod conditions;
 pub mod labels;
 pub mod names;
 pub mod owner;
+pub mod recognize;
 pub mod resource_key;
 pub mod setid;
 pub mod state;

@@ -46,6 +46,13 @@ pub struct ObjectMeta {
     pub other: Map<String, Value>,
 }
 
+impl ObjectMeta {
+    /// `metadata.resourceVersion`: the precondition of a status write.
+    pub fn resource_version(&self) -> Option<&str> {
+        self.other.get("resourceVersion").and_then(Value::as_str)
+    }
+}
+
 /// The spec fields Fleet's state machine compares against status.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct BundleDeploymentSpec {
