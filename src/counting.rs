@@ -235,35 +235,6 @@ pub fn start(
     Counting { index, patcher }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fleet_cluster_parses_and_rejects() {
-        let c: FleetCluster = "fleet-local/local".parse().expect("parse");
-        assert_eq!(
-            c.selector(),
-            "fleet.cattle.io/cluster-namespace=fleet-local,fleet.cattle.io/cluster=local"
-        );
-        assert_eq!(
-            c.bundle_deployment_namespace,
-            "cluster-fleet-local-local-1a3d67d0a899"
-        );
-        let c = c.with_bundle_deployment_namespace(Some("custom-ns"));
-        assert_eq!(c.bundle_deployment_namespace, "custom-ns");
-        let c = c.with_bundle_deployment_namespace(Some(""));
-        assert_eq!(
-            c.bundle_deployment_namespace, "custom-ns",
-            "empty: no override"
-        );
-        for bad in ["local", "/local", "ns/", "a/b/c"] {
-            let err = bad.parse::<FleetCluster>().expect_err(bad);
-            assert!(err.to_string().contains("NAMESPACE/NAME"), "{err}");
-        }
-    }
-}
-
 /// Watch one owner kind's metadata for the policy annotation. A Fleet without that kind
 /// (HelmOps before v0.13) answers 404, an RBAC without it 403: readiness then does not
 /// wait for it, and the watch keeps retrying in case the CRD or the rule arrives later.
@@ -294,4 +265,33 @@ fn spawn_owner_watch(fleet: Client, index: Arc<OwnerIndex>, kind: OwnerKind) {
             })
             .await;
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fleet_cluster_parses_and_rejects() {
+        let c: FleetCluster = "fleet-local/local".parse().expect("parse");
+        assert_eq!(
+            c.selector(),
+            "fleet.cattle.io/cluster-namespace=fleet-local,fleet.cattle.io/cluster=local"
+        );
+        assert_eq!(
+            c.bundle_deployment_namespace,
+            "cluster-fleet-local-local-1a3d67d0a899"
+        );
+        let c = c.with_bundle_deployment_namespace(Some("custom-ns"));
+        assert_eq!(c.bundle_deployment_namespace, "custom-ns");
+        let c = c.with_bundle_deployment_namespace(Some(""));
+        assert_eq!(
+            c.bundle_deployment_namespace, "custom-ns",
+            "empty: no override"
+        );
+        for bad in ["local", "/local", "ns/", "a/b/c"] {
+            let err = bad.parse::<FleetCluster>().expect_err(bad);
+            assert!(err.to_string().contains("NAMESPACE/NAME"), "{err}");
+        }
+    }
 }

@@ -311,6 +311,34 @@ fn refresh_derived(status: &mut BundleDeploymentStatus, spec: &BundleDeploymentS
     display.state = state;
 }
 
+/// The status production writes to `bd` for `changes`, applied in order; `None` when
+/// the status already says all of it (nothing to patch). Idempotent: applying the
+/// result's changes again yields `None`.
+pub fn status_after(
+    bd: &BundleDeployment,
+    changes: &[ResourceChange],
+    now: &str,
+) -> Option<BundleDeploymentStatus> {
+    let mut status = bd.status.clone().unwrap_or_default();
+    let mut changed = false;
+    for c in changes {
+        changed |= match c.kind {
+            ChangeKind::Missing => mark_missing(&mut status, &bd.spec, &c.resource, now),
+            ChangeKind::Restored => unmark_missing(&mut status, &bd.spec, &c.resource, now),
+        };
+    }
+    changed.then_some(status)
+}
+
+/// The BundleDeployment status lists `r` as missing.
+pub fn shows_missing(status: &BundleDeploymentStatus, r: &DeletedResource) -> bool {
+    let key = r.key();
+    status
+        .modified_status
+        .iter()
+        .any(|m| m.is_missing() && m.key().same_object(&key))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,32 +441,4 @@ mod tests {
         let c = st.resource_counts.clone().unwrap_or_default();
         assert_eq!((c.ready, c.not_ready, c.missing), (0, 0, 1));
     }
-}
-
-/// The status production writes to `bd` for `changes`, applied in order; `None` when
-/// the status already says all of it (nothing to patch). Idempotent: applying the
-/// result's changes again yields `None`.
-pub fn status_after(
-    bd: &BundleDeployment,
-    changes: &[ResourceChange],
-    now: &str,
-) -> Option<BundleDeploymentStatus> {
-    let mut status = bd.status.clone().unwrap_or_default();
-    let mut changed = false;
-    for c in changes {
-        changed |= match c.kind {
-            ChangeKind::Missing => mark_missing(&mut status, &bd.spec, &c.resource, now),
-            ChangeKind::Restored => unmark_missing(&mut status, &bd.spec, &c.resource, now),
-        };
-    }
-    changed.then_some(status)
-}
-
-/// The BundleDeployment status lists `r` as missing.
-pub fn shows_missing(status: &BundleDeploymentStatus, r: &DeletedResource) -> bool {
-    let key = r.key();
-    status
-        .modified_status
-        .iter()
-        .any(|m| m.is_missing() && m.key().same_object(&key))
 }

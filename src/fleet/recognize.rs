@@ -88,7 +88,14 @@ mod tests {
             "cattle-fleet-local-system",
         );
         assert_eq!(long.len(), 63, "{long}");
-        let cases: Vec<(&str, Option<String>, Option<String>, bool, Provenance)> = vec![
+        type Case = (
+            &'static str,
+            Option<String>,
+            Option<String>,
+            bool,
+            Provenance,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "no objectset metadata",
                 None,
