@@ -276,3 +276,33 @@ async fn re_created_objects_are_unmarked_within_about_a_second() {
     // Functional bound, generous for shared machines; the figure is in RELIABILITY.md.
     assert!(worst < Duration::from_secs(3), "worst {worst:?}");
 }
+
+#[tokio::test]
+async fn the_resync_repairs_a_gitrepo_that_disagrees_with_its_bundle_deployments() {
+    let double = ApiDouble::start(Options::default()).await;
+    seed_many(&double, 10);
+    // Counts set by hand, with no webhook running and no mark anywhere.
+    double
+        .merge_patch_object(
+            &gvr::GITREPOS,
+            "fleet-local",
+            "many",
+            json!({"status": {"resourceCounts": {"ready": 7, "missing": 3}}}),
+        )
+        .expect("disagree");
+    let _a = CountingServer::start(&double, fast_patcher())
+        .await
+        .synced()
+        .await;
+    // The resync at start re-derives the owner from its BundleDeployment.
+    double
+        .wait_for(
+            &gvr::GITREPOS,
+            "fleet-local",
+            "many",
+            |r| counts(r) == (10, 10, 0),
+            WAIT,
+        )
+        .await
+        .expect("repaired by the resync");
+}

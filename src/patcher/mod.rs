@@ -97,6 +97,9 @@ impl Default for PatcherConfig {
     }
 }
 
+/// Owners re-derived per worker batch at most.
+const REDERIVE_PER_BATCH: usize = 64;
+
 /// An owner whose status is re-derived from its BundleDeployments, and where they are.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct OwnerAt {
@@ -197,7 +200,14 @@ impl Patcher {
             }
             let items = lock(&shared.queue).drain();
             shared.metrics.queue_depth.set(0);
-            let rederive = std::mem::take(&mut *lock(&shared.rederive));
+            // Bounded per batch, so a resync of thousands of owners never holds up
+            // the counting of new deletions; the rest wait for the next ticks.
+            let rederive: BTreeSet<OwnerAt> = {
+                let mut pending = lock(&shared.rederive);
+                std::iter::from_fn(|| pending.pop_first())
+                    .take(REDERIVE_PER_BATCH)
+                    .collect()
+            };
             if !items.is_empty() || !rederive.is_empty() {
                 shared.handle(items, rederive).await;
             }

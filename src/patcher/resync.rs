@@ -5,10 +5,11 @@
 //! cluster's BundleDeployments list as deployed (`status.resources`) with what exists
 //! (LIST per kind by Fleet's hash label, paginated) and hands what is missing to the
 //! patcher as ordinary marks: the same idempotent delta path, so each is counted once
-//! however often the resync runs.
+//! however often the resync runs. It also has every owner's status re-derived from its
+//! BundleDeployments, so an owner that disagrees with them is repaired.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::Arc,
     time::Duration,
 };
@@ -21,7 +22,7 @@ use kube::{
 };
 
 use crate::{
-    fleet::{view::ListedBundleDeployment, LABEL_OBJECTSET_HASH},
+    fleet::{view::ListedBundleDeployment, OwnerRef, LABEL_OBJECTSET_HASH},
     owners::BundleDeploymentRef,
 };
 
@@ -45,6 +46,8 @@ pub enum ResyncError {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ResyncReport {
     pub bundle_deployments: usize,
+    /// Owners whose status is re-derived from their BundleDeployments.
+    pub owners: usize,
     pub resources: usize,
     /// Resources listed as deployed that do not exist: handed to the patcher.
     pub missing: usize,
@@ -108,12 +111,14 @@ pub async fn resync_once(
 
     // (apiVersion, kind) → listed resource → owning BundleDeployment.
     let mut by_kind: BTreeMap<(String, String), HashMap<Listed, Deployed>> = BTreeMap::new();
+    let mut owners: BTreeSet<OwnerRef> = BTreeSet::new();
     for_each_page(&api, cluster_selector, timeout, |bds| {
         report.bundle_deployments += bds.len();
         for bd in bds {
             let Some(owner) = BundleDeploymentRef::from_object(&bd) else {
                 continue;
             };
+            owners.insert(owner.owner.clone());
             let owner = Arc::new(owner);
             for r in bd.status.resources {
                 report.resources += 1;
@@ -131,6 +136,15 @@ pub async fn resync_once(
         }
     })
     .await?;
+
+    // Owners are checked too, not only missing objects: each GitRepo/HelmOp status is
+    // re-derived from its BundleDeployments (a write only when it disagrees), so one
+    // written from a stale view by a replica that then died is repaired here at the
+    // latest. One GET and one LIST per owner per pass.
+    report.owners = owners.len();
+    for owner in owners {
+        patcher.rederive(owner, bd_namespace);
+    }
 
     for ((api_version, kind), mut listed) in by_kind {
         let (group, version) = match api_version.split_once('/') {
