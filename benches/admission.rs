@@ -128,6 +128,7 @@ fn bench_decide(c: &mut Criterion) {
         )),
         bundle: Some("bd-04242".into()),
         policy: None,
+        unmonitored: None,
     };
     g.bench_function("user deletion, warn, owner resolved", |b| {
         b.iter(|| decide(black_box(&managed), black_box(&resolved), &config))

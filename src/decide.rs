@@ -92,6 +92,9 @@ pub struct Owner {
     pub bundle: Option<String>,
     /// A per-GitRepo/HelmOp override of the cluster-wide policy.
     pub policy: Option<Policy>,
+    /// Fleet's agent does not monitor the bundle now (`paused`, `off schedule`,
+    /// `waiting for values`): the deletion is warned about but not counted.
+    pub unmonitored: Option<&'static str>,
 }
 
 impl Owner {
@@ -287,7 +290,7 @@ pub fn decide(review: &Review, owner: &Owner, config: &DecisionConfig) -> Verdic
         }
     };
 
-    let count = outcome.counts() && !review.dry_run;
+    let count = outcome.counts() && !review.dry_run && owner.unmonitored.is_none();
     let allowed = outcome != Outcome::Denied;
     let warnings = match outcome {
         Outcome::Warned => warnings(object, owner, None),
@@ -304,7 +307,10 @@ pub fn decide(review: &Review, owner: &Owner, config: &DecisionConfig) -> Verdic
         ("owner", owner.audit_value()),
         ("decision", outcome.as_str().to_string()),
         ("counted", count.to_string()),
-        ("reason", reason(outcome, review.dry_run, policy)),
+        (
+            "reason",
+            reason(outcome, review.dry_run, policy, owner.unmonitored),
+        ),
     ];
     if let Some(repo) = owner.gitrepo() {
         audit.push(("gitrepo", repo));
@@ -329,12 +335,18 @@ pub fn decide(review: &Review, owner: &Owner, config: &DecisionConfig) -> Verdic
     }
 }
 
-fn reason(outcome: Outcome, dry_run: bool, policy: Policy) -> String {
+fn reason(outcome: Outcome, dry_run: bool, policy: Policy, unmonitored: Option<&str>) -> String {
     let base = match outcome {
         Outcome::FleetDeletion => "deleted by Fleet itself".to_string(),
         Outcome::RepeatDeletion => "object already terminating; counted once when gone".to_string(),
         Outcome::ControllerDeletion => "deleted by a Kubernetes controller".to_string(),
         _ => format!("manual deletion, policy {}", policy.as_str()),
+    };
+    let base = match unmonitored {
+        Some(why) if outcome.counts() => {
+            format!("{base}; Fleet does not monitor the bundle now ({why}), not counted")
+        }
+        _ => base,
     };
     if dry_run {
         format!("{base}; dry run, no side effects")
@@ -356,9 +368,14 @@ fn warnings(object: &ObjectFacts, owner: &Owner, first: Option<&str>) -> Vec<Str
         Some(OwnerKind::Bundle) => "BundleDeployment",
         Some(OwnerKind::GitRepo) | None => "GitRepo",
     };
-    out.push(format!(
-        "Fleet will report it Missing in the {status} status until it is re-created."
-    ));
+    out.push(match owner.unmonitored {
+        Some(why) => format!(
+            "Fleet does not monitor this bundle now ({why}); its {status} status will not show it Missing."
+        ),
+        None => format!(
+            "Fleet will report it Missing in the {status} status until it is re-created."
+        ),
+    });
     out.push("Change it in Git instead; Fleet's drift correction may re-create it.".into());
     out.truncate(MAX_WARNINGS);
     out.into_iter()
@@ -748,5 +765,31 @@ mod tests {
             Some("bundle:fleet-local/mcc-rancher-monitoring")
         );
         assert!(v.count);
+    }
+
+    #[test]
+    fn a_bundle_fleet_does_not_monitor_is_warned_about_but_not_counted() {
+        for why in ["paused", "off schedule", "waiting for values"] {
+            let o = Owner {
+                owned_by: Some(OwnerRef::new(OwnerKind::GitRepo, "fleet-local", "lots")),
+                bundle: Some("lots-config2".into()),
+                unmonitored: Some(why),
+                ..owner()
+            };
+            let v = decide(&review("alice", &[]), &o, &DecisionConfig::default());
+            assert_eq!(v.outcome, Outcome::Warned);
+            assert!(v.allowed && !v.count, "{why}");
+            assert!(
+                v.warnings[1].contains(&format!("Fleet does not monitor this bundle now ({why})")),
+                "{:?}",
+                v.warnings
+            );
+            assert_eq!(annotation(&v, "counted"), Some("false"));
+            assert!(
+                annotation(&v, "reason")
+                    .is_some_and(|r| r.contains(why) && r.contains("not counted")),
+                "{v:?}"
+            );
+        }
     }
 }

@@ -13,14 +13,15 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use kube::{runtime::watcher::Event, Resource, ResourceExt};
+use kube::{api::DynamicObject, runtime::watcher::Event, Resource, ResourceExt};
 use tokio::sync::watch;
 
 use crate::{
     admission::OwnerResolver,
     decide::{ObjectFacts, Owner},
     fleet::{
-        object_set_hash, set_id, OwnerKind, OwnerRef, DEFAULT_LABEL_PREFIX, LABEL_BUNDLE_NAME,
+        gates::Gates, object_set_hash, set_id, view::BundleDeploymentView, OwnerKind, OwnerRef,
+        DEFAULT_LABEL_PREFIX, LABEL_BUNDLE_NAME,
     },
     policy::Policy,
 };
@@ -41,11 +42,36 @@ pub struct BundleDeploymentRef {
     pub bundle: String,
     /// The GitRepo or HelmOp behind the Bundle, or the Bundle itself.
     pub owner: OwnerRef,
+    /// Why Fleet's agent does not monitor it now (paused, off schedule, waiting for
+    /// values), if so: then nothing is counted for it.
+    pub unmonitored: Option<&'static str>,
+}
+
+/// A BundleDeployment as some reader holds it: metadata, and the spec gates.
+pub trait BundleDeploymentObject: Resource {
+    fn gates(&self) -> Gates;
+}
+
+impl<const R: bool> BundleDeploymentObject for BundleDeploymentView<R> {
+    fn gates(&self) -> Gates {
+        self.gates
+    }
+}
+
+impl BundleDeploymentObject for DynamicObject {
+    fn gates(&self) -> Gates {
+        let flag = |k: &str| self.data["spec"][k].as_bool().unwrap_or(false);
+        Gates {
+            paused: flag("paused"),
+            off_schedule: flag("offSchedule"),
+            waiting_for_values: flag("waitingForValues"),
+        }
+    }
 }
 
 impl BundleDeploymentRef {
-    /// From a BundleDeployment's metadata (any representation of it).
-    pub fn from_object<K: Resource>(bd: &K) -> Option<Self> {
+    /// From a BundleDeployment (any representation of it).
+    pub fn from_object<K: BundleDeploymentObject>(bd: &K) -> Option<Self> {
         let meta = bd.meta();
         let name = meta.name.clone()?;
         let namespace = meta.namespace.clone().unwrap_or_default();
@@ -61,6 +87,7 @@ impl BundleDeploymentRef {
             name,
             bundle,
             owner,
+            unmonitored: bd.gates().unmonitored(),
         })
     }
 }
@@ -158,7 +185,7 @@ impl OwnerIndex {
     }
 
     /// Apply one BundleDeployment watch event.
-    pub fn apply_bundle_deployment_event<K: Resource>(&self, event: &Event<K>) {
+    pub fn apply_bundle_deployment_event<K: BundleDeploymentObject>(&self, event: &Event<K>) {
         let mut state = self.write();
         match event {
             Event::Init => state.relisting = Some(Maps::default()),
@@ -305,6 +332,7 @@ impl OwnerResolver for OwnerIndex {
             owner.bundle = Some(bd.bundle.clone());
             owner.policy = state.policies.get(&bd.owner).copied();
             owner.owned_by = Some(bd.owner.clone());
+            owner.unmonitored = bd.unmonitored;
         }
         owner
     }
@@ -313,7 +341,6 @@ impl OwnerResolver for OwnerIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::api::DynamicObject;
 
     fn bd(name: &str, repo: Option<&str>) -> DynamicObject {
         let mut labels = serde_json::json!({

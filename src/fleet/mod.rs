@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod conditions;
+pub mod gates;
 pub mod labels;
 pub mod names;
 pub mod owner;

@@ -93,6 +93,7 @@ pub fn agent_updates_resource_status(
         && status
             .condition("Installed")
             .is_none_or(|c| c.status != "False")
+        && spec.gates().unmonitored().is_none()
 }
 
 /// The upstream BD reconciler's `conditionToMessage` for display strings.

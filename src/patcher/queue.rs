@@ -161,6 +161,7 @@ pub(crate) mod tests {
                     "fleet-local",
                     "lots",
                 ),
+                unmonitored: None,
             }),
         }
     }

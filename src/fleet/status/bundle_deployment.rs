@@ -77,6 +77,19 @@ pub struct BundleDeploymentSpec {
     pub other: Map<String, Value>,
 }
 
+impl BundleDeploymentSpec {
+    /// `paused`, `offSchedule`, `waitingForValues` (kept in `other`; non-bools read as
+    /// false, like the watch view).
+    pub fn gates(&self) -> crate::fleet::gates::Gates {
+        let flag = |k: &str| self.other.get(k).and_then(Value::as_bool).unwrap_or(false);
+        crate::fleet::gates::Gates {
+            paused: flag("paused"),
+            off_schedule: flag("offSchedule"),
+            waiting_for_values: flag("waitingForValues"),
+        }
+    }
+}
+
 /// Display strings the upstream BD reconciler derives from conditions.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct BundleDeploymentDisplay {
