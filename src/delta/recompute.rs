@@ -15,7 +15,9 @@ use crate::fleet::status::{
 use crate::fleet::ResourceKey;
 
 use super::resource_states::{bundle_deployment_resource_states, ResourceState};
-use super::summary::{bundle_ready_message, display_from_summary, increment_state, ready_message};
+use super::summary::{
+    bundle_ready_message, display_from_summary, increment_state, max_state_message, ready_message,
+};
 
 /// Fleet stops listing cluster ids in `perClusterState` after ~1 MiB.
 const PER_CLUSTER_STATE_BUDGET: usize = 1024 * 1024;
@@ -143,6 +145,7 @@ pub(crate) fn set_bundle_deployment_fields(
         &summary,
         &status.git_job_status,
         &previous,
+        Some(&max_state_message(sorted)),
     ));
     status.summary = Some(summary);
 

@@ -1,7 +1,7 @@
 //! Fleet's summary helpers (`internal/cmd/controller/summary`): counting BD
 //! states, the Ready-condition message, and the GitRepo `display` block.
 
-use crate::fleet::state::{deployment_state, message_from_deployment, READY};
+use crate::fleet::state::{deployment_state, message_from_deployment, state_rank, READY};
 use crate::fleet::status::{BundleDeployment, BundleSummary, NonReadyResource, StatusDisplay};
 
 /// Fleet keeps at most this many non-ready entries in a summary.
@@ -19,6 +19,23 @@ pub fn non_ready_entry(name: &str, bd: &BundleDeployment) -> NonReadyResource {
         non_ready_status: status.non_ready_status.clone(),
         ..NonReadyResource::default()
     }
+}
+
+/// `status.SetFields`' display message: the message of the first BundleDeployment (in
+/// the order given) whose state ranks strictly highest. Fleet loops over every
+/// BundleDeployment for it; `summary.nonReadyResources` holds only the first 10.
+pub fn max_state_message(bds: &[&BundleDeployment]) -> String {
+    let mut max_state = "";
+    let mut message = String::new();
+    for bd in bds {
+        let status = bd.status_or_default();
+        let state = deployment_state(&bd.spec, &status);
+        if state_rank(state) > state_rank(max_state) {
+            max_state = state;
+            message = message_from_deployment(&bd.spec, &status);
+        }
+    }
+    message
 }
 
 /// `IncrementState`: counts `bd`'s state and lists it while fewer than 10
@@ -124,6 +141,7 @@ pub fn display_from_summary(
     summary: &BundleSummary,
     git_job_status: &str,
     previous: &StatusDisplay,
+    max_state_message: Option<&str>,
 ) -> StatusDisplay {
     use crate::fleet::state::*;
     let mut max_state = "";
@@ -145,6 +163,8 @@ pub fn display_from_summary(
     }
     let message = if max_state.is_empty() {
         String::new()
+    } else if let Some(m) = max_state_message {
+        m.to_string()
     } else {
         match summary
             .non_ready_resources
@@ -238,20 +258,20 @@ mod tests {
             message: "mod".into(),
             ..entry("y", "Modified", &[])
         });
-        let d = display_from_summary(&s, "Current", &StatusDisplay::default());
+        let d = display_from_summary(&s, "Current", &StatusDisplay::default(), None);
         assert_eq!(
             (d.state.as_str(), d.message.as_str(), d.error),
             ("Modified", "mod", true)
         );
         assert_eq!(d.ready_bundle_deployments, "1/3");
-        let d = display_from_summary(&s, "GitUpdating", &StatusDisplay::default());
+        let d = display_from_summary(&s, "GitUpdating", &StatusDisplay::default(), None);
         assert_eq!(d.state, "GitUpdating");
         let all_ready = BundleSummary {
             ready: 2,
             desired_ready: 2,
             ..Default::default()
         };
-        let d = display_from_summary(&all_ready, "Current", &StatusDisplay::default());
+        let d = display_from_summary(&all_ready, "Current", &StatusDisplay::default(), None);
         assert_eq!((d.state.as_str(), d.error), ("", false));
     }
 

@@ -39,10 +39,13 @@ pub(super) fn update_bundle_deployment_fields(
             }
         }
         let previous = status.display.clone().unwrap_or_default();
+        // Only this cluster's BundleDeployments are known here: the message comes from
+        // the summary's first 10 non-ready entries, or stays as Fleet last wrote it.
         status.display = Some(display_from_summary(
             summary,
             &status.git_job_status,
             &previous,
+            None,
         ));
     }
     update_ready_condition(
