@@ -203,6 +203,19 @@ async fn start_counting(
         metrics.clone(),
         readiness.clone(),
     );
+    {
+        let (flag, fleet, patcher, metrics, readiness) = (
+            args.fleet_version.clone(),
+            clients.fleet.clone(),
+            counting.patcher.clone(),
+            metrics.clone(),
+            readiness.clone(),
+        );
+        tokio::spawn(async move {
+            crate::fleet_version::resolve(Some(&flag), &fleet, &patcher, &metrics, &readiness)
+                .await;
+        });
+    }
     (counting.index, Arc::new(counting.patcher))
 }
 

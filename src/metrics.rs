@@ -26,6 +26,14 @@ pub struct KindLabels {
     pub kind: &'static str,
 }
 
+/// The Fleet version the status writes follow, and where it was learnt.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FleetInfoLabels {
+    pub version: String,
+    pub rules: &'static str,
+    pub source: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
@@ -86,6 +94,7 @@ pub struct Metrics {
     pub resyncs: Family<ResultLabels, Counter>,
     /// Deployed resources found gone by a resync (deleted while no replica reviewed).
     pub resync_missing: Counter,
+    pub fleet_info: Family<FleetInfoLabels, Gauge>,
     /// `ResourceDeleted` Events by result (`published`, `failed`, `dropped` when the
     /// bounded event queue is full).
     pub events: Family<ResultLabels, Counter>,
@@ -210,6 +219,12 @@ impl Metrics {
             "Deployed resources a resync found gone",
             resync_missing.clone(),
         );
+        let fleet_info = Family::<FleetInfoLabels, Gauge>::default();
+        registry.register(
+            "fleet_info",
+            "The Fleet version whose status rules are written (1), with its source",
+            fleet_info.clone(),
+        );
         let events = Family::<ResultLabels, Counter>::default();
         registry.register(
             "events",
@@ -237,6 +252,7 @@ impl Metrics {
             unresolved,
             resyncs,
             resync_missing,
+            fleet_info,
             events,
         }
     }

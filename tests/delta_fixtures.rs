@@ -1147,7 +1147,11 @@ fn bd_unmark_of_an_owned_object_hidden_by_the_cap_restores_it() {
 /// ErrApplied one's and `display.error` is set.
 #[test]
 fn display_message_comes_from_the_highest_ranked_bundle_deployment_beyond_the_first_ten() {
-    let template = bd(&bds("bundledeployments-lots-after-delete.json"), "lots-config2").clone();
+    let template = bd(
+        &bds("bundledeployments-lots-after-delete.json"),
+        "lots-config2",
+    )
+    .clone();
     assert_eq!(
         fleet_delete_guard::fleet::state::deployment_state(
             &template.spec,
@@ -1167,7 +1171,9 @@ fn display_message_comes_from_the_highest_ranked_bundle_deployment_beyond_the_fi
     let last = list.last_mut().expect("eleven");
     let mut v = last.to_value().expect("json");
     v["spec"]["deploymentID"] = json!("s-new:options");
-    let conds = v["status"]["conditions"].as_array_mut().expect("conditions");
+    let conds = v["status"]["conditions"]
+        .as_array_mut()
+        .expect("conditions");
     for c in conds.iter_mut() {
         if c["type"] == "Deployed" {
             c["status"] = json!("False");
@@ -1176,7 +1182,10 @@ fn display_message_comes_from_the_highest_ranked_bundle_deployment_beyond_the_fi
     }
     *last = BundleDeployment::from_value(&v).expect("bd");
     let mut start = gitrepo_status("gitrepo-lots-after-delete.json");
-    start.summary.get_or_insert_with(Default::default).desired_ready = 11;
+    start
+        .summary
+        .get_or_insert_with(Default::default)
+        .desired_ready = 11;
     let out = gitrepo_status_from_bundle_deployments(&start, &list, NOW);
     let summary = out.summary.clone().expect("summary");
     assert_eq!(summary.non_ready_resources.len(), 10, "capped at 10");

@@ -218,8 +218,8 @@ fn the_default_install_renders_into_valid_objects() {
             ("ClusterRoleBinding", 3),
             ("Deployment", 1),
             ("PodDisruptionBudget", 1),
-            ("Role", 1),
-            ("RoleBinding", 1),
+            ("Role", 2),
+            ("RoleBinding", 2),
             ("Service", 1),
             ("ServiceAccount", 1),
             ("ValidatingWebhookConfiguration", 1),
@@ -280,8 +280,18 @@ fn the_webhook_is_registered_to_never_block_the_cluster() {
     assert_eq!(values, BTreeSet::from(["kube-system", NAMESPACE]));
 
     // matchConditions skip exactly the identities the server treats as Fleet's own.
+    // A second one sends only objects whose objectset id has the agent's shape
+    // (tests/e2e_kubectl.rs proves both through the double's CEL).
     let conditions = w.match_conditions.clone().unwrap_or_default();
-    assert_eq!(conditions.len(), 1);
+    assert_eq!(conditions.len(), 2);
+    assert_eq!(conditions[1].name, "agent-shaped-objectset-id");
+    for needle in [
+        "'objectset.rio.cattle.io/id'",
+        "startsWith('default-')",
+        "startsWith('fleet-agent-bootstrap')",
+    ] {
+        assert!(conditions[1].expression.contains(needle), "{needle}");
+    }
     for id in DEFAULT_FLEET_IDENTITIES {
         assert!(
             conditions[0].expression.contains(&format!("\"{id}\"")),
@@ -592,10 +602,22 @@ fn the_cert_manager_overlay_swaps_the_bootstrap_for_cert_manager() {
         return;
     };
     let by_kind = parse_all(&objects);
-    assert!(
-        !by_kind.contains_key("Role") && !by_kind.contains_key("RoleBinding"),
-        "no Secret rights"
-    );
+    // Only the Role that reads Fleet's version remains: no Secret rights.
+    for kind in ["Role", "RoleBinding"] {
+        let names: Vec<&str> = by_kind
+            .get(kind)
+            .map(|v| {
+                v.iter()
+                    .filter_map(|o| o["metadata"]["name"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(
+            names,
+            ["fleet-delete-guard-fleet-version"],
+            "{kind}: no Secret rights"
+        );
+    }
     let cluster_roles = rules(&by_kind, "ClusterRole");
     assert!(
         !cluster_roles.contains_key("fleet-delete-guard-webhook-config"),

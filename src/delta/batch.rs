@@ -3,6 +3,7 @@
 //! ([`owner::status_after`]) — the same two functions, in the same order, as the patch
 //! worker. Property tests and benchmarks drive production's arithmetic through this.
 
+use crate::fleet::release::StatusRules;
 use crate::fleet::status::{BundleDeployment, OwnerStatus};
 
 use super::bundle_deployment;
@@ -47,12 +48,13 @@ pub fn apply(
     changes: &[Change],
     now: &str,
 ) -> BatchReport {
-    apply_knowing(owner, bds, changes, now, |_| true)
+    apply_knowing(&StatusRules::default(), owner, bds, changes, now, |_| true)
 }
 
 /// [`apply`] when the worker's list of the owner's BDs returns only those `known`
 /// accepts (e.g. this cluster's); the changed BDs are always known.
 pub fn apply_knowing(
+    rules: &StatusRules,
     owner: &mut OwnerStatus,
     bds: &mut [BundleDeployment],
     changes: &[Change],
@@ -86,7 +88,7 @@ pub fn apply_knowing(
         })
         .collect();
     let listed: Vec<BundleDeployment> = bds.iter().filter(|b| known(b)).cloned().collect();
-    if let Some(status) = owner::status_after(Some(owner), &written, &listed, now) {
+    if let Some(status) = owner::status_after(rules, Some(owner), &written, &listed, now) {
         *owner = status;
         report.owner_changed = true;
     }

@@ -8,11 +8,12 @@
 //! Both read the BundleDeployments as given: the caller passes a view at least as new
 //! as the owner status it read, so nothing older is ever written over something newer.
 
+use crate::fleet::release::StatusRules;
 use crate::fleet::status::{BundleDeployment, OwnerStatus};
 
 use super::change::{ChangeKind, ResourceChange};
 use super::gitrepo::{self, all_known, same_bd};
-use super::recompute::gitrepo_status_from_bundle_deployments;
+use super::recompute::owner_status_for;
 
 /// A BundleDeployment as written by this batch, with the changes written to it.
 #[derive(Clone, Copy, Debug)]
@@ -21,13 +22,17 @@ pub struct WrittenBundleDeployment<'a> {
     pub changes: &'a [ResourceChange],
 }
 
-/// The owner status to write, or `None` when `status` already says it.
+/// The owner status to write, or `None` when `status` already says it. `rules` are
+/// the running Fleet release's: they decide the exact recompute; the incremental
+/// deltas (an owner some of whose BundleDeployments are unknown) follow the newest
+/// release's rules.
 ///
 /// `known` is the owner's BundleDeployments as listed after `status` was read (may be
 /// empty when the list failed); `written` are those this batch changed, in the state
 /// the API returned after the change. A listed copy is preferred over a written one:
 /// the list is newer.
 pub fn status_after(
+    rules: &StatusRules,
     status: Option<&OwnerStatus>,
     written: &[WrittenBundleDeployment<'_>],
     known: &[BundleDeployment],
@@ -42,7 +47,7 @@ pub fn status_after(
     }
     if let Some(all) = all_known(&orig, view.iter().copied()) {
         let all: Vec<BundleDeployment> = all.into_iter().cloned().collect();
-        let new = gitrepo_status_from_bundle_deployments(&orig, &all, now);
+        let new = owner_status_for(rules, &orig, &all, now);
         return (new != orig).then_some(new);
     }
     let view: Vec<BundleDeployment> = view.into_iter().cloned().collect();

@@ -1,6 +1,7 @@
 //! Fleet's summary helpers (`internal/cmd/controller/summary`): counting BD
 //! states, the Ready-condition message, and the GitRepo `display` block.
 
+use crate::fleet::release::StatusRules;
 use crate::fleet::state::{deployment_state, message_from_deployment, state_rank, READY};
 use crate::fleet::status::{BundleDeployment, BundleSummary, NonReadyResource, StatusDisplay};
 
@@ -9,12 +10,12 @@ pub const MAX_NON_READY_RESOURCES: usize = 10;
 
 /// The summary entry Fleet writes for a non-ready BD (`name` is the BD name
 /// in a GitRepo summary, the cluster id in a Bundle summary).
-pub fn non_ready_entry(name: &str, bd: &BundleDeployment) -> NonReadyResource {
+pub fn non_ready_entry(rules: &StatusRules, name: &str, bd: &BundleDeployment) -> NonReadyResource {
     let status = bd.status_or_default();
     NonReadyResource {
         name: name.to_string(),
         bundle_state: deployment_state(&bd.spec, &status).to_string(),
-        message: message_from_deployment(&bd.spec, &status),
+        message: message_from_deployment(rules, &bd.spec, &status),
         modified_status: status.modified_status.clone(),
         non_ready_status: status.non_ready_status.clone(),
         ..NonReadyResource::default()
@@ -24,7 +25,7 @@ pub fn non_ready_entry(name: &str, bd: &BundleDeployment) -> NonReadyResource {
 /// `status.SetFields`' display message: the message of the first BundleDeployment (in
 /// the order given) whose state ranks strictly highest. Fleet loops over every
 /// BundleDeployment for it; `summary.nonReadyResources` holds only the first 10.
-pub fn max_state_message(bds: &[&BundleDeployment]) -> String {
+pub fn max_state_message(rules: &StatusRules, bds: &[&BundleDeployment]) -> String {
     let mut max_state = "";
     let mut message = String::new();
     for bd in bds {
@@ -32,7 +33,7 @@ pub fn max_state_message(bds: &[&BundleDeployment]) -> String {
         let state = deployment_state(&bd.spec, &status);
         if state_rank(state) > state_rank(max_state) {
             max_state = state;
-            message = message_from_deployment(&bd.spec, &status);
+            message = message_from_deployment(rules, &bd.spec, &status);
         }
     }
     message
@@ -40,8 +41,13 @@ pub fn max_state_message(bds: &[&BundleDeployment]) -> String {
 
 /// `IncrementState`: counts `bd`'s state and lists it while fewer than 10
 /// entries are listed. Does not touch `desiredReady`.
-pub fn increment_state(summary: &mut BundleSummary, name: &str, bd: &BundleDeployment) {
-    let entry = non_ready_entry(name, bd);
+pub fn increment_state(
+    rules: &StatusRules,
+    summary: &mut BundleSummary,
+    name: &str,
+    bd: &BundleDeployment,
+) {
+    let entry = non_ready_entry(rules, name, bd);
     if let Some(c) = summary.counter_mut(&entry.bundle_state) {
         *c = c.saturating_add(1);
     }
@@ -102,12 +108,12 @@ pub fn ready_message(summary: &BundleSummary, referenced_kind: &str) -> String {
 /// targets sorted by cluster name, summarized under their cluster ids, with
 /// referenced kind `Cluster`. This is what a GitRepo copies when the Bundle
 /// is the first not-ready one.
-pub fn bundle_ready_message(bds: &[&BundleDeployment]) -> String {
+pub fn bundle_ready_message(rules: &StatusRules, bds: &[&BundleDeployment]) -> String {
     let mut targets: Vec<&BundleDeployment> = bds.to_vec();
     targets.sort_by(|a, b| cluster_name(a).cmp(cluster_name(b)));
     let mut summary = BundleSummary::default();
     for bd in targets {
-        increment_state(&mut summary, &bd.cluster_id(), bd);
+        increment_state(rules, &mut summary, &bd.cluster_id(), bd);
         summary.desired_ready = summary.desired_ready.saturating_add(1);
     }
     ready_message(&summary, "Cluster")

@@ -9,6 +9,7 @@ pub mod labels;
 pub mod names;
 pub mod owner;
 pub mod recognize;
+pub mod release;
 pub mod resource_key;
 pub mod setid;
 pub mod state;

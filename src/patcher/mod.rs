@@ -42,6 +42,7 @@ use crate::{
     delta::{self, owner::WrittenBundleDeployment, DeletedResource, ResourceChange},
     fleet::{
         api::{FleetResource, BUNDLE_DEPLOYMENT},
+        release::FleetRelease,
         status::{BundleDeployment, OwnerObject},
         view::{StatusEntry, WatchedBundleDeployment},
         OwnerKind, OwnerRef, LABEL_BUNDLE_NAMESPACE, LABEL_HELM_OP_NAME, LABEL_REPO_NAME,
@@ -113,6 +114,8 @@ struct Shared {
     marks: Mutex<Marks>,
     /// Owners to re-derive at the next batch (a BundleDeployment of theirs changed).
     rederive: Mutex<BTreeSet<OwnerAt>>,
+    /// The Fleet release whose status rules the owner writes follow.
+    fleet_release: std::sync::RwLock<FleetRelease>,
     /// Per owner, the resourceVersions of the BundleDeployments its status was last
     /// derived from: a watch event carrying one of them is not news.
     derived_from: Mutex<HashMap<OwnerRef, HashMap<String, String>>>,
@@ -165,6 +168,7 @@ impl Patcher {
                 marks: Mutex::new(Marks::default()),
                 rederive: Mutex::new(BTreeSet::new()),
                 derived_from: Mutex::new(HashMap::new()),
+                fleet_release: std::sync::RwLock::new(FleetRelease::NEWEST),
                 notify: Notify::new(),
                 index,
                 metrics,
@@ -281,6 +285,15 @@ impl Patcher {
                 });
             }
         }
+    }
+
+    /// Write what this Fleet release would (found at start-up, or `--fleet-version`).
+    pub fn set_fleet_release(&self, release: FleetRelease) {
+        *self
+            .shared
+            .fleet_release
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = release;
     }
 
     pub fn config(&self) -> &PatcherConfig {
@@ -425,6 +438,10 @@ async fn list_owner_bundle_deployments(
 }
 
 impl Shared {
+    fn fleet_release(&self) -> FleetRelease {
+        *self.fleet_release.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn bundle_deployments(&self, namespace: &str) -> FleetApi<BundleDeployment> {
         FleetApi::namespaced(self.fleet.clone(), BUNDLE_DEPLOYMENT, namespace)
     }
@@ -542,6 +559,7 @@ impl Shared {
             })
             .collect();
         let mut derived_from: HashMap<String, String> = HashMap::new();
+        let rules = self.fleet_release().rules();
         let result = update_status(
             &owner_api,
             &owner.name,
@@ -566,6 +584,7 @@ impl Shared {
                     })
                     .collect();
                 Ok::<_, Infallible>(delta::owner::status_after(
+                    &rules,
                     object.status.as_ref(),
                     &views,
                     known,

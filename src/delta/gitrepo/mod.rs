@@ -23,6 +23,7 @@ use super::recompute::set_bundle_deployment_fields;
 use super::resource::DeletedResource;
 use super::resource_states::{bundle_deployment_resource_states, per_cluster_list, ResourceState};
 use super::summary::is_bundle_state_message;
+use crate::fleet::release::StatusRules;
 
 mod bd_fields;
 mod resources;
@@ -231,7 +232,7 @@ pub fn apply_change(
     if let Some(all) = complete_bds(status, known_bds, after) {
         // Every BD is known: the BD-level fields follow exactly (and
         // idempotently) from them, as in Fleet's recompute.
-        set_bundle_deployment_fields(status, &all, now);
+        set_bundle_deployment_fields(&StatusRules::default(), status, &all, now);
     } else {
         let change = BdChange {
             before,
