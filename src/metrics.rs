@@ -263,6 +263,18 @@ impl Metrics {
             "Readiness checks: 1 passing, 0 failing",
             readiness_checks.clone(),
         );
+        // Failure series exist at 0 from the start, so that `increase()` in an alert sees
+        // the first failure (deploy/monitoring/prometheusrule.yaml).
+        for object in ["bundledeployment", "gitrepo"] {
+            patches.get_or_create(&PatchLabels {
+                object,
+                result: "failed",
+            });
+        }
+        tls_reloads.get_or_create(&ResultLabels { result: "error" });
+        for result in ["failed", "dropped"] {
+            events.get_or_create(&ResultLabels { result });
+        }
         Metrics {
             registry: Arc::new(registry),
             reviews,
@@ -426,5 +438,20 @@ mod tests {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
         assert_eq!(text.matches("owner_deletions_total{").count(), 5, "{text}");
+    }
+
+    #[test]
+    fn failure_series_the_alerts_use_exist_at_zero_from_the_start() {
+        let text = Metrics::new().encode();
+        for line in [
+            r#"fleet_delete_guard_status_patches_total{object="bundledeployment",result="failed"} 0"#,
+            r#"fleet_delete_guard_status_patches_total{object="gitrepo",result="failed"} 0"#,
+            r#"fleet_delete_guard_tls_reloads_total{result="error"} 0"#,
+            r#"fleet_delete_guard_events_total{result="dropped"} 0"#,
+            r#"fleet_delete_guard_events_total{result="failed"} 0"#,
+            "fleet_delete_guard_queue_overflow_total 0",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 }
