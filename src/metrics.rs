@@ -266,14 +266,18 @@ impl Metrics {
         // Failure series exist at 0 from the start, so that `increase()` in an alert sees
         // the first failure (deploy/monitoring/prometheusrule.yaml).
         for object in ["bundledeployment", "gitrepo"] {
-            patches.get_or_create(&PatchLabels {
-                object,
-                result: "failed",
-            });
+            patches
+                .get_or_create(&PatchLabels {
+                    object,
+                    result: "failed",
+                })
+                .inc_by(0);
         }
-        tls_reloads.get_or_create(&ResultLabels { result: "error" });
+        tls_reloads
+            .get_or_create(&ResultLabels { result: "error" })
+            .inc_by(0);
         for result in ["failed", "dropped"] {
-            events.get_or_create(&ResultLabels { result });
+            events.get_or_create(&ResultLabels { result }).inc_by(0);
         }
         Metrics {
             registry: Arc::new(registry),
