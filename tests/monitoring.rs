@@ -497,7 +497,10 @@ fn without_threshold(expr: &str) -> String {
 
 /// What each dashboard panel query must return after the run below: labels that some
 /// series carries (title, refId, labels).
-const PANELS: &[(&str, &str, &[(&str, &str)])] = &[
+/// Labels some series must carry.
+type Labels = &'static [(&'static str, &'static str)];
+
+const PANELS: &[(&str, &str, Labels)] = &[
     ("Deletions by owner and decision", "A", OWNER_WARNED),
     (
         "Deletions by owner since the webhook started",
@@ -519,7 +522,7 @@ const PANELS: &[(&str, &str, &[(&str, &str)])] = &[
     ("Replicas up, ready and queue depth", "C", &[("pod", POD)]),
 ];
 
-const OWNER_WARNED: &[(&str, &str)] = &[
+const OWNER_WARNED: Labels = &[
     ("owner_kind", "GitRepo"),
     ("owner_namespace", "fleet-local"),
     ("owner_name", "lots"),
@@ -528,7 +531,7 @@ const OWNER_WARNED: &[(&str, &str)] = &[
 
 /// Each alert in the run below: whether it fires, and the labels of its series (of
 /// the whole expression when it fires, else of [`without_threshold`]).
-const ALERTS: &[(&str, bool, &[(&str, &str)])] = &[
+const ALERTS: &[(&str, bool, Labels)] = &[
     (
         "FleetDeleteGuardManualDeletions",
         true,
@@ -633,11 +636,9 @@ async fn prometheus_scrapes_the_binary_and_every_panel_and_alert_query_answers()
                 v.first()
                     .is_some_and(|s| s["value"][1].as_str().and_then(|x| x.parse::<f64>().ok()) >= Some(3.0))
             },
-            &format!(
-                "min(count_over_time(fleet_delete_guard_owner_deletions_total[1m])) \
-                 and on() fleet_delete_guard_status_lag_seconds_count >= 2 \
-                 and on() fleet_delete_guard_owner_deletions_total{{owner_name=\"lots\",decision=\"warned\"}} == 2"
-            ),
+            "min(count_over_time(fleet_delete_guard_owner_deletions_total[1m])) \
+             and on() fleet_delete_guard_status_lag_seconds_count >= 2 \
+             and on() fleet_delete_guard_owner_deletions_total{owner_name=\"lots\",decision=\"warned\"} == 2",
         )
         .await;
 
