@@ -9,7 +9,9 @@ use std::{sync::Arc, time::Instant};
 use kube::core::{admission::AdmissionReview, DynamicObject};
 
 use crate::{
-    decide::{decide, ObjectFacts, Owner, Verdict},
+    decide::{decide, ObjectFacts, Outcome, Owner, Verdict},
+    fleet::{OwnerKind, OwnerRef},
+    metrics::Metrics,
     policy::DecisionConfig,
     review::{self, Parsed, Request, ReviewError},
 };
@@ -92,6 +94,8 @@ pub struct Admission {
     config: DecisionConfig,
     owners: Arc<dyn OwnerResolver>,
     sink: Arc<dyn DeletionSink>,
+    /// Where deletions are counted by owner (`owner_deletions_total`), when set.
+    metrics: Option<Metrics>,
 }
 
 impl Admission {
@@ -104,7 +108,14 @@ impl Admission {
             config,
             owners,
             sink,
+            metrics: None,
         }
+    }
+
+    /// Count deletions of Fleet-managed objects by owner in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn config(&self) -> &DecisionConfig {
@@ -129,6 +140,13 @@ impl Admission {
         };
         let verdict = decide(&facts, &owner, &self.config);
         let summary = summarize(&request, &facts, &verdict);
+        if let Some(metrics) = self
+            .metrics
+            .as_ref()
+            .filter(|_| owner_deletion(&facts, &verdict))
+        {
+            metrics.count_owner_deletion(metric_owner(&owner).as_ref(), verdict.outcome.as_str());
+        }
         if verdict.count {
             self.sink.record(counted(&request, facts, owner, received));
         }
@@ -137,6 +155,24 @@ impl Admission {
             summary,
         })
     }
+}
+
+/// Whether a review is a deletion of a Fleet-managed object for `owner_deletions_total`:
+/// not the fast path (not a DELETE, no object, not Fleet's), not a dry run (nothing is
+/// deleted), not a repeat review of an object already terminating (counted when its
+/// first DELETE was admitted). Denied deletions count: someone tried.
+fn owner_deletion(facts: &crate::decide::Review, verdict: &Verdict) -> bool {
+    !verdict.is_fast_path() && !facts.dry_run && verdict.outcome != Outcome::RepeatDeletion
+}
+
+/// The owner as the metric names it, from what the owner index resolved: the GitRepo
+/// when known, else the Bundle (namespace unknown here), else `None` (unknown).
+fn metric_owner(owner: &Owner) -> Option<OwnerRef> {
+    if let Some((namespace, name)) = owner.gitrepo.as_deref().and_then(|r| r.split_once('/')) {
+        return Some(OwnerRef::new(OwnerKind::GitRepo, namespace, name));
+    }
+    let bundle = owner.bundle.as_deref()?;
+    Some(OwnerRef::new(OwnerKind::Bundle, "", bundle))
 }
 
 /// Longest identifier a review may carry: uid, kind, resource, name, namespace, user,

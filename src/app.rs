@@ -132,7 +132,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
     };
 
     let (owners, sink) = start_counting(&args, &metrics, &readiness).await;
-    let admission = Arc::new(Admission::new(args.decision_config(), owners, sink));
+    let admission = Arc::new(
+        Admission::new(args.decision_config(), owners, sink).with_metrics(metrics.clone()),
+    );
     tracing::info!(
         listen = %listeners.webhook_addr().map(|a| a.to_string()).unwrap_or_default(),
         metrics_listen = %listeners.metrics_addr().map(|a| a.to_string()).unwrap_or_default(),
