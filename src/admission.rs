@@ -10,7 +10,6 @@ use kube::core::{admission::AdmissionReview, DynamicObject};
 
 use crate::{
     decide::{decide, ObjectFacts, Outcome, Owner, Verdict},
-    fleet::{OwnerKind, OwnerRef},
     metrics::Metrics,
     policy::DecisionConfig,
     review::{self, Parsed, Request, ReviewError},
@@ -145,7 +144,9 @@ impl Admission {
             .as_ref()
             .filter(|_| owner_deletion(&facts, &verdict))
         {
-            metrics.count_owner_deletion(metric_owner(&owner).as_ref(), verdict.outcome.as_str());
+            // The owner index resolved it (bounded by this cluster's
+            // BundleDeployments), else `unknown`.
+            metrics.count_owner_deletion(owner.owned_by.as_ref(), verdict.outcome.as_str());
         }
         if verdict.count {
             self.sink.record(counted(&request, facts, owner, received));
@@ -163,16 +164,6 @@ impl Admission {
 /// first DELETE was admitted). Denied deletions count: someone tried.
 fn owner_deletion(facts: &crate::decide::Review, verdict: &Verdict) -> bool {
     !verdict.is_fast_path() && !facts.dry_run && verdict.outcome != Outcome::RepeatDeletion
-}
-
-/// The owner as the metric names it, from what the owner index resolved: the GitRepo
-/// when known, else the Bundle (namespace unknown here), else `None` (unknown).
-fn metric_owner(owner: &Owner) -> Option<OwnerRef> {
-    if let Some((namespace, name)) = owner.gitrepo.as_deref().and_then(|r| r.split_once('/')) {
-        return Some(OwnerRef::new(OwnerKind::GitRepo, namespace, name));
-    }
-    let bundle = owner.bundle.as_deref()?;
-    Some(OwnerRef::new(OwnerKind::Bundle, "", bundle))
 }
 
 /// Longest identifier a review may carry: uid, kind, resource, name, namespace, user,

@@ -40,8 +40,14 @@ struct Lots {
 
 impl OwnerResolver for Lots {
     fn resolve(&self, object: &ObjectFacts) -> Owner {
+        use fleet_delete_guard::fleet::{OwnerKind, OwnerRef};
+        let owned_by = if self.gitrepo {
+            OwnerRef::new(OwnerKind::GitRepo, "fleet-local", "lots")
+        } else {
+            OwnerRef::new(OwnerKind::Bundle, "fleet-local", "lots-config2")
+        };
         Owner {
-            gitrepo: self.gitrepo.then(|| "fleet-local/lots".to_string()),
+            owned_by: Some(owned_by),
             bundle: Some("lots-config2".to_string()),
             ..Owner::from_object(object)
         }
@@ -123,7 +129,7 @@ fn the_admission_path_counts_fleet_deletions_by_owner_and_decision() {
 
     let expected = [
         r#"fleet_delete_guard_owner_deletions_total{owner_kind="GitRepo",owner_namespace="fleet-local",owner_name="lots",decision="warned"} 1"#,
-        r#"fleet_delete_guard_owner_deletions_total{owner_kind="Bundle",owner_namespace="",owner_name="lots-config2",decision="denied"} 1"#,
+        r#"fleet_delete_guard_owner_deletions_total{owner_kind="Bundle",owner_namespace="fleet-local",owner_name="lots-config2",decision="denied"} 1"#,
         r#"fleet_delete_guard_owner_deletions_total{owner_kind="unknown",owner_namespace="",owner_name="",decision="warned"} 2"#,
     ];
     assert_eq!(
