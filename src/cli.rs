@@ -168,7 +168,8 @@ pub struct ServeArgs {
     /// Fleet's version (e.g. v0.14.3), whose status rules the writes follow. `auto`:
     /// read from Deployment cattle-fleet-system/fleet-controller's image; when that
     /// fails, the newest known rules (logged once).
-    #[arg(long, env = "FLEET_DELETE_GUARD_FLEET_VERSION", default_value = "auto")]
+    #[arg(long, env = "FLEET_DELETE_GUARD_FLEET_VERSION", default_value = "auto",
+          value_parser = parse_fleet_version)]
     pub fleet_version: String,
 
     /// Fleet agent scopes (AGENT_SCOPE) tried when matching setIDs; "" is standalone Fleet.
@@ -215,6 +216,16 @@ pub struct ServeArgs {
     pub log_format: LogFormat,
 }
 
+/// `auto`, or a Fleet version such as `v0.14.3`.
+fn parse_fleet_version(s: &str) -> Result<String, String> {
+    if s == "auto" {
+        return Ok(s.to_string());
+    }
+    crate::fleet::release::parse_version(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,5 +270,14 @@ mod tests {
             Cli::try_parse_from(["fleet-delete-guard", "serve", "--tls-cert", "x"]).is_err(),
             "cert needs key"
         );
+    }
+
+    #[test]
+    fn fleet_version_is_auto_or_a_version() {
+        for ok in ["auto", "v0.14.3", "0.16.1"] {
+            assert!(parse_fleet_version(ok).is_ok(), "{ok}");
+        }
+        let err = parse_fleet_version("latest").expect_err("not a version");
+        assert!(err.contains("not a Fleet version"), "{err}");
     }
 }

@@ -9,8 +9,11 @@ mod second_cluster;
 use fleet_delete_guard::delta::batch::{self, Change, ChangeKind};
 use fleet_delete_guard::delta::bundle_deployment;
 use fleet_delete_guard::delta::gitrepo;
-use fleet_delete_guard::delta::recompute::gitrepo_status_from_bundle_deployments;
+use fleet_delete_guard::delta::recompute::{
+    gitrepo_status_from_bundle_deployments, owner_status_for,
+};
 use fleet_delete_guard::delta::DeletedResource;
+use fleet_delete_guard::fleet::release::FleetRelease;
 use fleet_delete_guard::fleet::status::{
     BundleDeployment, GitRepoStatus, NonReadyResource, ResourceCounts,
 };
@@ -213,6 +216,31 @@ proptest! {
             let mut list_again = list.clone();
             batch::apply(&mut again, &mut list_again, &changes, NOW);
             prop_assert_eq!(&list_again, &list);
+            prop_assert_eq!(&again, &gr);
+        }
+    }
+
+    /// For every supported Fleet release: production's batch, with that release's
+    /// rules, equals that release's recompute after every batch, and replays are no-ops.
+    #[test]
+    fn incremental_equals_recompute_for_every_release(
+        ops in prop::collection::vec((0usize..11, prop::bool::weighted(0.7)), 1..20),
+        batch_size in 1usize..4,
+        release in prop::sample::select(FleetRelease::ALL.to_vec()),
+    ) {
+        let rules = release.rules();
+        let objects = resources();
+        let original = owner_status_for(&rules, &fixture_gitrepo(), &fixture_bds(), NOW);
+        let mut list = fixture_bds();
+        let mut gr = original.clone();
+        for chunk in ops.chunks(batch_size) {
+            let changes = changes_for(chunk, &objects, 0);
+            batch::apply_knowing(&rules, &mut gr, &mut list, &changes, NOW, |_| true);
+            let want = owner_status_for(&rules, &original, &list, NOW);
+            prop_assert_eq!(strip_times(json_of(&gr)), strip_times(json_of(&want)), "{}", release);
+            let mut again = gr.clone();
+            let mut list_again = list.clone();
+            batch::apply_knowing(&rules, &mut again, &mut list_again, &changes, NOW, |_| true);
             prop_assert_eq!(&again, &gr);
         }
     }
