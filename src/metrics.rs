@@ -110,6 +110,7 @@ pub struct Metrics {
     pub queue_depth: Gauge,
     /// Deletions refused by the full queue (counted later by Fleet and by the resync).
     pub queue_overflow: Counter,
+    pub requeued: Counter,
     /// Deletions whose owner is not in the cache (no BundleDeployment matches).
     pub unresolved: Counter,
     /// Resync passes by result.
@@ -234,6 +235,12 @@ impl Metrics {
             "Deletions refused because the queue was full",
             queue_overflow.clone(),
         );
+        let requeued = Counter::default();
+        registry.register(
+            "requeued",
+            "Deletions whose status write gave up (API failing) and went back to the queue",
+            requeued.clone(),
+        );
         let unresolved = Counter::default();
         registry.register(
             "unresolved_owner",
@@ -312,6 +319,7 @@ impl Metrics {
             unmarked,
             queue_depth,
             queue_overflow,
+            requeued,
             unresolved,
             resyncs,
             resync_missing,

@@ -532,6 +532,13 @@ impl Shared {
                         bd,
                     });
                 }
+                Err(e) if e.is_transient() => {
+                    // The API kept failing or conflicting: nothing is dropped, the work
+                    // goes back to the queue for the next batch.
+                    tracing::warn!(error = %e, deletions = writes.len(), "BundleDeployment status not written yet; retrying at the next batch");
+                    self.metrics.requeued.inc_by(writes.len() as u64);
+                    self.requeue(writes);
+                }
                 Err(e) => {
                     tracing::error!(error = %e, reason = e.reason(), deletions = writes.len(), "cannot count deletions in the BundleDeployment status");
                 }
@@ -600,8 +607,26 @@ impl Shared {
                 self.observe_lag(&written);
                 self.publish_events(owner, w.object(), &written);
             }
+            Err(e) if e.is_transient() => {
+                tracing::warn!(%owner, error = %e, "owner status not written yet; re-deriving it at the next batch");
+                lock(&self.rederive).insert(at.clone());
+            }
             Err(e) => {
                 tracing::error!(%owner, error = %e, reason = e.reason(), "cannot count deletions in the owner's status")
+            }
+        }
+    }
+
+    /// Put writes back in the queue (their marks and arrival times kept).
+    fn requeue(&self, writes: Vec<Write>) {
+        let mut q = lock(&self.queue);
+        for w in writes {
+            let item = Item {
+                op: if w.mark { Op::Mark } else { Op::Unmark },
+                ..w.item
+            };
+            if q.push(item) == Pushed::Full {
+                self.metrics.queue_overflow.inc();
             }
         }
     }

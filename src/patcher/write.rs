@@ -81,6 +81,11 @@ pub enum WriteError<E: std::error::Error + 'static> {
 }
 
 impl<E: std::error::Error + 'static> WriteError<E> {
+    /// Gave up on conflicts, 5xx, 429 or timeouts: worth trying again later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, WriteError::Exhausted { .. })
+    }
+
     /// Label for the `failed` result of the patch metric.
     pub fn reason(&self) -> &'static str {
         match self {
