@@ -23,3 +23,4 @@ pub mod redact;
 pub mod review;
 pub mod server;
 pub mod tls;
+pub mod verify;
