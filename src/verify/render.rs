@@ -84,7 +84,7 @@ pub fn table(report: &Report) -> String {
         .count();
     let _ = writeln!(
         out,
-        "\n{} BundleDeployments, {} owners ({} disagreeing), {} discrepancies, {} errors: {}",
+        "\n{} BundleDeployments, owners: {} ({} disagreeing), discrepancies: {}, errors: {}: {}",
         report.bundle_deployments,
         report.owners.len(),
         disagreeing,
