@@ -555,13 +555,13 @@ async fn measure(n: usize) -> (i32, f64, f64, Value) {
     .expect("run")
 }
 
-/// BENCHMARKS.md, "verify": 1,000 and 10,000 BundleDeployments, the real binary.
+/// BENCHMARKS.md, "verify": 1,000, 10,000 and 20,000 BundleDeployments, the real binary.
 /// Run by hand:
 /// `cargo test --release --test verify -- --ignored --nocapture verify_memory`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement, run by hand (BENCHMARKS.md)"]
 async fn verify_memory_with_10000_bundle_deployments() {
-    for n in [1_000, 10_000] {
+    for n in [1_000, 10_000, 20_000] {
         let (code, peak_mib, secs, v) = measure(n).await;
         println!(
             "verify, {n} BundleDeployments: exit {code}, peak RSS {peak_mib:.1} MiB, {secs:.2} s wall"
