@@ -121,9 +121,14 @@ fn bench_decide(c: &mut Criterion) {
     let managed = user_review(Some(managed_object()));
     let resolved = Owner {
         set_id: managed_object().objectset_id,
-        gitrepo: Some("fleet-local/repo-042".into()),
+        owned_by: Some(fleet_delete_guard::fleet::OwnerRef::new(
+            fleet_delete_guard::fleet::OwnerKind::GitRepo,
+            "fleet-local",
+            "repo-042",
+        )),
         bundle: Some("bd-04242".into()),
         policy: None,
+        unmonitored: None,
     };
     g.bench_function("user deletion, warn, owner resolved", |b| {
         b.iter(|| decide(black_box(&managed), black_box(&resolved), &config))

@@ -9,7 +9,8 @@ use std::{sync::Arc, time::Instant};
 use kube::core::{admission::AdmissionReview, DynamicObject};
 
 use crate::{
-    decide::{decide, ObjectFacts, Owner, Verdict},
+    decide::{decide, ObjectFacts, Outcome, Owner, Verdict},
+    metrics::Metrics,
     policy::DecisionConfig,
     review::{self, Parsed, Request, ReviewError},
 };
@@ -92,6 +93,8 @@ pub struct Admission {
     config: DecisionConfig,
     owners: Arc<dyn OwnerResolver>,
     sink: Arc<dyn DeletionSink>,
+    /// Where deletions are counted by owner (`owner_deletions_total`), when set.
+    metrics: Option<Metrics>,
 }
 
 impl Admission {
@@ -104,7 +107,14 @@ impl Admission {
             config,
             owners,
             sink,
+            metrics: None,
         }
+    }
+
+    /// Count deletions of Fleet-managed objects by owner in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn config(&self) -> &DecisionConfig {
@@ -124,11 +134,20 @@ impl Admission {
         }
         let facts = review::facts(&request);
         let owner = match &facts.object {
-            Some(object) if object.is_fleet_managed() => self.owners.resolve(object),
+            Some(object) if object.has_objectset_metadata() => self.owners.resolve(object),
             _ => Owner::default(),
         };
         let verdict = decide(&facts, &owner, &self.config);
         let summary = summarize(&request, &facts, &verdict);
+        if let Some(metrics) = self
+            .metrics
+            .as_ref()
+            .filter(|_| owner_deletion(&facts, &verdict))
+        {
+            // The owner index resolved it (bounded by this cluster's
+            // BundleDeployments), else `unknown`.
+            metrics.count_owner_deletion(owner.owned_by.as_ref(), verdict.outcome.as_str());
+        }
         if verdict.count {
             self.sink.record(counted(&request, facts, owner, received));
         }
@@ -137,6 +156,14 @@ impl Admission {
             summary,
         })
     }
+}
+
+/// Whether a review is a deletion of a Fleet-managed object for `owner_deletions_total`:
+/// not the fast path (not a DELETE, no object, not Fleet's), not a dry run (nothing is
+/// deleted), not a repeat review of an object already terminating (counted when its
+/// first DELETE was admitted). Denied deletions count: someone tried.
+fn owner_deletion(facts: &crate::decide::Review, verdict: &Verdict) -> bool {
+    !verdict.is_fast_path() && !facts.dry_run && verdict.outcome != Outcome::RepeatDeletion
 }
 
 /// Longest identifier a review may carry: uid, kind, resource, name, namespace, user,

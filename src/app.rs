@@ -132,7 +132,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
     };
 
     let (owners, sink) = start_counting(&args, &metrics, &readiness).await;
-    let admission = Arc::new(Admission::new(args.decision_config(), owners, sink));
+    let admission = Arc::new(
+        Admission::new(args.decision_config(), owners, sink).with_metrics(metrics.clone()),
+    );
     tracing::info!(
         listen = %listeners.webhook_addr().map(|a| a.to_string()).unwrap_or_default(),
         metrics_listen = %listeners.metrics_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -203,6 +205,19 @@ async fn start_counting(
         metrics.clone(),
         readiness.clone(),
     );
+    {
+        let (flag, fleet, patcher, metrics, readiness) = (
+            args.fleet_version.clone(),
+            clients.fleet.clone(),
+            counting.patcher.clone(),
+            metrics.clone(),
+            readiness.clone(),
+        );
+        tokio::spawn(async move {
+            crate::fleet_version::resolve(Some(&flag), &fleet, &patcher, &metrics, &readiness)
+                .await;
+        });
+    }
     (counting.index, Arc::new(counting.patcher))
 }
 

@@ -167,6 +167,12 @@ pub struct ServeArgs {
     )]
     pub patch_gitrepo: PatchGitRepo,
 
+    /// Fleet's version (e.g. v0.14.3), whose status rules the writes follow. `auto`:
+    /// read from Deployment cattle-fleet-system/fleet-controller's image; when that
+    /// fails, the newest known rules (logged once).
+    #[arg(long, env = "FLEET_DELETE_GUARD_FLEET_VERSION", default_value = "auto")]
+    pub fleet_version: String,
+
     /// Fleet agent scopes (AGENT_SCOPE) tried when matching setIDs; "" is standalone Fleet.
     #[arg(long = "agent-scope", env = "FLEET_DELETE_GUARD_AGENT_SCOPE", value_delimiter = ',',
           default_values = crate::owners::DEFAULT_AGENT_SCOPES)]

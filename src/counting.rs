@@ -14,11 +14,12 @@ use kube::{
 
 use crate::{
     fleet::{
-        cluster_namespace, view::WatchedBundleDeployment, LABEL_CLUSTER, LABEL_CLUSTER_NAMESPACE,
+        api::FleetResource, cluster_namespace, view::WatchedBundleDeployment, OwnerKind,
+        LABEL_CLUSTER, LABEL_CLUSTER_NAMESPACE,
     },
     health::Readiness,
     metrics::Metrics,
-    owners::{gitrepo_resource, OwnerIndex},
+    owners::OwnerIndex,
     patcher::{Patcher, PatcherConfig},
 };
 
@@ -153,7 +154,10 @@ pub fn start(
         scopes: scopes.clone(),
         cluster_key: cluster.to_string(),
         owner_kinds: if config.patch_gitrepo {
-            vec![crate::fleet::OwnerKind::GitRepo]
+            vec![
+                crate::fleet::OwnerKind::GitRepo,
+                crate::fleet::OwnerKind::HelmOp,
+            ]
         } else {
             Vec::new()
         },
@@ -203,25 +207,11 @@ pub fn start(
         .await;
     });
 
-    // GitRepos: only their policy annotation, so metadata only.
+    // GitRepos and HelmOps: only their policy annotation, so metadata only.
     if watch_gitrepos {
-        let repo_api: Api<PartialObjectMeta<DynamicObject>> =
-            Api::all_with(clients.fleet.clone(), &gitrepo_resource());
-        let repo_index = index.clone();
-        let repos = watcher(repo_api, watcher::Config::default()).default_backoff();
-        tokio::spawn(async move {
-            repos
-                .for_each(|r| {
-                    match r {
-                        Ok(event) => repo_index.apply_gitrepo_event(&event),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "GitRepo watch failed; retrying with backoff")
-                        }
-                    }
-                    std::future::ready(())
-                })
-                .await;
-        });
+        for kind in [OwnerKind::GitRepo, OwnerKind::HelmOp] {
+            spawn_owner_watch(clients.fleet.clone(), index.clone(), kind);
+        }
     }
 
     let ready_index = index.clone();
@@ -256,6 +246,38 @@ pub fn start(
 
     tokio::spawn(patcher.clone().run());
     Counting { index, patcher }
+}
+
+/// Watch one owner kind's metadata for the policy annotation. A Fleet without that kind
+/// (HelmOps before v0.13) answers 404, an RBAC without it 403: readiness then does not
+/// wait for it, and the watch keeps retrying in case the CRD or the rule arrives later.
+fn spawn_owner_watch(fleet: Client, index: Arc<OwnerIndex>, kind: OwnerKind) {
+    let api: Api<PartialObjectMeta<DynamicObject>> =
+        Api::all_with(fleet, &FleetResource::of_owner(kind).api_resource());
+    let stream = watcher(api, watcher::Config::default()).default_backoff();
+    tokio::spawn(async move {
+        let mut absent_logged = false;
+        stream
+            .for_each(|r| {
+                match r {
+                    Ok(event) => index.apply_owner_event(kind, &event),
+                    Err(watcher::Error::InitialListFailed(kube::Error::Api(s)))
+                        if s.code == 404 || s.code == 403 =>
+                    {
+                        index.mark_owners_synced(kind);
+                        if !std::mem::replace(&mut absent_logged, true) {
+                            let why = if s.code == 404 { "this Fleet serves none (before v0.13)" } else { "forbidden (RBAC)" };
+                            tracing::warn!(%kind, why, "cannot list {kind}s; their policy annotations are not watched");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(%kind, error = %e, "owner watch failed; retrying with backoff")
+                    }
+                }
+                std::future::ready(())
+            })
+            .await;
+    });
 }
 
 #[cfg(test)]

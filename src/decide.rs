@@ -3,10 +3,12 @@
 //! [`decide`] takes the facts of a review ([`Review`]), what is known of the object's
 //! Fleet owner ([`Owner`]) and the configuration, and returns a [`Verdict`]: allowed or
 //! not, the warnings kubectl prints, the audit annotations, and whether the deletion is
-//! to be counted in the GitRepo status.
+//! to be counted in its owner's status.
 
 use std::fmt;
 
+use crate::fleet::recognize::{provenance, Provenance};
+use crate::fleet::{OwnerKind, OwnerRef};
 use crate::policy::{matches_identity, DecisionConfig, Policy};
 
 /// kube-apiserver recommends warnings of at most 120 characters.
@@ -52,8 +54,8 @@ pub struct ObjectFacts {
 }
 
 impl ObjectFacts {
-    /// Fleet marks every object it deploys with the hash label and the id annotation.
-    pub fn is_fleet_managed(&self) -> bool {
+    /// Carries any objectset metadata (Fleet's agent's, or another writer's).
+    pub fn has_objectset_metadata(&self) -> bool {
         self.objectset_hash.is_some() || self.objectset_id.is_some()
     }
 
@@ -83,12 +85,16 @@ pub struct Review {
 pub struct Owner {
     /// The setID from the object's annotation, when present.
     pub set_id: Option<String>,
-    /// `namespace/name` of the owning GitRepo, once resolved.
-    pub gitrepo: Option<String>,
+    /// The GitRepo, HelmOp or Bundle behind the object's BundleDeployment, once the
+    /// owner index resolved the setID.
+    pub owned_by: Option<OwnerRef>,
     /// Name of the owning Bundle (equal to the BundleDeployment name), once resolved.
     pub bundle: Option<String>,
-    /// A per-GitRepo override of the cluster-wide policy.
+    /// A per-GitRepo/HelmOp override of the cluster-wide policy.
     pub policy: Option<Policy>,
+    /// Fleet's agent does not monitor the bundle now (`paused`, `off schedule`,
+    /// `waiting for values`): the deletion is warned about but not counted.
+    pub unmonitored: Option<&'static str>,
 }
 
 impl Owner {
@@ -100,11 +106,33 @@ impl Owner {
         }
     }
 
-    /// Short human description: `GitRepo ns/name (bundle b)` or `Fleet objectset <id>`.
+    /// The GitRepo (`ns/name`) when the owner is one.
+    pub fn gitrepo(&self) -> Option<String> {
+        self.owned_by_kind(OwnerKind::GitRepo)
+    }
+
+    /// The HelmOp (`ns/name`) when the owner is one.
+    pub fn helmop(&self) -> Option<String> {
+        self.owned_by_kind(OwnerKind::HelmOp)
+    }
+
+    fn owned_by_kind(&self, kind: OwnerKind) -> Option<String> {
+        self.owned_by
+            .as_ref()
+            .filter(|o| o.kind == kind)
+            .map(OwnerRef::key)
+    }
+
+    /// Short human description: `Fleet GitRepo ns/name (bundle b)`, `Fleet HelmOp ns/name
+    /// (bundle b)`, `Fleet Bundle ns/mcc-x (ManagedChart ns/x)` or `Fleet (objectset <id>)`.
     pub fn describe(&self) -> String {
-        match (&self.gitrepo, &self.bundle) {
-            (Some(repo), Some(bundle)) => format!("Fleet GitRepo {repo} (bundle {bundle})"),
-            (Some(repo), None) => format!("Fleet GitRepo {repo}"),
+        match (&self.owned_by, &self.bundle) {
+            (Some(o), _) if o.kind == OwnerKind::Bundle => match o.managed_chart() {
+                Some(chart) => format!("Fleet {o} (ManagedChart {chart})"),
+                None => format!("Fleet {o}"),
+            },
+            (Some(o), Some(bundle)) => format!("Fleet {o} (bundle {bundle})"),
+            (Some(o), None) => format!("Fleet {o}"),
             (None, Some(bundle)) => format!("Fleet bundle {bundle}"),
             (None, None) => match &self.set_id {
                 Some(id) => format!("Fleet (objectset {id})"),
@@ -113,12 +141,19 @@ impl Owner {
         }
     }
 
-    /// The value of the `owner` audit annotation: the GitRepo when known, else the setID.
+    /// The value of the `owner` audit annotation: `ns/name` for a GitRepo (as always),
+    /// `helmop:ns/name` or `bundle:ns/name` for the other kinds, else `objectset:<setID>`.
     fn audit_value(&self) -> String {
-        self.gitrepo
-            .clone()
-            .or_else(|| self.set_id.as_ref().map(|id| format!("objectset:{id}")))
-            .unwrap_or_else(|| "unknown".to_string())
+        match &self.owned_by {
+            Some(o) if o.kind == OwnerKind::GitRepo => o.key(),
+            Some(o) if o.kind == OwnerKind::HelmOp => format!("helmop:{}", o.key()),
+            Some(o) => format!("bundle:{}", o.key()),
+            None => self
+                .set_id
+                .as_ref()
+                .map(|id| format!("objectset:{id}"))
+                .unwrap_or_else(|| "unknown".to_string()),
+        }
     }
 }
 
@@ -129,8 +164,11 @@ pub enum Outcome {
     NotDelete,
     /// A DELETE without an `oldObject`: nothing to decide on.
     NoObject,
-    /// The object carries no Fleet label or annotation.
+    /// The object carries no objectset label or annotation.
     NotManaged,
+    /// Objectset metadata from another writer than Fleet's agent (Endpoints copying a
+    /// Service's labels, Rancher's object sets, k3s/RKE2 add-ons).
+    NotFleet,
     /// Fleet deletes what it deployed (prune, uninstall, force-replace).
     FleetDeletion,
     /// The object is already terminating: an earlier DELETE was admitted.
@@ -153,6 +191,7 @@ impl Outcome {
             Outcome::NotDelete => "not-delete",
             Outcome::NoObject => "no-object",
             Outcome::NotManaged => "not-managed",
+            Outcome::NotFleet => "not-fleet",
             Outcome::FleetDeletion => "fleet",
             Outcome::RepeatDeletion => "repeat",
             Outcome::ControllerDeletion => "controller",
@@ -189,7 +228,7 @@ pub struct Verdict {
     pub warnings: Vec<String>,
     /// Keys are bare names: kube-apiserver prefixes them with the webhook name.
     pub audit_annotations: Vec<(&'static str, String)>,
-    /// Count this deletion in the GitRepo status (never for dry-run reviews).
+    /// Count this deletion in its owner's status (never for dry-run reviews).
     pub count: bool,
 }
 
@@ -209,7 +248,7 @@ impl Verdict {
     pub fn is_fast_path(&self) -> bool {
         matches!(
             self.outcome,
-            Outcome::NotDelete | Outcome::NoObject | Outcome::NotManaged
+            Outcome::NotDelete | Outcome::NoObject | Outcome::NotManaged | Outcome::NotFleet
         )
     }
 }
@@ -222,8 +261,14 @@ pub fn decide(review: &Review, owner: &Owner, config: &DecisionConfig) -> Verdic
     let Some(object) = &review.object else {
         return Verdict::silent(Outcome::NoObject);
     };
-    if !object.is_fleet_managed() {
-        return Verdict::silent(Outcome::NotManaged);
+    match provenance(
+        object.objectset_id.as_deref(),
+        object.objectset_hash.as_deref(),
+        owner.bundle.is_some(),
+    ) {
+        Provenance::NoObjectset => return Verdict::silent(Outcome::NotManaged),
+        Provenance::OtherWriter => return Verdict::silent(Outcome::NotFleet),
+        Provenance::FleetAgent => {}
     }
     let groups = review.groups.as_slice();
     let policy = owner.policy.unwrap_or(config.policy);
@@ -245,7 +290,7 @@ pub fn decide(review: &Review, owner: &Owner, config: &DecisionConfig) -> Verdic
         }
     };
 
-    let count = outcome.counts() && !review.dry_run;
+    let count = outcome.counts() && !review.dry_run && owner.unmonitored.is_none();
     let allowed = outcome != Outcome::Denied;
     let warnings = match outcome {
         Outcome::Warned => warnings(object, owner, None),
@@ -262,10 +307,16 @@ pub fn decide(review: &Review, owner: &Owner, config: &DecisionConfig) -> Verdic
         ("owner", owner.audit_value()),
         ("decision", outcome.as_str().to_string()),
         ("counted", count.to_string()),
-        ("reason", reason(outcome, review.dry_run, policy)),
+        (
+            "reason",
+            reason(outcome, review.dry_run, policy, owner.unmonitored),
+        ),
     ];
-    if let Some(repo) = &owner.gitrepo {
-        audit.push(("gitrepo", repo.clone()));
+    if let Some(repo) = owner.gitrepo() {
+        audit.push(("gitrepo", repo));
+    }
+    if let Some(op) = owner.helmop() {
+        audit.push(("helmop", op));
     }
     if let Some(bundle) = &owner.bundle {
         audit.push(("bundle", bundle.clone()));
@@ -284,12 +335,18 @@ pub fn decide(review: &Review, owner: &Owner, config: &DecisionConfig) -> Verdic
     }
 }
 
-fn reason(outcome: Outcome, dry_run: bool, policy: Policy) -> String {
+fn reason(outcome: Outcome, dry_run: bool, policy: Policy, unmonitored: Option<&str>) -> String {
     let base = match outcome {
         Outcome::FleetDeletion => "deleted by Fleet itself".to_string(),
         Outcome::RepeatDeletion => "object already terminating; counted once when gone".to_string(),
         Outcome::ControllerDeletion => "deleted by a Kubernetes controller".to_string(),
         _ => format!("manual deletion, policy {}", policy.as_str()),
+    };
+    let base = match unmonitored {
+        Some(why) if outcome.counts() => {
+            format!("{base}; Fleet does not monitor the bundle now ({why}), not counted")
+        }
+        _ => base,
     };
     if dry_run {
         format!("{base}; dry run, no side effects")
@@ -306,7 +363,19 @@ fn warnings(object: &ObjectFacts, owner: &Owner, first: Option<&str>) -> Vec<Str
         object.display_name(),
         owner.describe()
     ));
-    out.push("Fleet will report it Missing in the GitRepo status until it is re-created.".into());
+    let status = match owner.owned_by.as_ref().map(|o| o.kind) {
+        Some(OwnerKind::HelmOp) => "HelmOp",
+        Some(OwnerKind::Bundle) => "BundleDeployment",
+        Some(OwnerKind::GitRepo) | None => "GitRepo",
+    };
+    out.push(match owner.unmonitored {
+        Some(why) => format!(
+            "Fleet does not monitor this bundle now ({why}); its {status} status will not show it Missing."
+        ),
+        None => format!(
+            "Fleet will report it Missing in the {status} status until it is re-created."
+        ),
+    });
     out.push("Change it in Git instead; Fleet's drift correction may re-create it.".into());
     out.truncate(MAX_WARNINGS);
     out.into_iter()
@@ -428,12 +497,26 @@ mod tests {
     }
 
     #[test]
-    fn either_fleet_marker_alone_makes_it_managed() {
+    fn the_id_annotation_makes_it_fleets_the_hash_label_alone_does_not() {
         let mut only_label = managed_object();
         only_label.objectset_id = None;
         let mut only_annotation = managed_object();
         only_annotation.objectset_hash = None;
-        assert!(only_label.is_fleet_managed() && only_annotation.is_fleet_managed());
+        assert!(only_label.has_objectset_metadata() && only_annotation.has_objectset_metadata());
+        let with = |o: ObjectFacts| Review {
+            object: Some(o),
+            ..review("alice", &[])
+        };
+        let cfg = DecisionConfig::default();
+        assert_eq!(
+            decide(&with(only_label), &Owner::default(), &cfg).outcome,
+            Outcome::NotFleet,
+            "an Endpoints copy of a Service's labels"
+        );
+        assert_eq!(
+            decide(&with(only_annotation), &Owner::default(), &cfg).outcome,
+            Outcome::Warned
+        );
     }
 
     #[test]
@@ -529,7 +612,7 @@ mod tests {
             ..DecisionConfig::default()
         };
         let o = Owner {
-            gitrepo: Some("fleet-local/lots".into()),
+            owned_by: Some(OwnerRef::new(OwnerKind::GitRepo, "fleet-local", "lots")),
             bundle: Some("lots-config2".into()),
             ..owner()
         };
@@ -613,5 +696,100 @@ mod tests {
         let s = "é".repeat(200);
         let cut = truncate_chars(s, 10);
         assert_eq!(cut.chars().count(), 10);
+    }
+
+    #[test]
+    fn other_writers_of_objectset_metadata_are_allowed_silently_and_not_counted() {
+        let cfg = DecisionConfig {
+            policy: Policy::Deny,
+            ..DecisionConfig::default()
+        };
+        for (id, hash) in [
+            (
+                None,
+                Some(crate::fleet::object_set_hash("default-lots-config2")),
+            ),
+            (Some("cluster-registration".to_string()), None),
+            (Some(String::new()), Some(crate::fleet::object_set_hash(""))),
+        ] {
+            let mut r = review("alice", &[]);
+            if let Some(o) = r.object.as_mut() {
+                o.objectset_id = id.clone();
+                o.objectset_hash = hash.clone();
+            }
+            let v = decide(&r, &Owner::default(), &cfg);
+            assert_eq!(v.outcome, Outcome::NotFleet, "{id:?} {hash:?}");
+            assert!(v.allowed && !v.count && v.is_fast_path());
+            assert!(v.warnings.is_empty() && v.audit_annotations.is_empty());
+        }
+    }
+
+    #[test]
+    fn helmop_and_bundle_only_owners_are_named() {
+        let op = Owner {
+            owned_by: Some(OwnerRef::new(OwnerKind::HelmOp, "fleet-default", "redis")),
+            bundle: Some("redis".into()),
+            ..owner()
+        };
+        let v = decide(&review("alice", &[]), &op, &DecisionConfig::default());
+        assert!(
+            v.warnings[0].contains("Fleet HelmOp fleet-default/redis (bundle redis)"),
+            "{:?}",
+            v.warnings
+        );
+        assert!(v.warnings[1].contains("HelmOp status"), "{:?}", v.warnings);
+        assert_eq!(annotation(&v, "helmop"), Some("fleet-default/redis"));
+        assert_eq!(annotation(&v, "owner"), Some("helmop:fleet-default/redis"));
+        assert_eq!(annotation(&v, "gitrepo"), None);
+
+        let mcc = Owner {
+            owned_by: Some(OwnerRef::new(
+                OwnerKind::Bundle,
+                "fleet-local",
+                "mcc-rancher-monitoring",
+            )),
+            bundle: Some("mcc-rancher-monitoring".into()),
+            ..owner()
+        };
+        let v = decide(&review("alice", &[]), &mcc, &DecisionConfig::default());
+        assert!(
+            v.warnings[0].contains(
+                "Fleet Bundle fleet-local/mcc-rancher-monitoring (ManagedChart fleet-local/rancher-monitoring)"
+            ) || v.warnings[0].ends_with('…'),
+            "{:?}",
+            v.warnings
+        );
+        assert!(v.warnings[1].contains("BundleDeployment status"));
+        assert_eq!(
+            annotation(&v, "owner"),
+            Some("bundle:fleet-local/mcc-rancher-monitoring")
+        );
+        assert!(v.count);
+    }
+
+    #[test]
+    fn a_bundle_fleet_does_not_monitor_is_warned_about_but_not_counted() {
+        for why in ["paused", "off schedule", "waiting for values"] {
+            let o = Owner {
+                owned_by: Some(OwnerRef::new(OwnerKind::GitRepo, "fleet-local", "lots")),
+                bundle: Some("lots-config2".into()),
+                unmonitored: Some(why),
+                ..owner()
+            };
+            let v = decide(&review("alice", &[]), &o, &DecisionConfig::default());
+            assert_eq!(v.outcome, Outcome::Warned);
+            assert!(v.allowed && !v.count, "{why}");
+            assert!(
+                v.warnings[1].contains(&format!("Fleet does not monitor this bundle now ({why})")),
+                "{:?}",
+                v.warnings
+            );
+            assert_eq!(annotation(&v, "counted"), Some("false"));
+            assert!(
+                annotation(&v, "reason")
+                    .is_some_and(|r| r.contains(why) && r.contains("not counted")),
+                "{v:?}"
+            );
+        }
     }
 }

@@ -256,6 +256,7 @@ impl Checker {
                 "not-delete",
                 "no-object",
                 "not-managed",
+                "not-fleet",
                 "fleet",
                 "repeat",
                 "controller",

@@ -36,6 +36,12 @@ impl Readiness {
         !checks.is_empty() && checks.values().all(|c| c.ok)
     }
 
+    /// Each check's name and whether it passes, in name order.
+    pub fn states(&self) -> Vec<(&'static str, bool)> {
+        let checks = self.checks.read().unwrap_or_else(|e| e.into_inner());
+        checks.iter().map(|(name, c)| (*name, c.ok)).collect()
+    }
+
     /// One line per check: `[+]name ok: detail` or `[-]name failed: detail`.
     pub fn report(&self) -> String {
         let checks = self.checks.read().unwrap_or_else(|e| e.into_inner());

@@ -12,6 +12,7 @@ pub mod counting;
 pub mod decide;
 pub mod delta;
 pub mod fleet;
+pub mod fleet_version;
 pub mod fuzz;
 pub mod health;
 pub mod listener;

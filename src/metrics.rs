@@ -18,6 +18,8 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
+use crate::{fleet::OwnerRef, health::Readiness};
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReviewLabels {
     pub operation: &'static str,
@@ -27,6 +29,14 @@ pub struct ReviewLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: &'static str,
+}
+
+/// The Fleet version the status writes follow, and where it was learnt.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FleetInfoLabels {
+    pub version: String,
+    pub rules: &'static str,
+    pub source: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -53,6 +63,26 @@ pub struct OwnerLabels {
     pub owner_namespace: String,
     pub owner_name: String,
 }
+
+/// The owner of a deleted Fleet-managed object, and the webhook's decision. Owners come
+/// from the owner index only (never from the review), so the series are bounded by the
+/// GitRepos, HelmOps and Bundles deployed to this cluster; every owner the index does
+/// not know shares `owner_kind="unknown"` with empty namespace and name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OwnerDeletionLabels {
+    pub owner_kind: &'static str,
+    pub owner_namespace: String,
+    pub owner_name: String,
+    pub decision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckLabels {
+    pub check: &'static str,
+}
+
+/// `owner_kind` of deletions whose owner the index does not know.
+pub const UNKNOWN_OWNER_KIND: &str = "unknown";
 
 /// Every metric the process exports.
 #[derive(Clone)]
@@ -97,6 +127,7 @@ pub struct Metrics {
     pub resyncs: Family<ResultLabels, Counter>,
     /// Deployed resources found gone by a resync (deleted while no replica reviewed).
     pub resync_missing: Counter,
+    pub fleet_info: Family<FleetInfoLabels, Gauge>,
     /// `ResourceDeleted` Events by result (`published`, `failed`, `dropped` when the
     /// bounded event queue is full).
     pub events: Family<ResultLabels, Counter>,
@@ -107,6 +138,13 @@ pub struct Metrics {
     pub verify_last_completed: Gauge<f64, AtomicU64>,
     /// The owners `owner_discrepancies` has a series for.
     verify_owners: Arc<Mutex<BTreeSet<OwnerLabels>>>,
+    /// Deletions of Fleet-managed objects by owner and decision (see
+    /// [`Metrics::count_owner_deletion`]).
+    pub owner_deletions: Family<OwnerDeletionLabels, Counter>,
+    /// 1 when `/readyz` answers 200 (every check passes), else 0; set at each scrape.
+    pub ready: Gauge,
+    /// Each readiness check (`tls`, `counting`, …): 1 passing, 0 failing.
+    pub readiness_checks: Family<CheckLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -228,6 +266,12 @@ impl Metrics {
             "Deployed resources a resync found gone",
             resync_missing.clone(),
         );
+        let fleet_info = Family::<FleetInfoLabels, Gauge>::default();
+        registry.register(
+            "fleet_info",
+            "The Fleet version whose status rules are written (1), with its source",
+            fleet_info.clone(),
+        );
         let events = Family::<ResultLabels, Counter>::default();
         registry.register(
             "events",
@@ -246,6 +290,40 @@ impl Metrics {
             "When the last comparison of Fleet's status with the cluster completed (Unix time)",
             verify_last_completed.clone(),
         );
+        let owner_deletions = Family::<OwnerDeletionLabels, Counter>::default();
+        registry.register(
+            "owner_deletions",
+            "Deletions of Fleet-managed objects by owner (from the owner index) and decision",
+            owner_deletions.clone(),
+        );
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 when every readiness check passes (/readyz answers 200), else 0",
+            ready.clone(),
+        );
+        let readiness_checks = Family::<CheckLabels, Gauge>::default();
+        registry.register(
+            "readiness_check",
+            "Readiness checks: 1 passing, 0 failing",
+            readiness_checks.clone(),
+        );
+        // Failure series exist at 0 from the start, so that `increase()` in an alert sees
+        // the first failure (deploy/monitoring/prometheusrule.yaml).
+        for object in ["bundledeployment", "gitrepo"] {
+            patches
+                .get_or_create(&PatchLabels {
+                    object,
+                    result: "failed",
+                })
+                .inc_by(0);
+        }
+        tls_reloads
+            .get_or_create(&ResultLabels { result: "error" })
+            .inc_by(0);
+        for result in ["failed", "dropped"] {
+            events.get_or_create(&ResultLabels { result }).inc_by(0);
+        }
         Metrics {
             registry: Arc::new(registry),
             reviews,
@@ -267,10 +345,14 @@ impl Metrics {
             unresolved,
             resyncs,
             resync_missing,
+            fleet_info,
             events,
             owner_discrepancies,
             verify_last_completed,
             verify_owners: Arc::default(),
+            owner_deletions,
+            ready,
+            readiness_checks,
         }
     }
 
@@ -306,6 +388,38 @@ impl Metrics {
             .map(|d| d.as_secs_f64())
             .unwrap_or_default();
         self.verify_last_completed.set(now);
+    }
+
+    /// Copy the readiness checks into `ready` and `readiness_check` (before a scrape).
+    pub fn observe_readiness(&self, readiness: &Readiness) {
+        let states = readiness.states();
+        for (check, ok) in &states {
+            self.readiness_checks
+                .get_or_create(&CheckLabels { check })
+                .set(i64::from(*ok));
+        }
+        let ready = !states.is_empty() && states.iter().all(|(_, ok)| *ok);
+        self.ready.set(i64::from(ready));
+    }
+
+    /// Count one deletion of a Fleet-managed object of `owner` (`None`: not in the
+    /// owner index) with the webhook's `decision` (`warned`, `denied`, …).
+    pub fn count_owner_deletion(&self, owner: Option<&OwnerRef>, decision: &str) {
+        let labels = match owner {
+            Some(o) => OwnerDeletionLabels {
+                owner_kind: o.kind.as_str(),
+                owner_namespace: o.namespace.clone(),
+                owner_name: o.name.clone(),
+                decision: decision.to_string(),
+            },
+            None => OwnerDeletionLabels {
+                owner_kind: UNKNOWN_OWNER_KIND,
+                owner_namespace: String::new(),
+                owner_name: String::new(),
+                decision: decision.to_string(),
+            },
+        };
+        self.owner_deletions.get_or_create(&labels).inc();
     }
 
     /// Count one request error of `kind`.
@@ -379,5 +493,79 @@ mod tests {
             !text.contains("mcc-x"),
             "a gone owner's series is removed: {text}"
         );
+    }
+
+    #[test]
+    fn readiness_is_exported_per_check_and_as_a_whole() {
+        let m = Metrics::new();
+        let r = Readiness::default();
+        m.observe_readiness(&r);
+        assert!(
+            m.encode().contains("fleet_delete_guard_ready 0\n"),
+            "no checks: not ready"
+        );
+        r.set("tls", true, "loaded");
+        r.set("counting", false, "caches not synced");
+        m.observe_readiness(&r);
+        let text = m.encode();
+        assert!(text.contains("fleet_delete_guard_ready 0\n"), "{text}");
+        assert!(
+            text.contains(r#"fleet_delete_guard_readiness_check{check="tls"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"fleet_delete_guard_readiness_check{check="counting"} 0"#),
+            "{text}"
+        );
+        r.set("counting", true, "synced");
+        m.observe_readiness(&r);
+        let text = m.encode();
+        assert!(text.contains("fleet_delete_guard_ready 1\n"), "{text}");
+        assert!(
+            text.contains(r#"fleet_delete_guard_readiness_check{check="counting"} 1"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn owner_deletions_are_labelled_by_owner_and_unknown_owners_share_one_series() {
+        use crate::fleet::OwnerKind;
+        let m = Metrics::new();
+        let lots = OwnerRef::new(OwnerKind::GitRepo, "fleet-local", "lots");
+        m.count_owner_deletion(Some(&lots), "warned");
+        m.count_owner_deletion(Some(&lots), "warned");
+        m.count_owner_deletion(Some(&lots), "denied");
+        let op = OwnerRef::new(OwnerKind::HelmOp, "fleet-default", "redis");
+        m.count_owner_deletion(Some(&op), "allowed");
+        let bundle = OwnerRef::new(OwnerKind::Bundle, "", "mcc-x");
+        m.count_owner_deletion(Some(&bundle), "controller");
+        m.count_owner_deletion(None, "warned");
+        m.count_owner_deletion(None, "warned");
+        let text = m.encode();
+        for line in [
+            r#"fleet_delete_guard_owner_deletions_total{owner_kind="GitRepo",owner_namespace="fleet-local",owner_name="lots",decision="warned"} 2"#,
+            r#"fleet_delete_guard_owner_deletions_total{owner_kind="GitRepo",owner_namespace="fleet-local",owner_name="lots",decision="denied"} 1"#,
+            r#"fleet_delete_guard_owner_deletions_total{owner_kind="HelmOp",owner_namespace="fleet-default",owner_name="redis",decision="allowed"} 1"#,
+            r#"fleet_delete_guard_owner_deletions_total{owner_kind="Bundle",owner_namespace="",owner_name="mcc-x",decision="controller"} 1"#,
+            r#"fleet_delete_guard_owner_deletions_total{owner_kind="unknown",owner_namespace="",owner_name="",decision="warned"} 2"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        assert_eq!(text.matches("owner_deletions_total{").count(), 5, "{text}");
+    }
+
+    #[test]
+    fn failure_series_the_alerts_use_exist_at_zero_from_the_start() {
+        let text = Metrics::new().encode();
+        for line in [
+            r#"fleet_delete_guard_status_patches_total{object="bundledeployment",result="failed"} 0"#,
+            r#"fleet_delete_guard_status_patches_total{object="gitrepo",result="failed"} 0"#,
+            r#"fleet_delete_guard_tls_reloads_total{result="error"} 0"#,
+            r#"fleet_delete_guard_events_total{result="dropped"} 0"#,
+            r#"fleet_delete_guard_events_total{result="failed"} 0"#,
+            "fleet_delete_guard_queue_overflow_total 0",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 }

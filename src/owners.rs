@@ -13,43 +13,25 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use kube::{
-    api::{ApiResource, GroupVersionKind},
-    runtime::watcher::Event,
-    Resource, ResourceExt,
-};
+use kube::{api::DynamicObject, runtime::watcher::Event, Resource, ResourceExt};
 use tokio::sync::watch;
 
 use crate::{
     admission::OwnerResolver,
     decide::{ObjectFacts, Owner},
     fleet::{
-        object_set_hash, set_id, DEFAULT_LABEL_PREFIX, LABEL_BUNDLE_NAME, LABEL_BUNDLE_NAMESPACE,
-        LABEL_REPO_NAME,
+        gates::Gates, object_set_hash, set_id, view::BundleDeploymentView, OwnerKind, OwnerRef,
+        DEFAULT_LABEL_PREFIX, LABEL_BUNDLE_NAME,
     },
     policy::Policy,
 };
 
-/// Annotation on a GitRepo that overrides `--policy` for the objects it deploys.
+/// Annotation on a GitRepo or HelmOp that overrides `--policy` for the objects it deploys.
 pub const POLICY_ANNOTATION: &str = "fleet-delete-guard/policy";
 
 /// Agent scopes tried when matching setIDs: standalone Fleet (`""`) and Rancher's
 /// local agent (`cattle-fleet-local-system`). Fleet appends the scope to the setID.
 pub const DEFAULT_AGENT_SCOPES: &[&str] = &["", "cattle-fleet-local-system"];
-
-pub fn bundle_deployment_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("fleet.cattle.io", "v1alpha1", "BundleDeployment"),
-        "bundledeployments",
-    )
-}
-
-pub fn gitrepo_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("fleet.cattle.io", "v1alpha1", "GitRepo"),
-        "gitrepos",
-    )
-}
 
 /// The BundleDeployment that owns an object, with what its labels say.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -58,13 +40,38 @@ pub struct BundleDeploymentRef {
     pub name: String,
     /// The Bundle (Fleet makes the BD name equal to it).
     pub bundle: String,
-    /// `namespace/name` of the GitRepo, when the BD has Fleet's repo-name label.
-    pub gitrepo: Option<String>,
+    /// The GitRepo or HelmOp behind the Bundle, or the Bundle itself.
+    pub owner: OwnerRef,
+    /// Why Fleet's agent does not monitor it now (paused, off schedule, waiting for
+    /// values), if so: then nothing is counted for it.
+    pub unmonitored: Option<&'static str>,
+}
+
+/// A BundleDeployment as some reader holds it: metadata, and the spec gates.
+pub trait BundleDeploymentObject: Resource {
+    fn gates(&self) -> Gates;
+}
+
+impl<const R: bool> BundleDeploymentObject for BundleDeploymentView<R> {
+    fn gates(&self) -> Gates {
+        self.gates
+    }
+}
+
+impl BundleDeploymentObject for DynamicObject {
+    fn gates(&self) -> Gates {
+        let flag = |k: &str| self.data["spec"][k].as_bool().unwrap_or(false);
+        Gates {
+            paused: flag("paused"),
+            off_schedule: flag("offSchedule"),
+            waiting_for_values: flag("waitingForValues"),
+        }
+    }
 }
 
 impl BundleDeploymentRef {
-    /// From a BundleDeployment's metadata (any representation of it).
-    pub fn from_object<K: Resource>(bd: &K) -> Option<Self> {
+    /// From a BundleDeployment (any representation of it).
+    pub fn from_object<K: BundleDeploymentObject>(bd: &K) -> Option<Self> {
         let meta = bd.meta();
         let name = meta.name.clone()?;
         let namespace = meta.namespace.clone().unwrap_or_default();
@@ -74,20 +81,13 @@ impl BundleDeploymentRef {
             .filter(|b| !b.is_empty())
             .cloned()
             .unwrap_or_else(|| name.clone());
-        let gitrepo = match (
-            labels.get(LABEL_BUNDLE_NAMESPACE),
-            labels.get(LABEL_REPO_NAME),
-        ) {
-            (Some(ns), Some(repo)) if !ns.is_empty() && !repo.is_empty() => {
-                Some(format!("{ns}/{repo}"))
-            }
-            _ => None,
-        };
+        let owner = OwnerRef::from_bundle_deployment_labels(labels, &name);
         Some(BundleDeploymentRef {
             namespace,
             name,
             bundle,
-            gitrepo,
+            owner,
+            unmonitored: bd.gates().unmonitored(),
         })
     }
 }
@@ -137,15 +137,17 @@ struct State {
     live: Maps,
     /// Filled during a re-list, swapped in at `InitDone`.
     relisting: Option<Maps>,
-    policies: HashMap<String, Policy>,
-    relisting_policies: Option<HashMap<String, Policy>>,
+    policies: HashMap<OwnerRef, Policy>,
+    relisting_policies: Option<HashMap<OwnerRef, Policy>>,
 }
 
 /// Which watch streams have delivered their first complete list.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Synced {
     pub bundle_deployments: bool,
+    /// GitRepos and HelmOps (the owners a policy annotation can be on).
     pub gitrepos: bool,
+    pub helmops: bool,
 }
 
 /// setID/hash → owner, fed by the watch streams. Cheap to share (`Arc`).
@@ -164,13 +166,13 @@ impl OwnerIndex {
         }
     }
 
-    /// Wait until the BundleDeployments (and, with `gitrepos`, the GitRepos) have been
+    /// Wait until the BundleDeployments (and, with `gitrepos`, the GitRepos and HelmOps) have been
     /// listed once. The index is the only cache: there is no separate reflector store.
     pub async fn wait_synced(&self, gitrepos: bool) {
         let mut rx = self.synced.subscribe();
         // The sender lives as long as `self`, so this cannot fail while we borrow it.
         let _ = rx
-            .wait_for(|s| s.bundle_deployments && (s.gitrepos || !gitrepos))
+            .wait_for(|s| s.bundle_deployments && ((s.gitrepos && s.helmops) || !gitrepos))
             .await;
     }
 
@@ -183,7 +185,7 @@ impl OwnerIndex {
     }
 
     /// Apply one BundleDeployment watch event.
-    pub fn apply_bundle_deployment_event<K: Resource>(&self, event: &Event<K>) {
+    pub fn apply_bundle_deployment_event<K: BundleDeploymentObject>(&self, event: &Event<K>) {
         let mut state = self.write();
         match event {
             Event::Init => state.relisting = Some(Maps::default()),
@@ -221,11 +223,16 @@ impl OwnerIndex {
 
     /// Apply one GitRepo watch event (only the policy annotation matters).
     pub fn apply_gitrepo_event<K: Resource>(&self, event: &Event<K>) {
+        self.apply_owner_event(OwnerKind::GitRepo, event)
+    }
+
+    /// Apply one watch event of GitRepos or HelmOps (only the policy annotation matters).
+    pub fn apply_owner_event<K: Resource>(&self, kind: OwnerKind, event: &Event<K>) {
         let mut state = self.write();
         match event {
             Event::Init => state.relisting_policies = Some(HashMap::new()),
-            Event::InitApply(repo) => {
-                if let Some((key, Some(policy))) = gitrepo_policy(repo) {
+            Event::InitApply(owner) => {
+                if let Some((key, Some(policy))) = owner_policy(kind, owner) {
                     state
                         .relisting_policies
                         .get_or_insert_with(HashMap::new)
@@ -234,25 +241,40 @@ impl OwnerIndex {
             }
             Event::InitDone => {
                 if let Some(fresh) = state.relisting_policies.take() {
-                    state.policies = fresh;
+                    state.policies.retain(|k, _| k.kind != kind);
+                    state
+                        .policies
+                        .extend(fresh.into_iter().filter(|(k, _)| k.kind == kind));
                 }
-                self.synced
-                    .send_if_modified(|s| !std::mem::replace(&mut s.gitrepos, true));
+                self.mark_owners_synced(kind);
             }
-            Event::Apply(repo) => {
-                if let Some((key, policy)) = gitrepo_policy(repo) {
+            Event::Apply(owner) => {
+                if let Some((key, policy)) = owner_policy(kind, owner) {
                     match policy {
                         Some(p) => state.policies.insert(key, p),
                         None => state.policies.remove(&key),
                     };
                 }
             }
-            Event::Delete(repo) => {
-                if let Some((key, _)) = gitrepo_policy(repo) {
+            Event::Delete(owner) => {
+                if let Some((key, _)) = owner_policy(kind, owner) {
                     state.policies.remove(&key);
                 }
             }
         }
+    }
+
+    /// This kind of owner has been listed once, or cannot be (a Fleet without HelmOps):
+    /// readiness does not wait for it.
+    pub fn mark_owners_synced(&self, kind: OwnerKind) {
+        self.synced.send_if_modified(|s| {
+            let flag = match kind {
+                OwnerKind::GitRepo => &mut s.gitrepos,
+                OwnerKind::HelmOp => &mut s.helmops,
+                OwnerKind::Bundle => return false,
+            };
+            !std::mem::replace(flag, true)
+        });
     }
 
     /// The owning BundleDeployment of an object, by setID, else by hash label.
@@ -278,17 +300,17 @@ impl OwnerIndex {
     }
 }
 
-/// `(ns/name, policy)` of a GitRepo; a bad annotation value is logged and ignored.
-fn gitrepo_policy<K: Resource>(repo: &K) -> Option<(String, Option<Policy>)> {
-    let key = format!(
-        "{}/{}",
-        repo.meta().namespace.as_deref()?,
-        repo.meta().name.as_deref()?
+/// `(owner, policy)` of a GitRepo or HelmOp; a bad annotation value is logged and ignored.
+fn owner_policy<K: Resource>(kind: OwnerKind, object: &K) -> Option<(OwnerRef, Option<Policy>)> {
+    let key = OwnerRef::new(
+        kind,
+        object.meta().namespace.as_deref()?,
+        object.meta().name.as_deref()?,
     );
-    let policy = repo.annotations().get(POLICY_ANNOTATION).and_then(|v| {
+    let policy = object.annotations().get(POLICY_ANNOTATION).and_then(|v| {
         v.parse::<Policy>()
             .map_err(|e| {
-                tracing::warn!(gitrepo = %key, annotation = POLICY_ANNOTATION, error = %e, "ignoring the GitRepo's policy override")
+                tracing::warn!(owner = %key, annotation = POLICY_ANNOTATION, error = %e, "ignoring the policy override")
             })
             .ok()
     });
@@ -297,25 +319,20 @@ fn gitrepo_policy<K: Resource>(repo: &K) -> Option<(String, Option<Policy>)> {
 
 impl OwnerResolver for OwnerIndex {
     /// On the admission path: one read lock for the BundleDeployment and the policy.
+    /// Only the id annotation resolves: a hash label alone is what kube-controller-manager
+    /// copies from a Service onto its Endpoints.
     fn resolve(&self, object: &ObjectFacts) -> Owner {
         let mut owner = Owner::from_object(object);
         let state = self.read();
         let bd = object
             .objectset_id
             .as_deref()
-            .and_then(|id| state.live.by_key.get(id))
-            .or_else(|| {
-                object
-                    .objectset_hash
-                    .as_deref()
-                    .and_then(|h| state.live.by_key.get(h))
-            });
+            .and_then(|id| state.live.by_key.get(id));
         if let Some(bd) = bd {
             owner.bundle = Some(bd.bundle.clone());
-            if let Some(repo) = &bd.gitrepo {
-                owner.policy = state.policies.get(repo).copied();
-                owner.gitrepo = Some(repo.clone());
-            }
+            owner.policy = state.policies.get(&bd.owner).copied();
+            owner.owned_by = Some(bd.owner.clone());
+            owner.unmonitored = bd.unmonitored;
         }
         owner
     }
@@ -324,7 +341,6 @@ impl OwnerResolver for OwnerIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::api::DynamicObject;
 
     fn bd(name: &str, repo: Option<&str>) -> DynamicObject {
         let mut labels = serde_json::json!({
@@ -374,20 +390,24 @@ mod tests {
         let idx = index();
         idx.apply_bundle_deployment_event(&Event::Apply(bd("lots-config2", Some("lots"))));
         let by_id = idx.resolve(&object(Some("default-lots-config2"), None));
-        assert_eq!(by_id.gitrepo.as_deref(), Some("fleet-local/lots"));
+        assert_eq!(
+            by_id.owned_by.as_ref().map(ToString::to_string).as_deref(),
+            Some("GitRepo fleet-local/lots")
+        );
         assert_eq!(by_id.bundle.as_deref(), Some("lots-config2"));
+        // A hash label alone (an Endpoints copy of a Service's labels) does not resolve.
         let by_hash = idx.resolve(&object(
             None,
             Some("37517d22b0ca4dbc462436d47410a3bdfce3c6f9"),
         ));
-        assert_eq!(by_hash.gitrepo.as_deref(), Some("fleet-local/lots"));
+        assert_eq!(by_hash.owned_by, None);
         let rancher = idx.resolve(&object(
             Some("default-lots-config2-cattle-fleet-local-system"),
             None,
         ));
         assert_eq!(rancher.bundle.as_deref(), Some("lots-config2"));
         let unknown = idx.resolve(&object(Some("default-elsewhere"), None));
-        assert_eq!(unknown.gitrepo, None);
+        assert_eq!(unknown.owned_by, None);
         assert_eq!(unknown.set_id.as_deref(), Some("default-elsewhere"));
     }
 
@@ -407,7 +427,11 @@ mod tests {
         idx.apply_bundle_deployment_event(&Event::<DynamicObject>::InitDone);
         assert!(idx.bundle_deployment(Some("default-stale"), None).is_none());
         let b = idx.bundle_deployment(Some("default-b"), None).expect("b");
-        assert_eq!(b.gitrepo, None, "no repo-name label, no GitRepo");
+        assert_eq!(
+            b.owner.kind,
+            OwnerKind::Bundle,
+            "no repo-name label, no GitRepo"
+        );
     }
 
     #[tokio::test]
@@ -425,6 +449,9 @@ mod tests {
         assert!(!wait_both.is_finished(), "GitRepos have not listed yet");
         idx.apply_gitrepo_event(&Event::<DynamicObject>::Init);
         idx.apply_gitrepo_event(&Event::<DynamicObject>::InitDone);
+        tokio::task::yield_now().await;
+        assert!(!wait_both.is_finished(), "HelmOps have not listed yet");
+        idx.mark_owners_synced(OwnerKind::HelmOp);
         wait_both.await.expect("synced");
         assert_eq!(idx.len(), 1);
         // A later re-list keeps the index synced (no flapping readiness).
@@ -453,6 +480,41 @@ mod tests {
         assert_eq!(
             idx.resolve(&object(Some("default-lots-config2"), None))
                 .policy,
+            None
+        );
+    }
+
+    #[test]
+    fn helmop_owners_resolve_and_carry_their_policy() {
+        let idx = index();
+        let bd: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "fleet.cattle.io/v1alpha1", "kind": "BundleDeployment",
+            "metadata": {"name": "redis", "namespace": "cluster-fleet-local-local-1a3d67d0a899", "labels": {
+                "fleet.cattle.io/bundle-name": "redis",
+                "fleet.cattle.io/bundle-namespace": "fleet-default",
+                "fleet.cattle.io/fleet-helm-name": "redis",
+            }}
+        }))
+        .expect("bd");
+        idx.apply_bundle_deployment_event(&Event::Apply(bd));
+        let op: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "fleet.cattle.io/v1alpha1", "kind": "HelmOp",
+            "metadata": {"name": "redis", "namespace": "fleet-default",
+                "annotations": {POLICY_ANNOTATION: "deny"}}
+        }))
+        .expect("helmop");
+        idx.apply_owner_event(OwnerKind::HelmOp, &Event::Apply(op.clone()));
+        // A GitRepo of the same name is another owner.
+        idx.apply_gitrepo_event(&Event::Apply(repo("redis", Some("allow"))));
+        let owner = idx.resolve(&object(Some("default-redis"), None));
+        assert_eq!(
+            owner.owned_by.as_ref().map(ToString::to_string).as_deref(),
+            Some("HelmOp fleet-default/redis")
+        );
+        assert_eq!(owner.policy, Some(Policy::Deny));
+        idx.apply_owner_event(OwnerKind::HelmOp, &Event::Delete(op));
+        assert_eq!(
+            idx.resolve(&object(Some("default-redis"), None)).policy,
             None
         );
     }

@@ -146,6 +146,7 @@ pub fn metrics_router(metrics: Metrics, readiness: Readiness, admission: Arc<Adm
 }
 
 async fn metrics_text(State(app): State<AppState>) -> Response {
+    app.metrics.observe_readiness(&app.readiness);
     (
         [(
             header::CONTENT_TYPE,

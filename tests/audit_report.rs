@@ -841,3 +841,95 @@ fn a_closed_pipe_ends_the_report_quietly() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// The managed clusters' exports, one form a line, mixed with a plain event and with
+/// wrappers that cannot be read: every deletion is found, every broken record named.
+#[test]
+fn gke_aks_and_eks_exports_are_read_line_by_line_without_a_flag() {
+    let lots = Some("fleet-local/lots");
+    let deletion = |id: &str, name: &str, at: &str| {
+        Ev::delete(id, "alice", "configmaps", "default", name)
+            .at(at)
+            .webhook(
+                HOOK,
+                "warned",
+                lots,
+                Some("lots-config2"),
+                "default-lots-config2",
+            )
+    };
+    let plain = deletion("e-plain", "a", "2024-05-01T10:00:00Z");
+    let azure_string = deletion("e-azure-string", "b", "2024-05-01T10:01:00Z");
+    let azure_object = deletion("e-azure-object", "c", "2024-05-01T10:02:00Z");
+    let eks = deletion("e-eks", "d", "2024-05-01T10:03:00Z");
+    let insights = deletion("e-insights", "e", "2024-05-01T10:04:00Z");
+    let azure = |log: Value, category: &str| {
+        json!({"time": "2024-05-01T10:00:00Z", "category": category,
+               "operationName": "Microsoft.ContainerService/managedClusters/diagnosticLogs/Read",
+               "properties": {"log": log, "stream": "stdout", "pod": "kube-apiserver-0"}})
+    };
+    let gke = json!({
+        "insertId": "e-gke", "timestamp": "2024-05-01T10:05:00Z",
+        "logName": "projects/p/logs/cloudaudit.googleapis.com%2Factivity",
+        "operation": {"id": "e-gke", "producer": "k8s.io", "first": true, "last": true},
+        "resource": {"type": "k8s_cluster", "labels": {"cluster_name": "c"}},
+        "protoPayload": {
+            "@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+            "authenticationInfo": {"principalEmail": "bob@example.com"},
+            "methodName": "io.k8s.core.v1.configmaps.delete",
+            "resourceName": "core/v1/namespaces/default/configmaps/f",
+            "requestMetadata": {"callerSuppliedUserAgent": "kubectl/v1.30.1"},
+            "serviceName": "k8s.io"
+        },
+        "labels": {
+            "delete-guard.fleet.cattle.io/decision": "warned",
+            "delete-guard.fleet.cattle.io/owner": "fleet-local/lots",
+            "delete-guard.fleet.cattle.io/gitrepo": "fleet-local/lots"
+        }
+    });
+    let lines = vec![
+        plain.line(),
+        json!({"records": [
+            azure(json!(azure_string.line()), "kube-audit"),
+            azure(azure_object.0.clone(), "kube-audit-admin"),
+            azure(json!("I0501 10:00:00 started"), "kube-apiserver"),
+        ]})
+        .to_string(),
+        json!({"logStreamName": "kube-apiserver-audit-1", "message": eks.line()}).to_string(),
+        json!([{"@timestamp": "2024-05-01 10:04:00.000", "@message": insights.line()}]).to_string(),
+        gke.to_string(),
+        json!({"protoPayload": {"methodName": "io.k8s.core.v1.configmaps.delete"}}).to_string(),
+        json!({"message": "{\"kind\":\"Event\"}"}).to_string(),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_file(dir.path(), "exports.json", &lines);
+    let out = run(&["--output", "json", s(&log)], None);
+    let rows = json_rows(&out);
+    assert_eq!(
+        ids(&rows),
+        [
+            "e-plain",
+            "e-azure-string",
+            "e-azure-object",
+            "e-eks",
+            "e-insights",
+            "e-gke"
+        ]
+    );
+    let gke_row = rows.last().unwrap();
+    assert_eq!(gke_row["user"], "bob@example.com");
+    assert_eq!(gke_row["gitrepo"], "fleet-local/lots");
+    assert_eq!(gke_row["decision"], "warned");
+    let err = stderr(&out);
+    assert!(
+        err.contains("3 malformed lines skipped")
+            && err.contains(
+                "exports.json:2: record 3 (Azure diagnostic record): category \"kube-apiserver\" is not kube-audit or kube-audit-admin"
+            )
+            && err.contains(
+                "exports.json:6: GKE Cloud Logging entry: resourceName \"\" is not <group>/<version>/…/<resource>"
+            )
+            && err.contains("exports.json:7: CloudWatch log event: "),
+        "{err}"
+    );
+}

@@ -1139,3 +1139,62 @@ fn bd_unmark_of_an_owned_object_hidden_by_the_cap_restores_it() {
         "idempotent: it is live now"
     );
 }
+
+/// Fleet's `status.SetFields` (v0.16.1 `internal/cmd/controller/status/status.go`) takes
+/// `display.message` from the first BundleDeployment reaching the highest state rank,
+/// looping over all of them; `summary.nonReadyResources` lists only the first 10. With
+/// ten Modified BundleDeployments before an ErrApplied one, the message is the
+/// ErrApplied one's and `display.error` is set.
+#[test]
+fn display_message_comes_from_the_highest_ranked_bundle_deployment_beyond_the_first_ten() {
+    let template = bd(
+        &bds("bundledeployments-lots-after-delete.json"),
+        "lots-config2",
+    )
+    .clone();
+    assert_eq!(
+        fleet_delete_guard::fleet::state::deployment_state(
+            &template.spec,
+            &template.status_or_default()
+        ),
+        "Modified"
+    );
+    let mut list: Vec<BundleDeployment> = (0..11)
+        .map(|i| {
+            let mut b = template.clone();
+            b.metadata.name = format!("b-{i:02}");
+            b.metadata.uid = format!("00000000-0000-0000-0000-{i:012}");
+            b
+        })
+        .collect();
+    // The last one (by UID) failed to apply: ErrApplied, with the Deployed message.
+    let last = list.last_mut().expect("eleven");
+    let mut v = last.to_value().expect("json");
+    v["spec"]["deploymentID"] = json!("s-new:options");
+    let conds = v["status"]["conditions"]
+        .as_array_mut()
+        .expect("conditions");
+    for c in conds.iter_mut() {
+        if c["type"] == "Deployed" {
+            c["status"] = json!("False");
+            c["message"] = json!("template: boom");
+        }
+    }
+    *last = BundleDeployment::from_value(&v).expect("bd");
+    let mut start = gitrepo_status("gitrepo-lots-after-delete.json");
+    start
+        .summary
+        .get_or_insert_with(Default::default)
+        .desired_ready = 11;
+    let out = gitrepo_status_from_bundle_deployments(&start, &list, NOW);
+    let summary = out.summary.clone().expect("summary");
+    assert_eq!(summary.non_ready_resources.len(), 10, "capped at 10");
+    assert!(summary
+        .non_ready_resources
+        .iter()
+        .all(|e| e.bundle_state == "Modified"));
+    let display = out.display.expect("display");
+    assert_eq!(display.state, "ErrApplied");
+    assert_eq!(display.message, "template: boom");
+    assert!(display.error);
+}

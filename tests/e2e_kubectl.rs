@@ -411,6 +411,87 @@ async fn kubectl_delete_prints_the_warning_and_the_gitrepo_reads_10_of_11_at_onc
 }
 
 #[tokio::test]
+async fn objectset_metadata_of_other_writers_never_reaches_the_webhook() {
+    let Some(c) = Cluster::start("objectset_metadata_of_other_writers").await else {
+        return;
+    };
+    let w = Webhook::start(&c, "a", &[]).await;
+    let hash = |id: &str| fleet_delete_guard::fleet::object_set_hash(id);
+    // What real Rancher / RKE2 / k3s clusters carry besides Fleet's agent's objects.
+    let others = [
+        // kube-controller-manager copied a Fleet Service's labels: hash, no id.
+        (
+            "endpoints-copy",
+            json!({"objectset.rio.cattle.io/hash": hash("default-lots-config2")}),
+            json!({}),
+        ),
+        // Rancher's object set.
+        (
+            "rancher-set",
+            json!({"objectset.rio.cattle.io/hash": hash("cluster-registration")}),
+            json!({"objectset.rio.cattle.io/id": "cluster-registration"}),
+        ),
+        // A k3s add-on: empty id.
+        (
+            "k3s-addon",
+            json!({"objectset.rio.cattle.io/hash": hash("")}),
+            json!({"objectset.rio.cattle.io/id": "", "objectset.rio.cattle.io/owner-gvk": "k3s.cattle.io/v1, Kind=Addon"}),
+        ),
+    ];
+    for (name, labels, annotations) in &others {
+        c.double
+            .seed(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": "default", "labels": labels, "annotations": annotations}}))
+            .expect("seed");
+        let run = c.alice(&["delete", "configmap", name]).await;
+        assert!(run.ok, "{run}");
+        assert!(!run.stderr.contains("Warning"), "{run}");
+    }
+    // DELETECOLLECTION over them and one of Fleet's: only Fleet's is reviewed.
+    for (name, labels, annotations) in &others {
+        c.double
+            .seed(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": "default", "labels": labels, "annotations": annotations}}))
+            .expect("seed");
+    }
+    assert_eq!(
+        c.double.admission_calls().len(),
+        0,
+        "no call for other writers"
+    );
+    let run = c
+        .alice(&[
+            "delete",
+            "configmap",
+            "-l",
+            &format!(
+                "objectset.rio.cattle.io/hash in ({},{},{})",
+                hash("default-lots-config2"),
+                hash("cluster-registration"),
+                hash("")
+            ),
+        ])
+        .await;
+    assert!(run.ok, "{run}");
+    let calls = c.double.admission_calls();
+    let names: Vec<String> = calls
+        .iter()
+        .map(|call| {
+            call.review["request"]["oldObject"]["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert!(!names.is_empty(), "Fleet's objects are reviewed: {run}");
+    assert!(
+        names.iter().all(|n| n.starts_with("test-config2-")),
+        "only Fleet's agent's objects reach the webhook: {names:?}"
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
 async fn server_side_dry_run_warns_and_leaves_11_of_11() {
     let Some(c) = Cluster::start("server_side_dry_run").await else {
         return;
@@ -603,7 +684,7 @@ async fn a_verb_missing_from_the_cluster_role_is_caught() {
             .find(|o| o["kind"] == "ClusterRole" && o["metadata"]["name"] == "fleet-delete-guard")
             .expect("ClusterRole");
         for rule in role["rules"].as_array_mut().expect("rules") {
-            if rule["resources"] == json!(["gitrepos/status"]) {
+            if rule["resources"] == json!(["gitrepos/status", "helmops/status"]) {
                 rule["verbs"] = json!(["get"]);
             }
         }

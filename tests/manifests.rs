@@ -218,8 +218,8 @@ fn the_default_install_renders_into_valid_objects() {
             ("ClusterRoleBinding", 3),
             ("Deployment", 1),
             ("PodDisruptionBudget", 1),
-            ("Role", 1),
-            ("RoleBinding", 1),
+            ("Role", 2),
+            ("RoleBinding", 2),
             ("Service", 1),
             ("ServiceAccount", 1),
             ("ValidatingWebhookConfiguration", 1),
@@ -280,8 +280,18 @@ fn the_webhook_is_registered_to_never_block_the_cluster() {
     assert_eq!(values, BTreeSet::from(["kube-system", NAMESPACE]));
 
     // matchConditions skip exactly the identities the server treats as Fleet's own.
+    // A second one sends only objects whose objectset id has the agent's shape
+    // (tests/e2e_kubectl.rs proves both through the double's CEL).
     let conditions = w.match_conditions.clone().unwrap_or_default();
-    assert_eq!(conditions.len(), 1);
+    assert_eq!(conditions.len(), 2);
+    assert_eq!(conditions[1].name, "agent-shaped-objectset-id");
+    for needle in [
+        "'objectset.rio.cattle.io/id'",
+        "startsWith('default-')",
+        "startsWith('fleet-agent-bootstrap')",
+    ] {
+        assert!(conditions[1].expression.contains(needle), "{needle}");
+    }
     for id in DEFAULT_FLEET_IDENTITIES {
         assert!(
             conditions[0].expression.contains(&format!("\"{id}\"")),
@@ -592,10 +602,22 @@ fn the_cert_manager_overlay_swaps_the_bootstrap_for_cert_manager() {
         return;
     };
     let by_kind = parse_all(&objects);
-    assert!(
-        !by_kind.contains_key("Role") && !by_kind.contains_key("RoleBinding"),
-        "no Secret rights"
-    );
+    // Only the Role that reads Fleet's version remains: no Secret rights.
+    for kind in ["Role", "RoleBinding"] {
+        let names: Vec<&str> = by_kind
+            .get(kind)
+            .map(|v| {
+                v.iter()
+                    .filter_map(|o| o["metadata"]["name"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(
+            names,
+            ["fleet-delete-guard-fleet-version"],
+            "{kind}: no Secret rights"
+        );
+    }
     let cluster_roles = rules(&by_kind, "ClusterRole");
     assert!(
         !cluster_roles.contains_key("fleet-delete-guard-webhook-config"),
@@ -759,4 +781,108 @@ fn the_multi_cluster_manifests_give_the_downstream_webhook_what_it_needs_and_no_
     assert!(env["FLEET_DELETE_GUARD_FLEET_CLUSTER"].contains('/'));
     let volume = volume_holding(d, kubeconfig, "the kubeconfig is mounted");
     assert!(volume.secret.is_some(), "from a Secret");
+}
+
+#[test]
+fn the_monitoring_overlay_scrapes_the_metrics_port_and_ships_rules_and_the_dashboard() {
+    let (Some(monitoring), Some(base)) = (render("monitoring"), render("")) else {
+        return;
+    };
+    let kinds: BTreeSet<String> = monitoring.iter().map(describe).collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from([
+            "ConfigMap cattle-dashboards/fleet-delete-guard-dashboard".to_string(),
+            format!("PodMonitor {NAMESPACE}/fleet-delete-guard"),
+            format!("PrometheusRule {NAMESPACE}/fleet-delete-guard"),
+        ]),
+        "only monitoring objects: it is applied next to an install, not instead"
+    );
+    let find = |kind: &str| {
+        monitoring
+            .iter()
+            .find(|o| o["kind"] == kind)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {kind}"))
+    };
+
+    // The PodMonitor selects the Deployment's pods and scrapes its plain-HTTP port.
+    let monitor = find("PodMonitor");
+    assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
+    let d: Deployment = one(&parse_all(&base), "Deployment");
+    let template = d.spec.expect("spec").template;
+    let pod_labels = template.metadata.and_then(|m| m.labels).unwrap_or_default();
+    for (k, v) in monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("matchLabels")
+    {
+        assert_eq!(pod_labels.get(k).map(String::as_str), v.as_str(), "{k}");
+    }
+    assert_eq!(
+        monitor["spec"]["namespaceSelector"]["matchNames"],
+        serde_json::json!([NAMESPACE])
+    );
+    // job="fleet-delete-guard", which the alerts select on.
+    let job_label = monitor["spec"]["jobLabel"].as_str().expect("jobLabel");
+    assert_eq!(
+        pod_labels.get(job_label).map(String::as_str),
+        Some("fleet-delete-guard")
+    );
+    let endpoint = &monitor["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(endpoint["path"], "/metrics");
+    assert_eq!(endpoint["scheme"], "http");
+    let container = &template.spec.expect("pod").containers[0];
+    let port = container
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == endpoint["port"].as_str())
+        .expect("the PodMonitor's port is a named container port");
+    let metrics_listen = env_of_container(container)
+        .get("FLEET_DELETE_GUARD_METRICS_LISTEN")
+        .cloned()
+        .unwrap_or_else(|| "0.0.0.0:8080".into());
+    assert!(
+        metrics_listen.ends_with(&format!(":{}", port.container_port)),
+        "the metrics listener ({metrics_listen}) is the scraped port"
+    );
+
+    // The PrometheusRule's expressions use metrics the binary exports (checked in
+    // tests/monitoring.rs with promtool and a real Prometheus).
+    let rule = find("PrometheusRule");
+    assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
+    let groups = rule["spec"]["groups"].as_array().expect("groups");
+    assert!(!groups.is_empty());
+
+    // The dashboard ConfigMap: the sidecar's label, a stable name, readable JSON.
+    let cm = find("ConfigMap");
+    assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
+    let json = cm["data"]["fleet-deletions.json"]
+        .as_str()
+        .expect("dashboard file");
+    let dashboard: Value = serde_json::from_str(json).expect("dashboard JSON");
+    assert_eq!(dashboard["title"], "Fleet / Deletions");
+    assert_eq!(dashboard["uid"], "fleet-delete-guard-deletions");
+    let variables: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .expect("templating")
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert!(
+        variables.contains(&"namespace") && variables.contains(&"owner"),
+        "{variables:?}"
+    );
+    assert!(
+        json.lines().count() > 100,
+        "pretty-printed, one field a line"
+    );
+}
+
+fn env_of_container(c: &k8s_openapi::api::core::v1::Container) -> BTreeMap<String, String> {
+    c.env
+        .iter()
+        .flatten()
+        .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+        .collect()
 }

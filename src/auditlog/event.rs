@@ -17,12 +17,14 @@ use crate::fleet::labels::{
     ANNOTATION_HELM_RELEASE_NAME, ANNOTATION_HELM_RELEASE_NAMESPACE, ANNOTATION_OBJECTSET_ID,
     LABEL_OBJECTSET_HASH,
 };
+use crate::fleet::recognize::{provenance, Provenance};
 
 /// Every value of the webhook's `decision` audit annotation.
-const DECISIONS: [&str; 10] = [
+const DECISIONS: [&str; 11] = [
     "not-delete",
     "no-object",
     "not-managed",
+    "not-fleet",
     "fleet",
     "repeat",
     "controller",
@@ -33,7 +35,7 @@ const DECISIONS: [&str; 10] = [
 ];
 
 /// Decisions the webhook takes for objects that are not Fleet's.
-const UNMANAGED_DECISIONS: [&str; 3] = ["not-delete", "no-object", "not-managed"];
+const UNMANAGED_DECISIONS: [&str; 4] = ["not-delete", "no-object", "not-managed", "not-fleet"];
 
 /// Prefix of kube-apiserver's annotation for a webhook that failed open
 /// (`…/round_0_index_<i>` = webhook name).
@@ -331,8 +333,10 @@ struct Marks {
 }
 
 impl Marks {
+    /// Fleet's agent's marks (not another writer's objectset metadata). No owner index
+    /// here: the id's shape and its hash decide.
     fn is_fleet(&self) -> bool {
-        self.hash.is_some() || self.set_id.is_some()
+        provenance(self.set_id.as_deref(), self.hash.as_deref(), false) == Provenance::FleetAgent
     }
 
     fn merge(&mut self, other: Marks) {
@@ -1101,11 +1105,17 @@ mod tests {
         let mut e = event();
         e["annotations"]["failed-open.validating.webhook.admission.k8s.io/round_0_index_1"] =
             json!(HOOK);
+        let hash = crate::fleet::object_set_hash("default-widgets");
         e["responseObject"] = json!({"kind": "Widget", "metadata": {"name": "w",
-            "labels": {"objectset.rio.cattle.io/hash": "abc"}}});
+            "labels": {"objectset.rio.cattle.io/hash": hash},
+            "annotations": {"objectset.rio.cattle.io/id": "default-widgets"}}});
         let d = deletion(&e);
         assert_eq!(d.decision, "failed-open");
-        assert_eq!(d.owner, "objectset-hash:abc");
+        assert_eq!(d.owner, "objectset:default-widgets");
+        // Another writer's objectset metadata (an Endpoints copy) is not Fleet's.
+        e["responseObject"] = json!({"kind": "Endpoints", "metadata": {"name": "w",
+            "labels": {"objectset.rio.cattle.io/hash": "abc"}}});
+        assert!(matches!(parse(&e), Ok(Parsed::NotFleet)));
     }
 
     #[test]

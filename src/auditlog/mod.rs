@@ -66,6 +66,7 @@
 
 mod event;
 mod input;
+mod provider;
 mod report;
 mod timespec;
 
@@ -304,32 +305,34 @@ fn report_to(
                 continue;
             }
             match event::parse_line(bytes, &args.webhook_name) {
-                Err(e) => stats.malformed(&source.name, line_no, &e),
-                Ok(Parsed::OtherStage) => {
-                    stats.events += 1;
-                    stats.other_stage += 1;
-                }
-                Ok(Parsed::NotDeletion) => stats.events += 1,
-                Ok(Parsed::NotFleet) => {
-                    stats.events += 1;
-                    stats.deletions += 1;
-                }
-                Ok(Parsed::Deletion(d)) => {
-                    stats.events += 1;
-                    stats.deletions += 1;
-                    stats.fleet_deletions += 1;
-                    if !filter.keeps(&d) {
-                        stats.filtered_out += 1;
-                    } else if args.unsorted {
-                        stats.printed += 1;
-                        JsonRow::new(&d)
-                            .write_line(&mut *out)
-                            .map_err(AuditError::Write)?;
-                    } else {
-                        stats.printed += 1;
-                        report.push(&d);
+                Ok(parsed) => count(parsed, args, filter, &mut stats, &mut report, out)?,
+                // Not a plain audit event: maybe a managed cluster's export of some.
+                Err(plain_error) => match provider::unwrap(bytes) {
+                    provider::Unwrapped::NotWrapped => {
+                        stats.malformed(&source.name, line_no, &plain_error)
                     }
-                }
+                    provider::Unwrapped::Events(records) => {
+                        let several = records.len() > 1;
+                        for (i, record) in records.into_iter().enumerate() {
+                            let parsed = record
+                                .event
+                                .and_then(|e| event::parse_line(&e, &args.webhook_name));
+                            match parsed {
+                                Ok(parsed) => {
+                                    count(parsed, args, filter, &mut stats, &mut report, out)?
+                                }
+                                Err(e) => {
+                                    let at = if several {
+                                        format!("record {} ({})", i + 1, record.from)
+                                    } else {
+                                        record.from.to_string()
+                                    };
+                                    stats.malformed(&source.name, line_no, &format!("{at}: {e}"))
+                                }
+                            }
+                        }
+                    }
+                },
             }
         }
     }
@@ -341,6 +344,45 @@ fn report_to(
         .map_err(AuditError::Write)?;
     }
     Ok(stats)
+}
+
+/// Count one parsed event, and print or keep its row.
+fn count(
+    parsed: Parsed,
+    args: &AuditArgs,
+    filter: &Filter,
+    stats: &mut Stats,
+    report: &mut Report,
+    out: &mut impl Write,
+) -> Result<(), AuditError> {
+    match parsed {
+        Parsed::OtherStage => {
+            stats.events += 1;
+            stats.other_stage += 1;
+        }
+        Parsed::NotDeletion => stats.events += 1,
+        Parsed::NotFleet => {
+            stats.events += 1;
+            stats.deletions += 1;
+        }
+        Parsed::Deletion(d) => {
+            stats.events += 1;
+            stats.deletions += 1;
+            stats.fleet_deletions += 1;
+            if !filter.keeps(&d) {
+                stats.filtered_out += 1;
+            } else if args.unsorted {
+                stats.printed += 1;
+                JsonRow::new(&d)
+                    .write_line(&mut *out)
+                    .map_err(AuditError::Write)?;
+            } else {
+                stats.printed += 1;
+                report.push(&d);
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,21 +1,16 @@
-//! Several deletions (and restorations) for one GitRepo applied in order,
-//! keeping BDs and GitRepo status consistent step by step. This is the
-//! coalescing entry point: one GitRepo patch and one patch per changed BD.
+//! A worker batch replayed in memory: the changes of one owner's BundleDeployments,
+//! written BD by BD ([`bundle_deployment::status_after`]) and then once to the owner
+//! ([`owner::status_after`]) — the same two functions, in the same order, as the patch
+//! worker. Property tests and benchmarks drive production's arithmetic through this.
 
-use crate::fleet::status::{BundleDeployment, GitRepoStatus};
+use crate::fleet::release::StatusRules;
+use crate::fleet::status::{BundleDeployment, OwnerStatus};
 
 use super::bundle_deployment;
-use super::gitrepo::{self, GitRepoOutcome};
+pub use super::change::ChangeKind;
+use super::change::ResourceChange;
+use super::owner::{self, WrittenBundleDeployment};
 use super::resource::DeletedResource;
-
-/// Direction of one change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ChangeKind {
-    /// The resource was deleted.
-    Missing,
-    /// The resource exists again (recreated, or the DELETE did not happen).
-    Restored,
-}
 
 /// One resource of one BD (index into the `bds` slice) changing.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,56 +26,71 @@ pub struct Change {
 /// What [`apply`] changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BatchReport {
-    /// Indexes of BDs whose status changed (patch each of them).
+    /// Indexes of BDs whose status changed (one patch each), in first-change order.
     pub changed_bds: Vec<usize>,
-    /// GitRepo outcome per change, in order.
-    pub gitrepo: Vec<GitRepoOutcome>,
+    /// The owner status changed (one patch).
+    pub owner_changed: bool,
 }
 
 impl BatchReport {
-    /// True if the GitRepo status changed (patch it once).
+    /// True if the owner (GitRepo) status changed.
     pub fn gitrepo_changed(&self) -> bool {
-        self.gitrepo.iter().any(|o| o.changed())
+        self.owner_changed
     }
 }
 
-/// Applies `changes` in order to the BDs (in place) and to `gitrepo`.
-/// `bds` should hold the GitRepo's BDs as currently known (at least those on
-/// the affected clusters); changes pointing outside it are skipped.
+/// Applies `changes` to the BDs (in place) and then to `owner`, knowing every BD in
+/// `bds` (the single-cluster case: the worker lists them all). Changes pointing
+/// outside `bds` are skipped.
 pub fn apply(
-    gitrepo: &mut GitRepoStatus,
+    owner: &mut OwnerStatus,
     bds: &mut [BundleDeployment],
     changes: &[Change],
     now: &str,
 ) -> BatchReport {
-    let mut report = BatchReport::default();
-    for change in changes {
-        let Some(bd) = bds.get(change.bd).cloned() else {
-            continue;
+    apply_knowing(&StatusRules::default(), owner, bds, changes, now, |_| true)
+}
+
+/// [`apply`] when the worker's list of the owner's BDs returns only those `known`
+/// accepts (e.g. this cluster's); the changed BDs are always known.
+pub fn apply_knowing(
+    rules: &StatusRules,
+    owner: &mut OwnerStatus,
+    bds: &mut [BundleDeployment],
+    changes: &[Change],
+    now: &str,
+    known: impl Fn(&BundleDeployment) -> bool,
+) -> BatchReport {
+    // Changes per BD, BDs in first-change order.
+    let mut per_bd: Vec<(usize, Vec<ResourceChange>)> = Vec::new();
+    for c in changes.iter().filter(|c| c.bd < bds.len()) {
+        let change = ResourceChange {
+            resource: c.resource.clone(),
+            kind: c.kind,
         };
-        let outcome = match change.kind {
-            ChangeKind::Missing => gitrepo::mark_missing(gitrepo, &bd, &change.resource, bds, now),
-            ChangeKind::Restored => {
-                gitrepo::unmark_missing(gitrepo, &bd, &change.resource, bds, now)
-            }
-        };
-        report.gitrepo.push(outcome);
-        let Some(target) = bds.get_mut(change.bd) else {
-            continue;
-        };
-        let spec = target.spec.clone();
-        let changed = match (target.status.as_mut(), change.kind) {
-            (Some(s), ChangeKind::Missing) => {
-                bundle_deployment::mark_missing(s, &spec, &change.resource, now)
-            }
-            (Some(s), ChangeKind::Restored) => {
-                bundle_deployment::unmark_missing(s, &spec, &change.resource, now)
-            }
-            (None, _) => false,
-        };
-        if changed && !report.changed_bds.contains(&change.bd) {
-            report.changed_bds.push(change.bd);
+        match per_bd.iter_mut().find(|(i, _)| *i == c.bd) {
+            Some((_, list)) => list.push(change),
+            None => per_bd.push((c.bd, vec![change])),
         }
+    }
+    let mut report = BatchReport::default();
+    for (i, list) in &per_bd {
+        if let Some(status) = bundle_deployment::status_after(&bds[*i], list, now) {
+            bds[*i].status = Some(status);
+            report.changed_bds.push(*i);
+        }
+    }
+    let written: Vec<WrittenBundleDeployment<'_>> = per_bd
+        .iter()
+        .map(|(i, list)| WrittenBundleDeployment {
+            bundle_deployment: &bds[*i],
+            changes: list,
+        })
+        .collect();
+    let listed: Vec<BundleDeployment> = bds.iter().filter(|b| known(b)).cloned().collect();
+    if let Some(status) = owner::status_after(rules, Some(owner), &written, &listed, now) {
+        *owner = status;
+        report.owner_changed = true;
     }
     report
 }

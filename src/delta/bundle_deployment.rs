@@ -10,11 +10,12 @@
 use crate::fleet::conditions::set_error;
 use crate::fleet::state::{agent_updates_resource_status, condition_display, deployment_state};
 use crate::fleet::status::{
-    BundleDeploymentDisplay, BundleDeploymentResource, BundleDeploymentSpec,
+    BundleDeployment, BundleDeploymentDisplay, BundleDeploymentResource, BundleDeploymentSpec,
     BundleDeploymentStatus, ModifiedStatus, ResourceCounts,
 };
 use crate::fleet::ResourceKey;
 
+use super::change::{ChangeKind, ResourceChange};
 use super::resource::DeletedResource;
 
 /// The agent keeps at most this many `modifiedStatus`/`nonReadyStatus` entries.
@@ -308,6 +309,34 @@ fn refresh_derived(status: &mut BundleDeploymentStatus, spec: &BundleDeploymentS
     display.deployed = deployed;
     display.monitored = monitored;
     display.state = state;
+}
+
+/// The status production writes to `bd` for `changes`, applied in order; `None` when
+/// the status already says all of it (nothing to patch). Idempotent: applying the
+/// result's changes again yields `None`.
+pub fn status_after(
+    bd: &BundleDeployment,
+    changes: &[ResourceChange],
+    now: &str,
+) -> Option<BundleDeploymentStatus> {
+    let mut status = bd.status.clone().unwrap_or_default();
+    let mut changed = false;
+    for c in changes {
+        changed |= match c.kind {
+            ChangeKind::Missing => mark_missing(&mut status, &bd.spec, &c.resource, now),
+            ChangeKind::Restored => unmark_missing(&mut status, &bd.spec, &c.resource, now),
+        };
+    }
+    changed.then_some(status)
+}
+
+/// The BundleDeployment status lists `r` as missing.
+pub fn shows_missing(status: &BundleDeploymentStatus, r: &DeletedResource) -> bool {
+    let key = r.key();
+    status
+        .modified_status
+        .iter()
+        .any(|m| m.is_missing() && m.key().same_object(&key))
 }
 
 #[cfg(test)]

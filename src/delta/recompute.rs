@@ -5,6 +5,7 @@
 //! recomputed from BDs, reverting foreign edits), and property tests use it
 //! as the reference for the incremental deltas.
 
+use crate::fleet::release::StatusRules;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::fleet::conditions::set_condition;
@@ -15,7 +16,9 @@ use crate::fleet::status::{
 use crate::fleet::ResourceKey;
 
 use super::resource_states::{bundle_deployment_resource_states, ResourceState};
-use super::summary::{bundle_ready_message, display_from_summary, increment_state, ready_message};
+use super::summary::{
+    bundle_ready_message, display_from_summary, increment_state, max_state_message, ready_message,
+};
 
 /// Fleet stops listing cluster ids in `perClusterState` after ~1 MiB.
 const PER_CLUSTER_STATE_BUDGET: usize = 1024 * 1024;
@@ -35,12 +38,23 @@ pub fn gitrepo_status_from_bundle_deployments(
     bds: &[BundleDeployment],
     now: &str,
 ) -> GitRepoStatus {
+    owner_status_for(&StatusRules::default(), status, bds, now)
+}
+
+/// [`gitrepo_status_from_bundle_deployments`] as the Fleet release with `rules`
+/// computes it (GitRepo and HelmOp alike).
+pub fn owner_status_for(
+    rules: &StatusRules,
+    status: &GitRepoStatus,
+    bds: &[BundleDeployment],
+    now: &str,
+) -> GitRepoStatus {
     let mut out = status.clone();
     let mut sorted: Vec<&BundleDeployment> = bds.iter().collect();
     sorted.sort_by(|a, b| a.metadata.uid.cmp(&b.metadata.uid));
 
     // resourcestatus.SetResources
-    out.resources = aggregate_resources(&sorted);
+    out.resources = aggregate_resources(rules, &sorted);
     let mut total = ResourceCounts {
         other: status
             .resource_counts
@@ -73,7 +87,7 @@ pub fn gitrepo_status_from_bundle_deployments(
     out.resource_counts = Some(total);
     out.per_cluster_resource_counts = by_cluster;
 
-    set_bundle_deployment_fields(&mut out, &sorted, now);
+    set_bundle_deployment_fields(rules, &mut out, &sorted, now);
     out
 }
 
@@ -82,6 +96,7 @@ pub fn gitrepo_status_from_bundle_deployments(
 /// GitRepo's BDs sorted by UID. Previous values in `status` only supply
 /// unknown fields, the display message fallback, and condition timestamps.
 pub(crate) fn set_bundle_deployment_fields(
+    rules: &StatusRules,
     status: &mut GitRepoStatus,
     sorted: &[&BundleDeployment],
     now: &str,
@@ -97,7 +112,7 @@ pub(crate) fn set_bundle_deployment_fields(
     };
     let mut per_cluster: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
     for bd in sorted {
-        increment_state(&mut summary, &bd.metadata.name, bd);
+        increment_state(rules, &mut summary, &bd.metadata.name, bd);
         summary.desired_ready = summary.desired_ready.saturating_add(1);
         if bd.has_cluster_labels() {
             let labels = &bd.metadata.labels;
@@ -143,6 +158,7 @@ pub(crate) fn set_bundle_deployment_fields(
         &summary,
         &status.git_job_status,
         &previous,
+        Some(&max_state_message(rules, sorted)),
     ));
     status.summary = Some(summary);
 
@@ -161,19 +177,28 @@ pub(crate) fn set_bundle_deployment_fields(
     }
     let bundle_msg = bundles
         .iter()
-        .map(|bds| bundle_ready_message(bds))
+        .map(|bds| bundle_ready_message(rules, bds))
         .find(|m| !m.is_empty());
     match bundle_msg {
         Some(msg) => set_condition(&mut status.conditions, "Ready", "False", &msg, "", now),
         None if own.is_empty() => {
-            set_condition(&mut status.conditions, "Ready", "True", "", "", now)
+            // v0.15 clears the reason of a Ready condition that becomes True.
+            let kept = if rules.ready_true_clears_reason {
+                String::new()
+            } else {
+                status
+                    .condition("Ready")
+                    .map(|c| c.reason.clone())
+                    .unwrap_or_default()
+            };
+            set_condition(&mut status.conditions, "Ready", "True", "", &kept, now)
         }
         None => set_condition(&mut status.conditions, "Ready", "False", &own, &reason, now),
     };
 }
 
 /// `fromResources` + `aggregateResourceStatesClustersMap`.
-pub(crate) fn aggregate_resources(bds: &[&BundleDeployment]) -> Vec<Resource> {
+pub(crate) fn aggregate_resources(rules: &StatusRules, bds: &[&BundleDeployment]) -> Vec<Resource> {
     let mut items: Vec<&BundleDeployment> = bds.to_vec();
     items.sort_by_key(|bd| bd.cluster_id());
     let mut by_key: HashMap<ResourceKey, Vec<(ResourceState, String)>> = HashMap::new();
@@ -199,8 +224,11 @@ pub(crate) fn aggregate_resources(bds: &[&BundleDeployment]) -> Vec<Resource> {
                 resource.incomplete_state = true;
             }
             size = size.saturating_add(cluster.len());
-            if size < PER_CLUSTER_STATE_BUDGET {
-                if let Some(list) = resource.per_cluster_state.list_mut(&entry.state) {
+            if size < PER_CLUSTER_STATE_BUDGET || !rules.per_cluster_state_cap {
+                let list = rules
+                    .per_cluster_list(&entry.state)
+                    .and_then(|l| resource.per_cluster_state.list_mut(l));
+                if let Some(list) = list {
                     list.push(cluster.clone());
                 }
             }

@@ -1,7 +1,8 @@
 //! Fleet's summary helpers (`internal/cmd/controller/summary`): counting BD
 //! states, the Ready-condition message, and the GitRepo `display` block.
 
-use crate::fleet::state::{deployment_state, message_from_deployment, READY};
+use crate::fleet::release::StatusRules;
+use crate::fleet::state::{deployment_state, message_from_deployment, state_rank, READY};
 use crate::fleet::status::{BundleDeployment, BundleSummary, NonReadyResource, StatusDisplay};
 
 /// Fleet keeps at most this many non-ready entries in a summary.
@@ -9,22 +10,44 @@ pub const MAX_NON_READY_RESOURCES: usize = 10;
 
 /// The summary entry Fleet writes for a non-ready BD (`name` is the BD name
 /// in a GitRepo summary, the cluster id in a Bundle summary).
-pub fn non_ready_entry(name: &str, bd: &BundleDeployment) -> NonReadyResource {
+pub fn non_ready_entry(rules: &StatusRules, name: &str, bd: &BundleDeployment) -> NonReadyResource {
     let status = bd.status_or_default();
     NonReadyResource {
         name: name.to_string(),
         bundle_state: deployment_state(&bd.spec, &status).to_string(),
-        message: message_from_deployment(&bd.spec, &status),
+        message: message_from_deployment(rules, &bd.spec, &status),
         modified_status: status.modified_status.clone(),
         non_ready_status: status.non_ready_status.clone(),
         ..NonReadyResource::default()
     }
 }
 
+/// `status.SetFields`' display message: the message of the first BundleDeployment (in
+/// the order given) whose state ranks strictly highest. Fleet loops over every
+/// BundleDeployment for it; `summary.nonReadyResources` holds only the first 10.
+pub fn max_state_message(rules: &StatusRules, bds: &[&BundleDeployment]) -> String {
+    let mut max_state = "";
+    let mut message = String::new();
+    for bd in bds {
+        let status = bd.status_or_default();
+        let state = deployment_state(&bd.spec, &status);
+        if state_rank(state) > state_rank(max_state) {
+            max_state = state;
+            message = message_from_deployment(rules, &bd.spec, &status);
+        }
+    }
+    message
+}
+
 /// `IncrementState`: counts `bd`'s state and lists it while fewer than 10
 /// entries are listed. Does not touch `desiredReady`.
-pub fn increment_state(summary: &mut BundleSummary, name: &str, bd: &BundleDeployment) {
-    let entry = non_ready_entry(name, bd);
+pub fn increment_state(
+    rules: &StatusRules,
+    summary: &mut BundleSummary,
+    name: &str,
+    bd: &BundleDeployment,
+) {
+    let entry = non_ready_entry(rules, name, bd);
     if let Some(c) = summary.counter_mut(&entry.bundle_state) {
         *c = c.saturating_add(1);
     }
@@ -85,12 +108,12 @@ pub fn ready_message(summary: &BundleSummary, referenced_kind: &str) -> String {
 /// targets sorted by cluster name, summarized under their cluster ids, with
 /// referenced kind `Cluster`. This is what a GitRepo copies when the Bundle
 /// is the first not-ready one.
-pub fn bundle_ready_message(bds: &[&BundleDeployment]) -> String {
+pub fn bundle_ready_message(rules: &StatusRules, bds: &[&BundleDeployment]) -> String {
     let mut targets: Vec<&BundleDeployment> = bds.to_vec();
     targets.sort_by(|a, b| cluster_name(a).cmp(cluster_name(b)));
     let mut summary = BundleSummary::default();
     for bd in targets {
-        increment_state(&mut summary, &bd.cluster_id(), bd);
+        increment_state(rules, &mut summary, &bd.cluster_id(), bd);
         summary.desired_ready = summary.desired_ready.saturating_add(1);
     }
     ready_message(&summary, "Cluster")
@@ -124,6 +147,7 @@ pub fn display_from_summary(
     summary: &BundleSummary,
     git_job_status: &str,
     previous: &StatusDisplay,
+    max_state_message: Option<&str>,
 ) -> StatusDisplay {
     use crate::fleet::state::*;
     let mut max_state = "";
@@ -145,6 +169,8 @@ pub fn display_from_summary(
     }
     let message = if max_state.is_empty() {
         String::new()
+    } else if let Some(m) = max_state_message {
+        m.to_string()
     } else {
         match summary
             .non_ready_resources
@@ -238,20 +264,20 @@ mod tests {
             message: "mod".into(),
             ..entry("y", "Modified", &[])
         });
-        let d = display_from_summary(&s, "Current", &StatusDisplay::default());
+        let d = display_from_summary(&s, "Current", &StatusDisplay::default(), None);
         assert_eq!(
             (d.state.as_str(), d.message.as_str(), d.error),
             ("Modified", "mod", true)
         );
         assert_eq!(d.ready_bundle_deployments, "1/3");
-        let d = display_from_summary(&s, "GitUpdating", &StatusDisplay::default());
+        let d = display_from_summary(&s, "GitUpdating", &StatusDisplay::default(), None);
         assert_eq!(d.state, "GitUpdating");
         let all_ready = BundleSummary {
             ready: 2,
             desired_ready: 2,
             ..Default::default()
         };
-        let d = display_from_summary(&all_ready, "Current", &StatusDisplay::default());
+        let d = display_from_summary(&all_ready, "Current", &StatusDisplay::default(), None);
         assert_eq!((d.state.as_str(), d.error), ("", false));
     }
 

@@ -4,9 +4,12 @@
 
 pub mod api;
 pub mod conditions;
+pub mod gates;
 pub mod labels;
 pub mod names;
 pub mod owner;
+pub mod recognize;
+pub mod release;
 pub mod resource_key;
 pub mod setid;
 pub mod state;

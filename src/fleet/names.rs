@@ -3,6 +3,9 @@
 
 use sha2::{Digest, Sha256};
 
+/// Longest name `SafeConcatName` returns (a Kubernetes label value).
+pub const MAX_NAME_LEN: usize = 63;
+
 /// Fleet's `SafeConcatName`: joins `parts` with `-`; if the result is 64 bytes
 /// or longer it is cut and suffixed with a short SHA-256 so it stays a valid
 /// 63-character Kubernetes name.

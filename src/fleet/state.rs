@@ -1,6 +1,7 @@
 //! Fleet's bundle states, their ranking and how a BundleDeployment's state
 //! is derived (`summary.GetDeploymentState`).
 
+use super::release::StatusRules;
 use super::status::{BundleDeploymentSpec, BundleDeploymentStatus, Condition};
 
 /// All resources deployed, ready and unmodified.
@@ -63,6 +64,7 @@ pub fn deployment_state(
 /// `MessageFromDeployment`: Deployed message, else Installed (only for the
 /// current deployment), else Monitored. Usually empty.
 pub fn message_from_deployment(
+    rules: &StatusRules,
     spec: &BundleDeploymentSpec,
     status: &BundleDeploymentStatus,
 ) -> String {
@@ -73,7 +75,10 @@ pub fn message_from_deployment(
             .unwrap_or_default()
     };
     let mut message = msg("Deployed");
-    if message.is_empty() && status.applied_deployment_id == spec.deployment_id {
+    if message.is_empty()
+        && (!rules.installed_message_only_when_applied
+            || status.applied_deployment_id == spec.deployment_id)
+    {
         message = msg("Installed");
     }
     if message.is_empty() {
@@ -93,6 +98,7 @@ pub fn agent_updates_resource_status(
         && status
             .condition("Installed")
             .is_none_or(|c| c.status != "False")
+        && spec.gates().unmonitored().is_none()
 }
 
 /// The upstream BD reconciler's `conditionToMessage` for display strings.
@@ -160,16 +166,25 @@ mod tests {
             message: "mon".into(),
             ..cond("Monitored", "True")
         });
-        assert_eq!(message_from_deployment(&spec, &st), "mon");
+        assert_eq!(
+            message_from_deployment(&StatusRules::default(), &spec, &st),
+            "mon"
+        );
         st.conditions.push(Condition {
             message: "inst".into(),
             ..cond("Installed", "True")
         });
-        assert_eq!(message_from_deployment(&spec, &st), "inst");
+        assert_eq!(
+            message_from_deployment(&StatusRules::default(), &spec, &st),
+            "inst"
+        );
         st.conditions.push(Condition {
             message: "dep".into(),
             ..cond("Deployed", "True")
         });
-        assert_eq!(message_from_deployment(&spec, &st), "dep");
+        assert_eq!(
+            message_from_deployment(&StatusRules::default(), &spec, &st),
+            "dep"
+        );
     }
 }

@@ -21,7 +21,7 @@ use serde::{
     Deserialize, Deserializer,
 };
 
-use super::{status::ResourceCounts, ResourceKey};
+use super::{gates::Gates, status::ResourceCounts, ResourceKey};
 
 /// A BundleDeployment as the watch reads it: no `status.resources`.
 pub type WatchedBundleDeployment = BundleDeploymentView<false>;
@@ -34,6 +34,8 @@ pub type ListedBundleDeployment = BundleDeploymentView<true>;
 pub struct BundleDeploymentView<const RESOURCES: bool> {
     /// name, namespace, uid, resourceVersion, labels; nothing else.
     pub metadata: ObjectMeta,
+    /// `spec.paused`, `spec.offSchedule`, `spec.waitingForValues`; nothing else.
+    pub gates: Gates,
     pub status: StatusView,
 }
 
@@ -104,6 +106,8 @@ impl<'de, const RESOURCES: bool> Deserialize<'de> for BundleDeploymentView<RESOU
         enum Field {
             #[serde(rename = "metadata")]
             Metadata,
+            #[serde(rename = "spec")]
+            Spec,
             #[serde(rename = "status")]
             Status,
             #[serde(other)]
@@ -122,6 +126,7 @@ impl<'de, const RESOURCES: bool> Deserialize<'de> for BundleDeploymentView<RESOU
                         Field::Metadata => {
                             view.metadata = map.next_value::<SlimMeta>()?.into_object_meta()
                         }
+                        Field::Spec => view.gates = map.next_value::<SpecGates>()?.0,
                         Field::Status => {
                             view.status = map.next_value_seed(StatusSeed { resources: R })?
                         }
@@ -159,6 +164,50 @@ impl SlimMeta {
             labels: self.labels,
             ..ObjectMeta::default()
         }
+    }
+}
+
+/// The gates of `spec`; anything but an object reads as no gate.
+struct SpecGates(Gates);
+
+impl<'de> Deserialize<'de> for SpecGates {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> LenientVisitor<'de> for V {
+            type Value = Gates;
+            fn expecting() -> &'static str {
+                "a BundleDeployment spec"
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Gates, A::Error> {
+                #[derive(Deserialize)]
+                #[serde(field_identifier)]
+                enum Field {
+                    #[serde(rename = "paused")]
+                    Paused,
+                    #[serde(rename = "offSchedule")]
+                    OffSchedule,
+                    #[serde(rename = "waitingForValues")]
+                    WaitingForValues,
+                    #[serde(other)]
+                    Other,
+                }
+                let mut gates = Gates::default();
+                while let Some(field) = map.next_key::<Field>()? {
+                    match field {
+                        Field::Paused => gates.paused = map.next_value::<Flag>()?.0,
+                        Field::OffSchedule => gates.off_schedule = map.next_value::<Flag>()?.0,
+                        Field::WaitingForValues => {
+                            gates.waiting_for_values = map.next_value::<Flag>()?.0
+                        }
+                        Field::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(gates)
+            }
+        }
+        d.deserialize_any(Lenient(V)).map(SpecGates)
     }
 }
 
@@ -568,5 +617,19 @@ mod tests {
             .expect_err("bad metadata");
         assert!(err.to_string().contains("invalid type"), "{err}");
         assert!(serde_json::from_str::<WatchedBundleDeployment>("[]").is_err());
+    }
+
+    #[test]
+    fn spec_gates_are_read_and_odd_shapes_read_as_no_gate() {
+        let bd: WatchedBundleDeployment = serde_json::from_str(
+            r#"{"metadata": {"name": "b"}, "spec": {"paused": true, "options": {"x": 1},
+                "offSchedule": "yes", "waitingForValues": true}}"#,
+        )
+        .expect("view");
+        assert!(bd.gates.paused && bd.gates.waiting_for_values);
+        assert!(!bd.gates.off_schedule, "a string is not a bool");
+        let bd: WatchedBundleDeployment =
+            serde_json::from_str(r#"{"metadata": {"name": "b"}, "spec": [1]}"#).expect("view");
+        assert_eq!(bd.gates, Gates::default());
     }
 }

@@ -1,5 +1,5 @@
-//! The `ResourceDeleted` Event on a GitRepo: one per GitRepo and patch batch, published
-//! by one task through a bounded queue.
+//! The `ResourceDeleted` Event on a GitRepo or HelmOp: one per owner and patch batch,
+//! published by one task through a bounded queue.
 //!
 //! Memory stays bounded whatever the deletion rate:
 //!
@@ -25,9 +25,12 @@ use kube::{
 };
 use tokio::sync::mpsc;
 
-use crate::metrics::{Metrics, ResultLabels};
+use crate::{
+    fleet::{api::FleetResource, status::OwnerObject, OwnerRef},
+    metrics::{Metrics, ResultLabels},
+};
 
-/// Event reason on the GitRepo for counted deletions.
+/// Event reason on the owner for counted deletions.
 pub const EVENT_REASON: &str = "ResourceDeleted";
 /// Event action (not shown by `kubectl describe`).
 pub const EVENT_ACTION: &str = "Count";
@@ -54,6 +57,20 @@ impl Deletion {
         } else {
             &self.user
         }
+    }
+}
+
+/// What the Event is about: the owner object as the API returned it.
+pub fn regarding(owner: &OwnerRef, object: &OwnerObject) -> ObjectReference {
+    let resource = FleetResource::of_owner(owner.kind);
+    let uid = &object.metadata.uid;
+    ObjectReference {
+        api_version: Some(resource.api_version().into()),
+        kind: Some(resource.kind.into()),
+        namespace: Some(owner.namespace.clone()),
+        name: Some(owner.name.clone()),
+        uid: (!uid.is_empty()).then(|| uid.clone()),
+        ..ObjectReference::default()
     }
 }
 
@@ -168,7 +185,8 @@ impl EventQueue {
                 };
                 count(&self.metrics, "dropped");
                 tracing::warn!(
-                    gitrepo = pending.regarding.name.as_deref().unwrap_or(""),
+                    kind = pending.regarding.kind.as_deref().unwrap_or(""),
+                    name = pending.regarding.name.as_deref().unwrap_or(""),
                     why,
                     "ResourceDeleted event dropped (the deletions are counted all the same)"
                 );
@@ -198,17 +216,22 @@ pub async fn publish(
         };
         // A fresh Recorder: its cache dies with it (see the module documentation).
         let recorder = Recorder::new(client.clone(), reporter.clone());
-        let gitrepo = p.regarding.name.as_deref().unwrap_or("");
+        let owner = format!(
+            "{} {}/{}",
+            p.regarding.kind.as_deref().unwrap_or(""),
+            p.regarding.namespace.as_deref().unwrap_or(""),
+            p.regarding.name.as_deref().unwrap_or("")
+        );
         match tokio::time::timeout(timeout, recorder.publish(&event, &p.regarding)).await {
             Ok(Ok(())) => count(&metrics, "published"),
             Ok(Err(e)) => {
                 count(&metrics, "failed");
-                tracing::warn!(gitrepo, error = %e, "cannot publish the ResourceDeleted event");
+                tracing::warn!(%owner, error = %e, "cannot publish the ResourceDeleted event");
             }
             Err(_) => {
                 count(&metrics, "failed");
                 tracing::warn!(
-                    gitrepo,
+                    %owner,
                     timeout_ms = timeout.as_millis() as u64,
                     "publishing the ResourceDeleted event timed out"
                 );

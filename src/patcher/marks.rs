@@ -77,6 +77,11 @@ pub struct MarkTimings {
     pub confirm_timeout: Duration,
     /// How often confirmed marks are re-checked for the object coming back.
     pub recheck_interval: Duration,
+    /// Marks younger than this are re-checked every [`Self::young_recheck_interval`]:
+    /// re-creations (Fleet's drift correction after ~5 s, or by hand) mostly come soon.
+    pub young: Duration,
+    /// How often young marks are re-checked.
+    pub young_recheck_interval: Duration,
     /// How long a mark is watched over at all (by then Fleet has caught up).
     pub ttl: Duration,
     /// Re-applies allowed per mark: never a write loop with another writer.
@@ -88,6 +93,8 @@ impl Default for MarkTimings {
         MarkTimings {
             confirm_timeout: Duration::from_secs(5),
             recheck_interval: Duration::from_secs(10),
+            young: Duration::from_secs(30),
+            young_recheck_interval: Duration::from_millis(500),
             ttl: Duration::from_secs(15 * 60),
             max_reapplies: 10,
         }
@@ -175,6 +182,11 @@ impl Marks {
             .collect()
     }
 
+    /// Some mark is on an object of `owner`.
+    pub fn any_of_owner(&self, owner: &crate::fleet::OwnerRef) -> bool {
+        self.by_uid.values().any(|m| &m.object.bd.owner == owner)
+    }
+
     /// Objects due for a GET now, oldest first.
     pub fn due(&self, now: Instant, t: &MarkTimings) -> Vec<Tracked> {
         let mut due: Vec<&Mark> = self
@@ -182,9 +194,14 @@ impl Marks {
             .values()
             .filter(|m| match m.state {
                 MarkState::Unconfirmed | MarkState::AwaitingGone => true,
-                MarkState::Confirmed => m
-                    .checked
-                    .is_none_or(|c| now.duration_since(c) >= t.recheck_interval),
+                MarkState::Confirmed => {
+                    let interval = if now.duration_since(m.since) < t.young {
+                        t.young_recheck_interval
+                    } else {
+                        t.recheck_interval
+                    };
+                    m.checked.is_none_or(|c| now.duration_since(c) >= interval)
+                }
             })
             .collect();
         due.sort_by_key(|m| m.since);
@@ -248,6 +265,8 @@ mod tests {
         MarkTimings {
             confirm_timeout: Duration::from_secs(5),
             recheck_interval: Duration::from_secs(10),
+            young: Duration::from_secs(3),
+            young_recheck_interval: Duration::from_millis(500),
             ttl: Duration::from_secs(60),
             max_reapplies: 2,
         }
@@ -341,8 +360,19 @@ mod tests {
         let mut marks = Marks::default();
         marks.marked(tracked("u1", "b"), now, true);
         assert_eq!(marks.due(now, &t()).len(), 1);
+        let later = now + Duration::from_secs(4);
+        marks.checked("u1", Seen::Gone, later, &t());
+        assert!(marks.due(later + Duration::from_secs(1), &t()).is_empty());
+        assert_eq!(marks.due(later + Duration::from_secs(11), &t()).len(), 1);
+    }
+
+    #[test]
+    fn young_marks_are_rechecked_often() {
+        let now = Instant::now();
+        let mut marks = Marks::default();
+        marks.marked(tracked("u1", "b"), now, true);
         marks.checked("u1", Seen::Gone, now, &t());
-        assert!(marks.due(now + Duration::from_secs(1), &t()).is_empty());
-        assert_eq!(marks.due(now + Duration::from_secs(11), &t()).len(), 1);
+        assert!(marks.due(now + Duration::from_millis(100), &t()).is_empty());
+        assert_eq!(marks.due(now + Duration::from_millis(600), &t()).len(), 1);
     }
 }

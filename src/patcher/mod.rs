@@ -1,70 +1,73 @@
 //! Counting deletions in Fleet's status, off the admission path.
 //!
 //! The admission path hands each counted deletion to [`Patcher::record`], which only
-//! queues it. One worker task drains the queue, groups the work by GitRepo and
-//! BundleDeployment, and writes:
+//! queues it. One worker task drains the queue, groups the work by owner (GitRepo,
+//! HelmOp or Bundle) and BundleDeployment, and writes:
 //!
 //! 1. the BundleDeployment status of this cluster first — Fleet's source of truth, and
 //!    the only object a downstream cluster's Fleet credentials may write — so that
 //!    Fleet's own recompute agrees with the mark instead of reverting it;
-//! 2. then, where the webhook may (same cluster, or management-cluster credentials),
-//!    the GitRepo status, for immediacy, and one Event on the GitRepo for the batch
-//!    ([`events`]: a bounded queue and one publisher task).
+//! 2. then, where the webhook may (same cluster, or management-cluster credentials) and
+//!    the owner has a status of its own (GitRepo, HelmOp), the owner's status, derived
+//!    from the owner's BundleDeployments as listed after the owner was read, and one
+//!    Event on it for the batch ([`events`]).
 //!
-//! Every write is read → pure delta → merge patch with resourceVersion precondition
-//! ([`write::update_status`]); the deltas are idempotent, so retries, repeated reviews
-//! and several replicas never count a deletion twice. [`marks`] then confirms,
-//! reverts, defends and releases each mark.
+//! Every write goes through [`write::update_status`] (read → load → pure edit from
+//! [`crate::delta`] → merge patch with resourceVersion precondition → retry); the edits
+//! are idempotent, so retries, repeated reviews and several replicas never count a
+//! deletion twice. [`marks`] then confirms, reverts, defends and releases each mark;
+//! while an owner has marks, a change of one of its BundleDeployments seen by the watch
+//! re-derives the owner status, so a replica that wrote from an older view is repaired.
 
 pub mod events;
+pub mod fleet_api;
 pub mod marks;
+pub mod probe;
 pub mod queue;
 pub mod resync;
 pub mod write;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet, HashMap},
+    convert::Infallible,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use k8s_openapi::api::core::v1::ObjectReference;
-use kube::{
-    api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams},
-    core::PartialObjectMeta,
-    runtime::events::Reporter,
-    Client, ResourceExt,
-};
-use serde_json::Value;
+use kube::{api::ListParams, runtime::events::Reporter, Client, ResourceExt};
 use tokio::sync::Notify;
 
 use crate::{
     admission::{CountedDeletion, DeletionSink},
-    delta::{self, DeletedResource},
+    delta::{self, owner::WrittenBundleDeployment, DeletedResource, ResourceChange},
     fleet::{
-        status::{BundleDeployment, BundleDeploymentStatus, GitRepoStatus},
+        api::{FleetResource, BUNDLE_DEPLOYMENT},
+        release::FleetRelease,
+        status::{BundleDeployment, OwnerObject},
         view::{StatusEntry, WatchedBundleDeployment},
-        LABEL_BUNDLE_NAMESPACE, LABEL_REPO_NAME,
+        OwnerKind, OwnerRef, LABEL_BUNDLE_NAMESPACE, LABEL_HELM_OP_NAME, LABEL_REPO_NAME,
     },
     metrics::Metrics,
-    owners::{bundle_deployment_resource, gitrepo_resource, OwnerIndex},
+    owners::OwnerIndex,
 };
 
 use events::{Deletion, EventQueue, EventReceiver, Pending};
+use fleet_api::FleetApi;
 use marks::{MarkTimings, Marks, Next, Seen, UnmarkReason};
 use queue::{Item, Op, Pushed, Queue, Tracked};
-use write::{update_status, RetryPolicy, Written};
+use write::{update_status, RetryPolicy};
 
 pub use events::EVENT_REASON;
 
 /// How the patcher behaves.
 #[derive(Debug, Clone)]
 pub struct PatcherConfig {
-    /// Patch the GitRepo status too (needs rights on GitRepos in the Fleet cluster).
+    /// Patch the owner's status too — GitRepo or HelmOp — (needs rights on them in the
+    /// Fleet cluster).
     pub patch_gitrepo: bool,
     /// Deletions waiting at most; more are refused (metric `queue_overflow_total`).
     pub queue_capacity: usize,
-    /// Events (one per GitRepo and batch) waiting to be published at most; more are
+    /// Events (one per owner and batch) waiting to be published at most; more are
     /// dropped (metric `events_total{result="dropped"}`).
     pub event_queue_capacity: usize,
     /// The worker wakes at least this often to check marks.
@@ -95,16 +98,34 @@ impl Default for PatcherConfig {
     }
 }
 
+/// Owners re-derived per worker batch at most.
+const REDERIVE_PER_BATCH: usize = 64;
+
+/// An owner whose status is re-derived from its BundleDeployments, and where they are.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct OwnerAt {
+    owner: OwnerRef,
+    /// Namespace of this cluster's BundleDeployments.
+    bd_namespace: String,
+}
+
 struct Shared {
     queue: Mutex<Queue>,
     marks: Mutex<Marks>,
+    /// Owners to re-derive at the next batch (a BundleDeployment of theirs changed).
+    rederive: Mutex<BTreeSet<OwnerAt>>,
+    /// The Fleet release whose status rules the owner writes follow.
+    fleet_release: std::sync::RwLock<FleetRelease>,
+    /// Per owner, the resourceVersions of the BundleDeployments its status was last
+    /// derived from: a watch event carrying one of them is not news.
+    derived_from: Mutex<HashMap<OwnerRef, HashMap<String, String>>>,
     notify: Notify,
     index: Arc<OwnerIndex>,
     metrics: Metrics,
     config: PatcherConfig,
     /// Where deletions happen (GET of deleted objects).
     cluster: Client,
-    /// Where BundleDeployments and GitRepos live.
+    /// Where BundleDeployments, GitRepos and HelmOps live.
     fleet: Client,
     events: EventQueue,
     /// Taken by the worker, which starts the publisher.
@@ -145,6 +166,9 @@ impl Patcher {
             shared: Arc::new(Shared {
                 queue: Mutex::new(Queue::new(config.queue_capacity)),
                 marks: Mutex::new(Marks::default()),
+                rederive: Mutex::new(BTreeSet::new()),
+                derived_from: Mutex::new(HashMap::new()),
+                fleet_release: std::sync::RwLock::new(FleetRelease::NEWEST),
                 notify: Notify::new(),
                 index,
                 metrics,
@@ -180,8 +204,16 @@ impl Patcher {
             }
             let items = lock(&shared.queue).drain();
             shared.metrics.queue_depth.set(0);
-            if !items.is_empty() {
-                shared.handle(items).await;
+            // Bounded per batch, so a resync of thousands of owners never holds up
+            // the counting of new deletions; the rest wait for the next ticks.
+            let rederive: BTreeSet<OwnerAt> = {
+                let mut pending = lock(&shared.rederive);
+                std::iter::from_fn(|| pending.pop_first())
+                    .take(REDERIVE_PER_BATCH)
+                    .collect()
+            };
+            if !items.is_empty() || !rederive.is_empty() {
+                shared.handle(items, rederive).await;
             }
             shared.check_marks().await;
         }
@@ -207,13 +239,41 @@ impl Patcher {
         shared.notify.notify_one();
     }
 
+    /// Re-derive `owner`'s status from its BundleDeployments in `bd_namespace` at the
+    /// next batch (the resync found it disagreeing with them).
+    pub fn rederive(&self, owner: OwnerRef, bd_namespace: &str) {
+        if !owner.kind.has_resource_counts() || !self.shared.config.patch_gitrepo {
+            return;
+        }
+        lock(&self.shared.rederive).insert(OwnerAt {
+            owner,
+            bd_namespace: bd_namespace.to_string(),
+        });
+        self.shared.notify.notify_one();
+    }
+
     /// Called for every BundleDeployment the watch delivers: when another writer
-    /// dropped one of our marks, find out whether the object is still gone.
+    /// dropped one of our marks, find out whether the object is still gone; when the
+    /// owner has live marks and its status was derived from an older copy of this
+    /// BundleDeployment, re-derive it.
     pub fn observe_bundle_deployment(&self, bd: &WatchedBundleDeployment) {
         let namespace = bd.metadata.namespace.as_deref().unwrap_or_default();
-        let defended = lock(&self.shared.marks).defended_on(namespace, &bd.name_any());
-        if defended.is_empty() {
-            return;
+        let name = bd.name_any();
+        let (defended, owner_marked) = {
+            let marks = lock(&self.shared.marks);
+            let owner = OwnerRef::from_bundle_deployment_labels(bd.labels(), &name);
+            let marked = marks.any_of_owner(&owner).then_some(owner);
+            (marks.defended_on(namespace, &name), marked)
+        };
+        if let Some(owner) = owner_marked {
+            let seen = bd.metadata.resource_version.as_deref().unwrap_or_default();
+            let known = lock(&self.shared.derived_from)
+                .get(&owner)
+                .and_then(|bds| bds.get(&name))
+                .is_some_and(|rv| rv == seen);
+            if !known {
+                self.rederive(owner, namespace);
+            }
         }
         for object in defended {
             if !view_shows_missing(&bd.status.modified, &object) {
@@ -225,6 +285,15 @@ impl Patcher {
                 });
             }
         }
+    }
+
+    /// Write what this Fleet release would (found at start-up, or `--fleet-version`).
+    pub fn set_fleet_release(&self, release: FleetRelease) {
+        *self
+            .shared
+            .fleet_release
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = release;
     }
 
     pub fn config(&self) -> &PatcherConfig {
@@ -296,25 +365,13 @@ fn deleted_resource(o: &Tracked) -> DeletedResource {
     }
 }
 
-/// The BundleDeployment status lists the object as missing.
-fn shows_missing(status: &BundleDeploymentStatus, o: &Tracked) -> bool {
-    let key = deleted_resource(o).key();
-    status
-        .modified_status
-        .iter()
-        .any(|m| m.is_missing() && m.key().same_object(&key))
-}
-
-/// [`shows_missing`] on the watch's view of `status.modifiedStatus`.
+/// The watch's view of `status.modifiedStatus` lists the object as missing.
 fn view_shows_missing(modified: &[StatusEntry], o: &Tracked) -> bool {
     let key = deleted_resource(o).key();
     modified
         .iter()
         .any(|m| m.is_missing() && m.key.same_object(&key))
 }
-
-/// Writes grouped by BundleDeployment `(namespace, name)`.
-type WritesByBundleDeployment = BTreeMap<(String, String), Vec<Write>>;
 
 /// One write to make: mark or unmark one object.
 #[derive(Debug, Clone)]
@@ -323,271 +380,230 @@ struct Write {
     item: Item,
 }
 
-fn edit_bundle_deployment(
-    object: &Value,
-    writes: &[Write],
-    now: &str,
-) -> Result<Option<Value>, String> {
-    let bd = BundleDeployment::from_value(object).map_err(|e| e.to_string())?;
-    let mut status = bd.status.clone().unwrap_or_default();
-    let mut changed = false;
-    for w in writes {
-        let r = deleted_resource(&w.item.object);
-        changed |= if w.mark {
-            delta::bundle_deployment::mark_missing(&mut status, &bd.spec, &r, now)
+impl Write {
+    fn change(&self) -> ResourceChange {
+        let r = deleted_resource(&self.item.object);
+        if self.mark {
+            ResourceChange::missing(r)
         } else {
-            delta::bundle_deployment::unmark_missing(&mut status, &bd.spec, &r, now)
-        };
-    }
-    if !changed {
-        return Ok(None);
-    }
-    status.to_value().map(Some).map_err(|e| e.to_string())
-}
-
-fn edit_gitrepo(
-    object: &Value,
-    written: &[(Vec<Write>, BundleDeployment)],
-    known: &[BundleDeployment],
-    now: &str,
-) -> Result<Option<Value>, String> {
-    let mut status = match object.get("status") {
-        Some(s) if !s.is_null() => GitRepoStatus::from_value(s).map_err(|e| e.to_string())?,
-        _ => GitRepoStatus::default(),
-    };
-    // When the BundleDeployments we know are all of the GitRepo's (the usual single-
-    // cluster case), compute the status exactly as Fleet's controller does; otherwise
-    // apply the incremental, idempotent deltas of our changes.
-    if covers_gitrepo(&status, known) {
-        let old = status.to_value().map_err(|e| e.to_string())?;
-        let new = delta::recompute::gitrepo_status_from_bundle_deployments(&status, known, now)
-            .to_value()
-            .map_err(|e| e.to_string())?;
-        return Ok((new != old).then_some(new));
-    }
-    let mut changed = false;
-    for (writes, bd) in written {
-        for w in writes {
-            let r = deleted_resource(&w.item.object);
-            let outcome = if w.mark {
-                delta::gitrepo::mark_missing(&mut status, bd, &r, known, now)
-            } else {
-                delta::gitrepo::unmark_missing(&mut status, bd, &r, known, now)
-            };
-            changed |= outcome.changed();
+            ResourceChange::restored(r)
         }
     }
-    if !changed {
-        return Ok(None);
-    }
-    status.to_value().map(Some).map_err(|e| e.to_string())
 }
 
-/// The known BundleDeployments are all the GitRepo has: as many as its summary counts,
-/// all on clusters its per-cluster counts name.
-fn covers_gitrepo(status: &GitRepoStatus, known: &[BundleDeployment]) -> bool {
-    let Some(summary) = &status.summary else {
-        return false;
+/// The writes of one batch for one BundleDeployment `(namespace, name)`.
+type WritesByBundleDeployment = BTreeMap<(String, String), Vec<Write>>;
+
+/// A BundleDeployment as written, with the writes and changes it took.
+struct WrittenBd {
+    writes: Vec<Write>,
+    changes: Vec<ResourceChange>,
+    bd: BundleDeployment,
+}
+
+/// Label selector of an owner's BundleDeployments, as Fleet's status controllers list
+/// them.
+fn owner_selector(owner: &OwnerRef) -> Option<String> {
+    let label = match owner.kind {
+        OwnerKind::GitRepo => LABEL_REPO_NAME,
+        OwnerKind::HelmOp => LABEL_HELM_OP_NAME,
+        OwnerKind::Bundle => return None,
     };
-    if summary.desired_ready != known.len() as i64 || known.is_empty() {
-        return false;
+    Some(format!(
+        "{label}={},{LABEL_BUNDLE_NAMESPACE}={}",
+        owner.name, owner.namespace
+    ))
+}
+
+/// The owner's BundleDeployments in `api`'s namespace, or why they could not be listed.
+async fn list_owner_bundle_deployments(
+    api: &FleetApi<BundleDeployment>,
+    selector: &str,
+    timeout: Duration,
+) -> Result<Vec<BundleDeployment>, String> {
+    let mut params = ListParams::default().labels(selector).limit(500);
+    let mut out = Vec::new();
+    loop {
+        let page = tokio::time::timeout(timeout, api.list(&params))
+            .await
+            .map_err(|_| format!("no answer within {timeout:?}"))?
+            .map_err(|e| e.to_string())?;
+        let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+        out.extend(page.items);
+        match next {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(out),
+        }
     }
-    status
-        .per_cluster_resource_counts
-        .keys()
-        .all(|cluster| known.iter().any(|bd| &bd.cluster_id() == cluster))
 }
 
 impl Shared {
-    fn bundle_deployments(&self, namespace: &str) -> Api<DynamicObject> {
-        Api::namespaced_with(self.fleet.clone(), namespace, &bundle_deployment_resource())
+    fn fleet_release(&self) -> FleetRelease {
+        *self.fleet_release.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// GET the tracked object's metadata (uid, deletionTimestamp: all this reads) in
-    /// the deletion cluster; its contents are never transferred.
-    async fn look(&self, o: &Tracked) -> Option<Seen> {
-        let ar = ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk(&o.group, &o.version, &o.kind),
-            &o.plural,
+    fn bundle_deployments(&self, namespace: &str) -> FleetApi<BundleDeployment> {
+        FleetApi::namespaced(self.fleet.clone(), BUNDLE_DEPLOYMENT, namespace)
+    }
+
+    async fn handle(&self, items: Vec<Item>, rederive: BTreeSet<OwnerAt>) {
+        tracing::debug!(
+            items = items.len(),
+            rederive = rederive.len(),
+            "handling queued work"
         );
-        let api: Api<PartialObjectMeta<DynamicObject>> = if o.namespace.is_empty() {
-            Api::all_with(self.cluster.clone(), &ar)
-        } else {
-            Api::namespaced_with(self.cluster.clone(), &o.namespace, &ar)
-        };
-        match tokio::time::timeout(self.config.retry.call_timeout, api.get_opt(&o.name)).await {
-            Ok(Ok(None)) => Some(Seen::Gone),
-            Ok(Ok(Some(live))) if live.metadata.uid.as_deref() == Some(o.uid.as_str()) => {
-                Some(Seen::Same {
-                    terminating: live.metadata.deletion_timestamp.is_some(),
-                })
-            }
-            Ok(Ok(Some(_))) => Some(Seen::Replaced),
-            Ok(Err(kube::Error::Api(status))) if status.code == 403 => {
-                tracing::warn!(
-                    object = %o.describe(),
-                    "may not read this kind (RBAC): the deletion stays counted but is not verified"
-                );
-                Some(Seen::Unreadable)
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(object = %o.describe(), error = %e, "cannot check the deleted object; will retry");
-                None
-            }
-            Err(_) => None,
-        }
-    }
-
-    async fn handle(&self, items: Vec<Item>) {
-        tracing::debug!(items = items.len(), "handling queued work");
         let mut writes: Vec<Write> = Vec::with_capacity(items.len());
         for item in items {
             match item.op {
                 Op::Mark => writes.push(Write { mark: true, item }),
                 Op::Unmark => writes.push(Write { mark: false, item }),
                 Op::AwaitGone => lock(&self.marks).await_gone(item.object, Instant::now()),
-                Op::Recheck => match self.look(&item.object).await {
-                    Some(Seen::Gone) => {
-                        let allowed = lock(&self.marks)
-                            .reapply(&item.object.uid, self.config.marks.max_reapplies);
-                        if allowed {
-                            writes.push(Write { mark: true, item });
-                        } else {
-                            tracing::warn!(object = %item.object.describe(), "another writer keeps dropping this mark; no longer re-applying it");
+                Op::Recheck => {
+                    match probe::look(&self.cluster, &item.object, self.config.retry.call_timeout)
+                        .await
+                    {
+                        Some(Seen::Gone) => {
+                            let allowed = lock(&self.marks)
+                                .reapply(&item.object.uid, self.config.marks.max_reapplies);
+                            if allowed {
+                                writes.push(Write { mark: true, item });
+                            } else {
+                                tracing::warn!(object = %item.object.describe(), "another writer keeps dropping this mark; no longer re-applying it");
+                            }
                         }
+                        Some(Seen::Unreadable) | None => {}
+                        Some(_) => writes.push(Write { mark: false, item }),
                     }
-                    Some(Seen::Unreadable) => {}
-                    Some(_) => writes.push(Write { mark: false, item }),
-                    None => {}
-                },
+                }
             }
         }
-        // GitRepo → BundleDeployment → writes, in a stable order.
-        let mut groups: BTreeMap<Option<String>, WritesByBundleDeployment> = BTreeMap::new();
+        // Owner → BundleDeployment → writes, in a stable order.
+        let mut groups: BTreeMap<OwnerAt, WritesByBundleDeployment> = BTreeMap::new();
         for w in writes {
             let bd = &w.item.object.bd;
             groups
-                .entry(bd.gitrepo.clone())
+                .entry(OwnerAt {
+                    owner: bd.owner.clone(),
+                    bd_namespace: bd.namespace.clone(),
+                })
                 .or_default()
                 .entry((bd.namespace.clone(), bd.name.clone()))
                 .or_default()
                 .push(w);
         }
-        for (gitrepo, bds) in groups {
-            self.write_group(gitrepo, bds).await;
+        for owner in rederive {
+            groups.entry(owner).or_default();
+        }
+        for (owner, bds) in groups {
+            self.write_group(owner, bds).await;
         }
     }
 
-    async fn write_group(&self, gitrepo: Option<String>, bds: WritesByBundleDeployment) {
+    /// Write one owner's BundleDeployments, then the owner.
+    async fn write_group(&self, at: OwnerAt, bds: WritesByBundleDeployment) {
         let now = now_rfc3339();
-        let mut written: Vec<(Vec<Write>, BundleDeployment)> = Vec::new();
+        let mut written: Vec<WrittenBd> = Vec::new();
         for ((namespace, name), writes) in bds {
             if writes.len() > 1 {
                 self.metrics.coalesced.inc_by(writes.len() as u64 - 1);
             }
+            let changes: Vec<ResourceChange> = writes.iter().map(Write::change).collect();
             let api = self.bundle_deployments(&namespace);
             let result = update_status(
                 &api,
-                "bundledeployment",
                 &name,
                 &self.config.retry,
                 &self.metrics,
-                |obj| edit_bundle_deployment(obj, &writes, &now),
+                || async {},
+                |bd: &BundleDeployment, _: &()| {
+                    Ok::<_, Infallible>(delta::bundle_deployment::status_after(bd, &changes, &now))
+                },
             )
             .await;
             match result {
                 Ok(w) => {
-                    let reapplied = matches!(w, Written::Patched { .. });
-                    tracing::debug!(bundledeployment = %name, patched = reapplied, writes = writes.len(), "BundleDeployment status written");
-                    match BundleDeployment::from_value(w.object()) {
-                        Ok(bd) => {
-                            self.after_bundle_deployment(&writes, &bd, reapplied);
-                            written.push((writes, bd));
-                        }
-                        Err(e) => {
-                            tracing::warn!(bundledeployment = %name, error = %e, "patched object unreadable")
-                        }
-                    }
+                    let patched = w.patched();
+                    tracing::debug!(bundledeployment = %name, patched, writes = writes.len(), "BundleDeployment status written");
+                    let bd = w.into_object();
+                    self.after_bundle_deployment(&writes, &bd, patched);
+                    written.push(WrittenBd {
+                        writes,
+                        changes,
+                        bd,
+                    });
                 }
                 Err(e) => {
                     tracing::error!(error = %e, reason = e.reason(), deletions = writes.len(), "cannot count deletions in the BundleDeployment status");
                 }
             }
         }
-        let Some(repo) = gitrepo.filter(|_| self.config.patch_gitrepo && !written.is_empty())
-        else {
+        let rederive_only = written.is_empty();
+        let owner = &at.owner;
+        let Some(selector) = owner_selector(owner).filter(|_| self.config.patch_gitrepo) else {
+            // A Bundle-only owner, or no rights on owners: the BundleDeployment is all.
             self.observe_lag(&written);
             return;
         };
-        let Some((repo_ns, repo_name)) = repo.split_once('/') else {
-            return;
-        };
-        let known = self
-            .known_bundle_deployments(repo_ns, repo_name, &written)
-            .await;
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.fleet.clone(), repo_ns, &gitrepo_resource());
+        let owner_api: FleetApi<OwnerObject> = FleetApi::namespaced(
+            self.fleet.clone(),
+            FleetResource::of_owner(owner.kind),
+            &owner.namespace,
+        );
+        let bd_api = self.bundle_deployments(&at.bd_namespace);
+        let timeout = self.config.retry.call_timeout;
+        let views: Vec<WrittenBundleDeployment<'_>> = written
+            .iter()
+            .map(|w| WrittenBundleDeployment {
+                bundle_deployment: &w.bd,
+                changes: &w.changes,
+            })
+            .collect();
+        let mut derived_from: HashMap<String, String> = HashMap::new();
+        let rules = self.fleet_release().rules();
         let result = update_status(
-            &api,
-            "gitrepo",
-            repo_name,
+            &owner_api,
+            &owner.name,
             &self.config.retry,
             &self.metrics,
-            |obj| edit_gitrepo(obj, &written, &known, &now),
+            // Listed after every read of the owner: never older than the owner status it
+            // replaces, so a stale view can never be written over a newer one.
+            || list_owner_bundle_deployments(&bd_api, &selector, timeout),
+            |object: &OwnerObject, listed: &Result<Vec<BundleDeployment>, String>| {
+                let known: &[BundleDeployment] = match listed {
+                    Ok(bds) => bds,
+                    Err(e) => {
+                        tracing::warn!(%owner, error = %e, "cannot list the owner's BundleDeployments; using the ones just written");
+                        &[]
+                    }
+                };
+                derived_from = known
+                    .iter()
+                    .filter_map(|b| {
+                        let rv = b.metadata.resource_version()?;
+                        Some((b.metadata.name.clone(), rv.to_string()))
+                    })
+                    .collect();
+                Ok::<_, Infallible>(delta::owner::status_after(
+                    &rules,
+                    object.status.as_ref(),
+                    &views,
+                    known,
+                    &now,
+                ))
+            },
         )
         .await;
         match result {
             Ok(w) => {
-                tracing::debug!(gitrepo = %repo, patched = matches!(w, Written::Patched { .. }), "GitRepo status written");
+                tracing::debug!(%owner, patched = w.patched(), rederive_only, "owner status written");
+                lock(&self.derived_from).insert(owner.clone(), derived_from);
                 self.observe_lag(&written);
-                self.publish_events(w.object(), &written);
+                self.publish_events(owner, w.object(), &written);
             }
             Err(e) => {
-                tracing::error!(gitrepo = %repo, error = %e, reason = e.reason(), "cannot count deletions in the GitRepo status")
+                tracing::error!(%owner, error = %e, reason = e.reason(), "cannot count deletions in the owner's status")
             }
         }
-    }
-
-    /// This GitRepo's BundleDeployments on this cluster, with ours as just written.
-    async fn known_bundle_deployments(
-        &self,
-        repo_ns: &str,
-        repo_name: &str,
-        written: &[(Vec<Write>, BundleDeployment)],
-    ) -> Vec<BundleDeployment> {
-        let mut known: Vec<BundleDeployment> = written.iter().map(|(_, bd)| bd.clone()).collect();
-        let Some((_, first)) = written.first() else {
-            return known;
-        };
-        let selector = format!("{LABEL_REPO_NAME}={repo_name},{LABEL_BUNDLE_NAMESPACE}={repo_ns}");
-        let api = self.bundle_deployments(&first.metadata.namespace);
-        match tokio::time::timeout(
-            self.config.retry.call_timeout,
-            api.list(&ListParams::default().labels(&selector)),
-        )
-        .await
-        {
-            Ok(Ok(list)) => {
-                for item in list.items {
-                    let Ok(value) = serde_json::to_value(&item) else {
-                        continue;
-                    };
-                    let Ok(bd) = BundleDeployment::from_value(&value) else {
-                        continue;
-                    };
-                    if !known.iter().any(|k| k.metadata.name == bd.metadata.name) {
-                        known.push(bd);
-                    }
-                }
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cannot list the GitRepo's BundleDeployments; using the ones just written")
-            }
-            Err(_) => tracing::warn!(
-                "listing the GitRepo's BundleDeployments timed out; using the ones just written"
-            ),
-        }
-        known
     }
 
     fn after_bundle_deployment(&self, writes: &[Write], bd: &BundleDeployment, patched: bool) {
@@ -600,7 +616,8 @@ impl Shared {
                 if w.item.op == Op::Recheck && patched {
                     self.metrics.reapplied.inc();
                 }
-                let defended = shows_missing(&status, &object);
+                let defended =
+                    delta::bundle_deployment::shows_missing(&status, &deleted_resource(&object));
                 marks.marked(object, now, defended);
             } else {
                 marks.remove(&object.uid);
@@ -608,53 +625,40 @@ impl Shared {
         }
     }
 
-    fn observe_lag(&self, written: &[(Vec<Write>, BundleDeployment)]) {
-        for (writes, _) in written {
-            for w in writes.iter().filter(|w| w.mark) {
-                if let Some(received) = w.item.received {
-                    self.metrics
-                        .status_lag
-                        .observe(received.elapsed().as_secs_f64());
-                }
+    fn observe_lag(&self, written: &[WrittenBd]) {
+        for w in written.iter().flat_map(|w| &w.writes).filter(|w| w.mark) {
+            if let Some(received) = w.item.received {
+                self.metrics
+                    .status_lag
+                    .observe(received.elapsed().as_secs_f64());
             }
         }
     }
 
-    /// One Event on the GitRepo for the deletions a review reported in this batch (not
+    /// One Event on the owner for the deletions a review reported in this batch (not
     /// for reverts or re-applies), queued for the publisher.
-    fn publish_events(&self, gitrepo: &Value, written: &[(Vec<Write>, BundleDeployment)]) {
+    fn publish_events(&self, owner: &OwnerRef, object: &OwnerObject, written: &[WrittenBd]) {
         let deletions: Vec<Deletion> = written
             .iter()
-            .flat_map(|(writes, bd)| {
-                writes
+            .flat_map(|w| {
+                w.writes
                     .iter()
-                    .filter(|w| w.mark && w.item.received.is_some())
-                    .map(move |w| Deletion {
-                        object: w.item.object.describe(),
-                        user: w.item.user.clone(),
-                        bundle: w.item.object.bd.bundle.clone(),
-                        cluster: bd.cluster_id(),
+                    .filter(|x| x.mark && x.item.received.is_some())
+                    .map(move |x| Deletion {
+                        object: x.item.object.describe(),
+                        user: x.item.user.clone(),
+                        bundle: x.item.object.bd.bundle.clone(),
+                        cluster: w.bd.cluster_id(),
                     })
             })
             .collect();
         let Some(note) = events::note(&deletions, &now_rfc3339()) else {
             return;
         };
-        let field = |pointer: &str| {
-            gitrepo
-                .pointer(pointer)
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
-        let regarding = ObjectReference {
-            api_version: Some("fleet.cattle.io/v1alpha1".into()),
-            kind: Some("GitRepo".into()),
-            namespace: field("/metadata/namespace"),
-            name: field("/metadata/name"),
-            uid: field("/metadata/uid"),
-            ..ObjectReference::default()
-        };
-        self.events.offer(Pending { regarding, note });
+        self.events.offer(Pending {
+            regarding: events::regarding(owner, object),
+            note,
+        });
     }
 
     async fn check_marks(&self) {
@@ -670,7 +674,9 @@ impl Shared {
             tracing::debug!(object = %m.object.describe(), "mark expired; Fleet has had time to catch up");
         }
         for object in due {
-            let Some(seen) = self.look(&object).await else {
+            let Some(seen) =
+                probe::look(&self.cluster, &object, self.config.retry.call_timeout).await
+            else {
                 continue;
             };
             let next =

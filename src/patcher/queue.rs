@@ -156,7 +156,12 @@ pub(crate) mod tests {
                 namespace: "cluster-ns".into(),
                 name: bd.into(),
                 bundle: bd.into(),
-                gitrepo: Some("fleet-local/lots".into()),
+                owner: crate::fleet::OwnerRef::new(
+                    crate::fleet::OwnerKind::GitRepo,
+                    "fleet-local",
+                    "lots",
+                ),
+                unmonitored: None,
             }),
         }
     }

@@ -5,16 +5,20 @@
 //! cluster's BundleDeployments list as deployed (`status.resources`) with what exists
 //! (LIST per kind by Fleet's hash label, paginated) and hands what is missing to the
 //! patcher as ordinary marks: the same idempotent delta path, so each is counted once
-//! however often the resync runs.
+//! however often the resync runs. It also has every owner's status re-derived from its
+//! BundleDeployments, so an owner that disagrees with them is repaired.
 
-use std::time::Duration;
+use std::{collections::BTreeSet, time::Duration};
 
 use kube::{discovery::Scope, Client};
 
-use crate::verify::{
-    compare::{Comparison, Report},
-    scan::{self, Target},
-    ResyncVerify,
+use crate::{
+    fleet::OwnerRef,
+    verify::{
+        compare::{Comparison, Report},
+        scan::{self, Target},
+        ResyncVerify,
+    },
 };
 
 use super::{
@@ -29,6 +33,8 @@ pub use crate::verify::scan::ListError as ResyncError;
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ResyncReport {
     pub bundle_deployments: usize,
+    /// Owners whose status is re-derived from their BundleDeployments.
+    pub owners: usize,
     pub resources: usize,
     /// Resources listed as deployed that do not exist: handed to the patcher.
     pub missing: usize,
@@ -73,10 +79,22 @@ pub async fn resync_pass(
     let kinds = scan::scan(target, &mut comparison, &mut |_| {}).await?;
     let mut report = ResyncReport {
         bundle_deployments: comparison.listed_bundle_deployments(),
+        owners: 0,
         resources: comparison.resources(),
         missing: 0,
         skipped_kinds: comparison.kinds().len().saturating_sub(kinds.len()),
     };
+
+    // Owners are checked too, not only missing objects: each GitRepo/HelmOp status is
+    // re-derived from its BundleDeployments (a write only when it disagrees), so one
+    // written from a stale view by a replica that then died is repaired here at the
+    // latest. One GET and one LIST per owner per pass.
+    let owners: BTreeSet<OwnerRef> = comparison.owners().cloned().collect();
+    report.owners = owners.len();
+    for owner in owners {
+        patcher.rederive(owner, target.bd_namespace);
+    }
+
     // Listed as deployed and not found; in a stable order, for logs and tests.
     for gone in comparison.absent_reported() {
         let Some(listed) = kinds.get(gone.kind) else {

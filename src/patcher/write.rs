@@ -1,5 +1,6 @@
-//! One status write with optimistic concurrency: read, edit, merge-patch with the
-//! read resourceVersion as precondition; on 409 read again and re-apply the edit.
+//! One status write with optimistic concurrency, for every Fleet object kind: read,
+//! load what the edit depends on, apply a pure typed edit, merge-patch with the read
+//! resourceVersion as precondition; on 409 do it all again.
 //!
 //! The edit is a pure function of the current object (the status deltas are
 //! idempotent), so re-applying it after a conflict, after a retry whose first
@@ -7,15 +8,14 @@
 
 use std::time::Duration;
 
-use kube::{
-    api::{Api, DynamicObject, Patch, PatchParams},
-    core::Status,
-};
+use kube::core::Status;
 use rand::Rng;
-use serde_json::{json, Value};
+use serde_json::json;
 
+use super::fleet_api::{FleetApi, StatusObject};
 use crate::{
     delta::merge_patch::merge_patch_diff,
+    fleet::api::FleetResource,
     metrics::{Metrics, ObjectLabels, PatchLabels},
 };
 
@@ -45,8 +45,9 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Why a status write did not happen. `E` is the edit's own error.
 #[derive(Debug, thiserror::Error)]
-pub enum WriteError {
+pub enum WriteError<E: std::error::Error + 'static> {
     #[error("{object} {name}: {code} {reason}: {message} (not retried)")]
     Permanent {
         object: &'static str,
@@ -62,15 +63,24 @@ pub enum WriteError {
         attempts: u32,
         last: String,
     },
-    #[error("{object} {name}: cannot edit the status: {message}")]
-    Edit {
+    /// The object read does not parse as Fleet's type (a field of a type Fleet never
+    /// writes): nothing is written over what cannot be read.
+    #[error("{object} {name}: cannot read the object: {message}")]
+    Unreadable {
         object: &'static str,
         name: String,
         message: String,
     },
+    #[error("{object} {name}: cannot edit the status")]
+    Edit {
+        object: &'static str,
+        name: String,
+        #[source]
+        source: E,
+    },
 }
 
-impl WriteError {
+impl<E: std::error::Error + 'static> WriteError<E> {
     /// Label for the `failed` result of the patch metric.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -78,6 +88,7 @@ impl WriteError {
             WriteError::Permanent { code: 404, .. } => "not_found",
             WriteError::Permanent { .. } => "rejected",
             WriteError::Exhausted { .. } => "exhausted",
+            WriteError::Unreadable { .. } => "unreadable",
             WriteError::Edit { .. } => "edit",
         }
     }
@@ -85,30 +96,42 @@ impl WriteError {
 
 /// The result of a successful write.
 #[derive(Debug, Clone)]
-pub enum Written {
+pub enum Written<K> {
     /// The edit changed nothing: the object already says it. Carries the object read.
-    Unchanged(Value),
-    /// Patched; `before` is the object the edit was applied to, `after` what the
-    /// API server returned.
-    Patched { before: Value, after: Value },
+    Unchanged(K),
+    /// Patched; `after` is what the API server returned.
+    Patched { after: K },
 }
 
-impl Written {
-    pub fn object(&self) -> &Value {
+impl<K> Written<K> {
+    pub fn object(&self) -> &K {
         match self {
             Written::Unchanged(o) => o,
-            Written::Patched { after, .. } => after,
+            Written::Patched { after } => after,
         }
+    }
+
+    pub fn into_object(self) -> K {
+        match self {
+            Written::Unchanged(o) => o,
+            Written::Patched { after } => after,
+        }
+    }
+
+    pub fn patched(&self) -> bool {
+        matches!(self, Written::Patched { .. })
     }
 }
 
-enum CallError {
+enum CallError<E> {
     Conflict(String),
     Transient(String),
     Permanent(Box<Status>),
+    Unreadable(String),
+    Edit(E),
 }
 
-fn classify(e: kube::Error) -> CallError {
+fn classify<E>(e: kube::Error) -> CallError<E> {
     match e {
         kube::Error::Api(status) if status.is_conflict() => {
             CallError::Conflict(status.message.clone())
@@ -117,14 +140,15 @@ fn classify(e: kube::Error) -> CallError {
             CallError::Transient(format!("{} {}", status.code, status.message))
         }
         kube::Error::Api(status) => CallError::Permanent(status),
+        kube::Error::SerdeError(e) => CallError::Unreadable(e.to_string()),
         other => CallError::Transient(other.to_string()),
     }
 }
 
-async fn call<T>(
+async fn call<T, E>(
     timeout: Duration,
     f: impl std::future::Future<Output = Result<T, kube::Error>>,
-) -> Result<T, CallError> {
+) -> Result<T, CallError<E>> {
     match tokio::time::timeout(timeout, f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(classify(e)),
@@ -134,24 +158,30 @@ async fn call<T>(
     }
 }
 
-/// Read `name`'s status, apply `edit`, and patch the difference with the read
-/// resourceVersion as precondition. `edit` returns the new status, or `None` when the
-/// object already says what it should.
-pub async fn update_status<F>(
-    api: &Api<DynamicObject>,
-    object: &'static str,
+/// Read `name` through its status subresource, load what the edit needs to know
+/// besides it (`load`, called after every read, so it is never older than the object
+/// read), apply `edit`, and merge-patch the difference with the read resourceVersion as
+/// precondition. `edit` returns the new status, or `None` when the object already says
+/// what it should. On 409 the whole cycle — read, load, edit — runs again.
+pub async fn update_status<K, C, E, L, F>(
+    api: &FleetApi<K>,
     name: &str,
     policy: &RetryPolicy,
     metrics: &Metrics,
+    mut load: impl FnMut() -> L,
     mut edit: F,
-) -> Result<Written, WriteError>
+) -> Result<Written<K>, WriteError<E>>
 where
-    F: FnMut(&Value) -> Result<Option<Value>, String>,
+    K: StatusObject,
+    L: std::future::Future<Output = C>,
+    E: std::error::Error + 'static,
+    F: FnMut(&K, &C) -> Result<Option<K::Status>, E>,
 {
+    let object = metric_label(api.resource());
     let mut conflicts = 0u32;
     let mut transient = 0u32;
     let labels = ObjectLabels { object };
-    let fail = |e: WriteError| {
+    let fail = |e: WriteError<E>| {
         metrics
             .patches
             .get_or_create(&PatchLabels {
@@ -162,48 +192,35 @@ where
         Err(e)
     };
     loop {
-        let result = async {
-            let current = call(policy.call_timeout, api.get_status(name)).await?;
-            let current = serde_json::to_value(&current)
-                .map_err(|e| CallError::Transient(format!("cannot encode the object read: {e}")))?;
-            let old_status = current.get("status").cloned().unwrap_or(Value::Null);
-            let new_status = match edit(&current) {
-                Ok(Some(s)) if s != old_status => s,
+        let result: Result<Written<K>, CallError<E>> = async {
+            let current: K = call(policy.call_timeout, api.get_status(name)).await?;
+            let context = load().await;
+            let new_status = match edit(&current, &context) {
+                Ok(Some(s)) if Some(&s) != current.current_status() => s,
                 Ok(_) => return Ok(Written::Unchanged(current)),
-                Err(message) => {
-                    return Err(CallError::Permanent(Box::new(Status::failure(
-                        &message, "Edit",
-                    ))))
-                }
+                Err(e) => return Err(CallError::Edit(e)),
             };
-            let rv = current
-                .pointer("/metadata/resourceVersion")
-                .cloned()
-                .unwrap_or(Value::Null);
+            let encode = |s: Option<&K::Status>| {
+                serde_json::to_value(s)
+                    .map_err(|e| CallError::Transient(format!("cannot encode the status: {e}")))
+            };
+            let old_status = encode(current.current_status())?;
+            let new_status = encode(Some(&new_status))?;
             let body = json!({
-                "metadata": { "resourceVersion": rv },
+                "metadata": { "resourceVersion": current.resource_version() },
                 "status": merge_patch_diff(&old_status, &new_status),
             });
-            let after = call(
-                policy.call_timeout,
-                api.patch_status(name, &PatchParams::default(), &Patch::Merge(&body)),
-            )
-            .await?;
-            let after = serde_json::to_value(&after).map_err(|e| {
-                CallError::Transient(format!("cannot encode the patched object: {e}"))
-            })?;
-            Ok(Written::Patched {
-                before: current,
-                after,
-            })
+            let after = call(policy.call_timeout, api.patch_status(name, &body)).await?;
+            Ok(Written::Patched { after })
         }
         .await;
 
         match result {
             Ok(written) => {
-                let result = match written {
-                    Written::Unchanged(_) => "unchanged",
-                    Written::Patched { .. } => "patched",
+                let result = if written.patched() {
+                    "patched"
+                } else {
+                    "unchanged"
                 };
                 metrics
                     .patches
@@ -241,11 +258,18 @@ where
                 }
                 tokio::time::sleep(backoff(policy, transient)).await;
             }
-            Err(CallError::Permanent(status)) if status.reason == "Edit" => {
+            Err(CallError::Unreadable(message)) => {
+                return fail(WriteError::Unreadable {
+                    object,
+                    name: name.to_string(),
+                    message,
+                })
+            }
+            Err(CallError::Edit(source)) => {
                 return fail(WriteError::Edit {
                     object,
                     name: name.to_string(),
-                    message: status.message.clone(),
+                    source,
                 })
             }
             Err(CallError::Permanent(status)) => {
@@ -258,6 +282,16 @@ where
                 })
             }
         }
+    }
+}
+
+/// The `object` label of the patch metrics: the lower-case kind.
+pub fn metric_label(resource: FleetResource) -> &'static str {
+    match resource.kind {
+        "BundleDeployment" => "bundledeployment",
+        "GitRepo" => "gitrepo",
+        "HelmOp" => "helmop",
+        _ => "bundle",
     }
 }
 

@@ -404,8 +404,7 @@ impl Comparison {
         let Some(bd_ref) = BundleDeploymentRef::from_object(bd) else {
             return false;
         };
-        let labels = bd.metadata.labels.clone().unwrap_or_default();
-        let owner = OwnerRef::from_bundle_deployment_labels(&labels, &bd_ref.name);
+        let owner = bd_ref.owner.clone();
         if !self.filter.matches(&owner) {
             return false;
         }

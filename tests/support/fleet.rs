@@ -45,10 +45,40 @@ pub fn seed(double: &ApiDouble) {
 /// status from the BundleDeployments, written as a merge patch. `delay` imitates the
 /// controller's queue.
 pub fn imitate_gitrepo_status_controller(double: &ApiDouble, delay: Duration) {
-    double.on_update_with(
+    imitate_owner_status_controller(
+        double,
         &gvr::GITREPOS,
-        HookOptions::named("fleet-gitrepo-status").delay(delay),
-        |store, repo| {
+        "fleet.cattle.io/repo-name",
+        "fleet-gitrepo-status",
+        delay,
+    );
+}
+
+/// Fleet's HelmOp status controller (`helmops/reconciler/helmop_status.go`): the same
+/// `StatusBase` computation as for GitRepos, from the BundleDeployments labelled
+/// `fleet.cattle.io/fleet-helm-name`, on every HelmOp update, with no forced delay.
+pub fn imitate_helmop_status_controller(double: &ApiDouble, delay: Duration) {
+    imitate_owner_status_controller(
+        double,
+        &gvr::HELMOPS,
+        "fleet.cattle.io/fleet-helm-name",
+        "fleet-helmop-status",
+        delay,
+    );
+}
+
+fn imitate_owner_status_controller(
+    double: &ApiDouble,
+    owners: &kube_api_double::Gvr,
+    owner_label: &'static str,
+    hook: &'static str,
+    delay: Duration,
+) {
+    let target = owners.clone();
+    double.on_update_with(
+        owners,
+        HookOptions::named(hook).delay(delay),
+        move |store, repo| {
             let ns = repo["metadata"]["namespace"]
                 .as_str()
                 .unwrap_or_default()
@@ -61,7 +91,7 @@ pub fn imitate_gitrepo_status_controller(double: &ApiDouble, delay: Duration) {
                 .list(&gvr::BUNDLEDEPLOYMENTS, None)
                 .into_iter()
                 .filter(|bd| {
-                    bd["metadata"]["labels"]["fleet.cattle.io/repo-name"] == name.as_str()
+                    bd["metadata"]["labels"][owner_label] == name.as_str()
                         && bd["metadata"]["labels"]["fleet.cattle.io/bundle-namespace"]
                             == ns.as_str()
                 })
@@ -80,7 +110,7 @@ pub fn imitate_gitrepo_status_controller(double: &ApiDouble, delay: Duration) {
                 return vec![];
             }
             vec![Write::merge_patch_status(
-                &gvr::GITREPOS,
+                &target,
                 &ns,
                 &name,
                 json!({ "status": merge_patch_diff(&old, &new) }),
@@ -114,6 +144,7 @@ pub fn fast_patcher() -> PatcherConfig {
             recheck_interval: Duration::from_millis(200),
             ttl: Duration::from_secs(120),
             max_reapplies: 10,
+            ..MarkTimings::default()
         },
         ..PatcherConfig::default()
     }

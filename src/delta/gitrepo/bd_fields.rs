@@ -2,6 +2,7 @@
 //! summary entry and state the GitRepo shows for the BD, and updating the
 //! summary, readyClusters, display and Ready condition in place.
 
+use crate::fleet::release::StatusRules;
 use std::collections::BTreeSet;
 
 use crate::fleet::conditions::set_condition;
@@ -39,10 +40,13 @@ pub(super) fn update_bundle_deployment_fields(
             }
         }
         let previous = status.display.clone().unwrap_or_default();
+        // Only this cluster's BundleDeployments are known here: the message comes from
+        // the summary's first 10 non-ready entries, or stays as Fleet last wrote it.
         status.display = Some(display_from_summary(
             summary,
             &status.git_job_status,
             &previous,
+            None,
         ));
     }
     update_ready_condition(
@@ -194,8 +198,9 @@ pub(super) fn update_summary(status: &mut GitRepoStatus, ctx: &BdChange<'_>) {
     };
     let name = after.metadata.name.as_str();
     let (state_b, state_a) = (bd_state(before), bd_state(after));
-    let entry_b = (state_b != READY).then(|| non_ready_entry(name, before));
-    let entry_a = (state_a != READY).then(|| non_ready_entry(name, after));
+    let entry_b =
+        (state_b != READY).then(|| non_ready_entry(&StatusRules::default(), name, before));
+    let entry_a = (state_a != READY).then(|| non_ready_entry(&StatusRules::default(), name, after));
     let entries = &summary.non_ready_resources;
     let candidates: Vec<usize> = (0..entries.len())
         .filter(|&i| entries[i].name == name)
@@ -214,7 +219,7 @@ pub(super) fn update_summary(status: &mut GitRepoStatus, ctx: &BdChange<'_>) {
             .iter()
             .filter(|k| k.metadata.name == name && !same_bd(k, after))
             .filter(|k| k.metadata.uid < after.metadata.uid)
-            .filter(|k| non_ready_entry(name, k).same_content(e))
+            .filter(|k| non_ready_entry(&StatusRules::default(), name, k).same_content(e))
             .filter(|k| entry_listed_for(status, e, &k.cluster_id()))
             .count();
         same.get(rank).or(same.last()).copied()
@@ -328,7 +333,7 @@ pub(super) fn uid_position(
         let nth = entries[..i].iter().filter(|p| p.same_content(e)).count();
         let mut same: Vec<&str> = shown_as
             .iter()
-            .filter(|k| non_ready_entry(&e.name, k).same_content(e))
+            .filter(|k| non_ready_entry(&StatusRules::default(), &e.name, k).same_content(e))
             .map(|k| k.metadata.uid.as_str())
             .collect();
         same.sort_unstable();
@@ -386,12 +391,14 @@ pub(super) fn update_ready_condition(
             .filter(|b| bd_state(b) != READY)
             .collect();
         candidates.sort_by(|a, b| a.metadata.uid.cmp(&b.metadata.uid));
-        candidates.first().map(|b| bundle_ready_message(&[b]))
+        candidates
+            .first()
+            .map(|b| bundle_ready_message(&StatusRules::default(), &[b]))
     };
     let message = if single_cluster {
         first_non_ready()
     } else {
-        let ours_before = bundle_ready_message(&[before]);
+        let ours_before = bundle_ready_message(&StatusRules::default(), &[before]);
         let shown_is_ours = current.as_ref().is_none_or(|c| {
             c.status == "True" || (!ours_before.is_empty() && c.message == ours_before)
         });
@@ -399,7 +406,7 @@ pub(super) fn update_ready_condition(
             return;
         }
         if bd_state(after) != READY {
-            Some(bundle_ready_message(&[after]))
+            Some(bundle_ready_message(&StatusRules::default(), &[after]))
         } else {
             first_non_ready()
         }

@@ -23,6 +23,7 @@ use super::recompute::set_bundle_deployment_fields;
 use super::resource::DeletedResource;
 use super::resource_states::{bundle_deployment_resource_states, per_cluster_list, ResourceState};
 use super::summary::is_bundle_state_message;
+use crate::fleet::release::StatusRules;
 
 mod bd_fields;
 mod resources;
@@ -231,7 +232,7 @@ pub fn apply_change(
     if let Some(all) = complete_bds(status, known_bds, after) {
         // Every BD is known: the BD-level fields follow exactly (and
         // idempotently) from them, as in Fleet's recompute.
-        set_bundle_deployment_fields(status, &all, now);
+        set_bundle_deployment_fields(&StatusRules::default(), status, &all, now);
     } else {
         let change = BdChange {
             before,
@@ -257,19 +258,37 @@ pub fn apply_change(
     }
 }
 
-/// `known` with `after` in place of its older copy, sorted by UID, if it
-/// holds every BD the GitRepo counts (same number of BDs and clusters, and
-/// every cluster of its per-cluster counts); else `None`.
+/// `known` with `after` in place of its older copy, if together they are all of the
+/// owner's BundleDeployments ([`all_known`]).
 fn complete_bds<'a>(
     status: &GitRepoStatus,
     known: &'a [BundleDeployment],
     after: &'a BundleDeployment,
 ) -> Option<Vec<&'a BundleDeployment>> {
+    all_known(
+        status,
+        known
+            .iter()
+            .filter(|k| !same_bd(k, after))
+            .chain(std::iter::once(after)),
+    )
+}
+
+/// The one rule for "these BundleDeployments are all the owner has": as many as its
+/// summary counts (no duplicates), as many clusters as it counts, and every cluster of
+/// its per-cluster counts among them. Returns them sorted by UID (Fleet's order), or
+/// `None` when some may be missing — then only incremental deltas are safe.
+pub fn all_known<'a>(
+    status: &GitRepoStatus,
+    bds: impl IntoIterator<Item = &'a BundleDeployment>,
+) -> Option<Vec<&'a BundleDeployment>> {
     let summary = status.summary.as_ref()?;
-    let mut all: Vec<&BundleDeployment> = known.iter().filter(|k| !same_bd(k, after)).collect();
-    all.push(after);
+    let mut all: Vec<&BundleDeployment> = bds.into_iter().collect();
     all.sort_by(|a, b| a.metadata.uid.cmp(&b.metadata.uid));
-    if all.windows(2).any(|w| same_bd(w[0], w[1])) || summary.desired_ready != all.len() as i64 {
+    if all.is_empty()
+        || all.windows(2).any(|w| same_bd(w[0], w[1]))
+        || summary.desired_ready != all.len() as i64
+    {
         return None;
     }
     let clusters: BTreeSet<String> = all
@@ -294,7 +313,8 @@ fn complete_bds<'a>(
     Some(all)
 }
 
-fn same_bd(a: &BundleDeployment, b: &BundleDeployment) -> bool {
+/// Same object: by UID when both have one, else by namespace and name.
+pub fn same_bd(a: &BundleDeployment, b: &BundleDeployment) -> bool {
     if !a.metadata.uid.is_empty() && !b.metadata.uid.is_empty() {
         return a.metadata.uid == b.metadata.uid;
     }

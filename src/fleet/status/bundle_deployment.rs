@@ -46,6 +46,13 @@ pub struct ObjectMeta {
     pub other: Map<String, Value>,
 }
 
+impl ObjectMeta {
+    /// `metadata.resourceVersion`: the precondition of a status write.
+    pub fn resource_version(&self) -> Option<&str> {
+        self.other.get("resourceVersion").and_then(Value::as_str)
+    }
+}
+
 /// The spec fields Fleet's state machine compares against status.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct BundleDeploymentSpec {
@@ -68,6 +75,19 @@ pub struct BundleDeploymentSpec {
     /// Fields this crate does not model, kept verbatim.
     #[serde(flatten)]
     pub other: Map<String, Value>,
+}
+
+impl BundleDeploymentSpec {
+    /// `paused`, `offSchedule`, `waitingForValues` (kept in `other`; non-bools read as
+    /// false, like the watch view).
+    pub fn gates(&self) -> crate::fleet::gates::Gates {
+        let flag = |k: &str| self.other.get(k).and_then(Value::as_bool).unwrap_or(false);
+        crate::fleet::gates::Gates {
+            paused: flag("paused"),
+            off_schedule: flag("offSchedule"),
+            waiting_for_values: flag("waitingForValues"),
+        }
+    }
 }
 
 /// Display strings the upstream BD reconciler derives from conditions.

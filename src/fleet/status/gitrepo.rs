@@ -1,4 +1,5 @@
-//! GitRepo object and status (Fleet's `StatusBase` + GitRepo fields).
+//! The status of the objects that own Bundles — GitRepo and HelmOp — which is Fleet's
+//! `StatusBase` (the GitRepo's and the HelmOp's own fields are kept in `other`).
 
 use std::collections::BTreeMap;
 
@@ -523,7 +524,7 @@ impl GitRepoStatus {
     }
 }
 
-/// A GitRepo object.
+/// A GitRepo or a HelmOp object (both carry Fleet's `StatusBase`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct GitRepo {
     /// Metadata.

@@ -22,6 +22,11 @@ pub use gitrepo::{
     StatusDisplay,
 };
 
+/// A GitRepo or a HelmOp: the owners whose status Fleet computes from BundleDeployments.
+pub type OwnerObject = GitRepo;
+/// Fleet's `StatusBase`, shared by GitRepo and HelmOp.
+pub type OwnerStatus = GitRepoStatus;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;

@@ -168,8 +168,6 @@ pub(crate) fn rules_match(webhook: &Value, rd: &ResourceDef, operation: &str) ->
         })
 }
 
-const CONDITION_FALSE: &str = "\u{0}condition-false";
-
 /// `Ok(true)`: call; `Ok(false)`: some condition is false, skip; `Err`: an error (and no
 /// condition false).
 pub(crate) fn match_conditions(webhook: &Value, req: &DeleteRequest<'_>) -> Result<bool, String> {
@@ -199,51 +197,48 @@ pub(crate) fn match_conditions(webhook: &Value, req: &DeleteRequest<'_>) -> Resu
         .get("kind")
         .and_then(Value::as_str)
         .unwrap_or(&req.rd.kind);
-    let request = kube_cel::AdmissionRequest {
-        operation: "DELETE".into(),
-        username: req.user.username.clone(),
-        uid: req.user.uid.clone(),
-        groups: req.user.groups.clone(),
-        name: req.name.to_string(),
-        namespace: req.namespace.to_string(),
-        dry_run: req.dry_run,
-        kind: kube_cel::GroupVersionKind {
-            group: req.rd.gvr.group.to_string(),
-            version: req.rd.gvr.version.to_string(),
-            kind: kind.to_string(),
-        },
-        resource: kube_cel::GroupVersionResource {
-            group: req.rd.gvr.group.to_string(),
-            version: req.rd.gvr.version.to_string(),
-            resource: req.rd.gvr.resource.to_string(),
-        },
+    // The variables as kube-apiserver binds them. Object keys are not escaped: the
+    // apiserver escapes only declared property names, and map keys — labels,
+    // annotations, data — are user data, reached as `m['objectset.rio.cattle.io/id']`.
+    // (kube-cel's VapEvaluator escapes every key when it has no schema, which would
+    // make such lookups fail where the apiserver succeeds.)
+    let request = serde_json::json!({
+        "operation": "DELETE",
+        "name": req.name,
+        "namespace": req.namespace,
+        "dryRun": req.dry_run,
+        "kind": {"group": req.rd.gvr.group, "version": req.rd.gvr.version, "kind": kind},
+        "resource": {"group": req.rd.gvr.group, "version": req.rd.gvr.version, "resource": req.rd.gvr.resource},
+        "userInfo": {"username": req.user.username, "uid": req.user.uid, "groups": req.user.groups},
+    });
+    use kube_cel::KubeCelExt;
+    let mut ctx = kube_cel::cel::Context::default();
+    ctx.register_all();
+    let bind = |ctx: &mut kube_cel::cel::Context<'_>, name: &str, v: &Value| {
+        ctx.add_variable(name, v.clone())
+            .map_err(|e| format!("cannot bind {name}: {e}"))
     };
-    let evaluator = kube_cel::VapEvaluator::builder()
-        .old_object(req.old.clone())
-        .request(request)
-        .build();
-    let exprs: Vec<kube_cel::VapExpression> = conditions
-        .iter()
-        .map(|(_, e)| kube_cel::VapExpression {
-            expression: e.clone(),
-            message: Some(CONDITION_FALSE.into()),
-            message_expression: None,
-        })
-        .collect();
+    bind(&mut ctx, "oldObject", req.old)?;
+    bind(&mut ctx, "object", &Value::Null)?;
+    bind(&mut ctx, "request", &request)?;
     let mut error = None;
-    for ((name, _), r) in conditions.iter().zip(evaluator.evaluate(&exprs)) {
-        if r.passed {
-            continue;
-        }
-        match r.message.as_deref() {
-            Some(CONDITION_FALSE) => return Ok(false),
-            other => {
+    for (name, expression) in &conditions {
+        let result = kube_cel::cel::Program::compile(expression)
+            .map_err(|e| format!("compile error: {e}"))
+            .and_then(|p| {
+                p.execute(&ctx)
+                    .map_err(|e| format!("evaluation error: {e}"))
+            });
+        match result {
+            Ok(kube_cel::cel::Value::Bool(true)) => {}
+            Ok(kube_cel::cel::Value::Bool(false)) => return Ok(false),
+            Ok(other) => {
                 error.get_or_insert_with(|| {
-                    format!(
-                        "matchCondition {name:?}: {}",
-                        other.unwrap_or("evaluation error")
-                    )
+                    format!("matchCondition {name:?}: not a bool: {other:?}")
                 });
+            }
+            Err(e) => {
+                error.get_or_insert_with(|| format!("matchCondition {name:?}: {e}"));
             }
         }
     }
@@ -795,6 +790,54 @@ mod tests {
             Ok(false),
             "a false condition wins over an error"
         );
+    }
+
+    #[test]
+    fn map_keys_are_not_escaped_as_on_the_apiserver() {
+        let expr = "oldObject != null && has(oldObject.metadata.annotations) && \
+            'objectset.rio.cattle.io/id' in oldObject.metadata.annotations && \
+            oldObject.metadata.annotations['objectset.rio.cattle.io/id'].startsWith('default-')";
+        let w = json!({"matchConditions": [{"name": "a", "expression": expr}]});
+        let alice = UserInfo::new("alice", &["system:authenticated"]);
+        let check = |old: Value| {
+            let req = DeleteRequest {
+                rd: configmaps(),
+                namespace: "default",
+                name: "a",
+                old: &old,
+                user: &alice,
+                dry_run: false,
+                options: &Value::Null,
+            };
+            match_conditions(&w, &req)
+        };
+        assert_eq!(
+            check(json!({"kind": "ConfigMap", "metadata": {"name": "a",
+                "annotations": {"objectset.rio.cattle.io/id": "default-x"}}})),
+            Ok(true)
+        );
+        assert_eq!(
+            check(json!({"kind": "ConfigMap", "metadata": {"name": "a",
+                "annotations": {"objectset.rio.cattle.io/id": "cluster-registration"}}})),
+            Ok(false)
+        );
+        assert_eq!(
+            check(json!({"kind": "ConfigMap", "metadata": {"name": "a"}})),
+            Ok(false),
+            "no annotations: has() is false, no error"
+        );
+        let not_bool = json!({"matchConditions": [{"name": "n", "expression": "1 + 1"}]});
+        let old = json!({"kind": "ConfigMap", "metadata": {"name": "a"}});
+        let req = DeleteRequest {
+            rd: configmaps(),
+            namespace: "default",
+            name: "a",
+            old: &old,
+            user: &alice,
+            dry_run: false,
+            options: &Value::Null,
+        };
+        assert!(match_conditions(&not_bool, &req).is_err());
     }
 
     #[test]

@@ -71,6 +71,7 @@ impl fmt::Display for Gvr {
 pub mod gvr {
     use super::Gvr;
     pub const GITREPOS: Gvr = Gvr::new_static("fleet.cattle.io", "v1alpha1", "gitrepos");
+    pub const HELMOPS: Gvr = Gvr::new_static("fleet.cattle.io", "v1alpha1", "helmops");
     pub const BUNDLEDEPLOYMENTS: Gvr =
         Gvr::new_static("fleet.cattle.io", "v1alpha1", "bundledeployments");
     pub const BUNDLES: Gvr = Gvr::new_static("fleet.cattle.io", "v1alpha1", "bundles");
@@ -182,6 +183,7 @@ impl ResourceDef {
 /// Everything the double serves by default. One line per kind.
 pub const BUILTIN_RESOURCES: &[ResourceDef] = &[
     ResourceDef::crd("fleet.cattle.io", "v1alpha1", "gitrepos", "GitRepo"),
+    ResourceDef::crd("fleet.cattle.io", "v1alpha1", "helmops", "HelmOp"),
     ResourceDef::crd(
         "fleet.cattle.io",
         "v1alpha1",
