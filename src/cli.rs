@@ -24,6 +24,8 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Report deletions of Fleet-managed objects from kube-apiserver audit logs.
     Audit(crate::auditlog::AuditArgs),
+    /// Compare the status Fleet reports with the objects that exist (read-only).
+    Verify(crate::verify::VerifyArgs),
     // --- certificates (src/certs.rs) ---
     /// Write a CA and a serving certificate for given DNS names into files.
     Certs(crate::certs::CertsArgs),

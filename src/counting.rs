@@ -149,6 +149,19 @@ pub fn start(
     metrics: Metrics,
     readiness: Readiness,
 ) -> Counting {
+    let verify = crate::verify::ResyncVerify {
+        metrics: metrics.clone(),
+        scopes: scopes.clone(),
+        cluster_key: cluster.to_string(),
+        owner_kinds: if config.patch_gitrepo {
+            vec![
+                crate::fleet::OwnerKind::GitRepo,
+                crate::fleet::OwnerKind::HelmOp,
+            ]
+        } else {
+            Vec::new()
+        },
+    };
     let index = Arc::new(OwnerIndex::new(scopes));
     let watch_gitrepos = config.patch_gitrepo;
     let patcher = Patcher::new(
@@ -227,7 +240,7 @@ pub fn start(
         let (patcher, cluster, fleet, namespace, selector) = resync;
         let interval = patcher.config().resync_interval;
         tokio::spawn(crate::patcher::resync::run(
-            patcher, cluster, fleet, namespace, selector, interval,
+            patcher, cluster, fleet, namespace, selector, interval, verify,
         ));
     });
 

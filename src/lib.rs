@@ -24,3 +24,4 @@ pub mod redact;
 pub mod review;
 pub mod server;
 pub mod tls;
+pub mod verify;

@@ -47,6 +47,9 @@ async fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         },
+        Command::Verify(args) => {
+            std::process::ExitCode::from(fleet_delete_guard::verify::run(args).await)
+        }
         Command::Certs(args) => match fleet_delete_guard::certs::run_certs(&args) {
             Ok(report) => {
                 print!("{report}");

@@ -2,7 +2,10 @@
 //!
 //! One [`Metrics`] value is shared (cheaply cloned) by the server and the workers.
 
-use std::sync::Arc;
+use std::{
+    collections::BTreeSet,
+    sync::{atomic::AtomicU64, Arc, Mutex},
+};
 
 use prometheus_client::{
     encoding::{text::encode, EncodeLabelSet},
@@ -51,6 +54,14 @@ pub struct PatchLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ObjectLabels {
     pub object: &'static str,
+}
+
+/// An owner of this cluster's BundleDeployments (bounded: only those owners).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct OwnerLabels {
+    pub owner_kind: &'static str,
+    pub owner_namespace: String,
+    pub owner_name: String,
 }
 
 /// The owner of a deleted Fleet-managed object, and the webhook's decision. Owners come
@@ -121,6 +132,13 @@ pub struct Metrics {
     /// `ResourceDeleted` Events by result (`published`, `failed`, `dropped` when the
     /// bounded event queue is full).
     pub events: Family<ResultLabels, Counter>,
+    /// Discrepancies between Fleet's status and the cluster per owner, as of the last
+    /// resync (src/verify).
+    pub owner_discrepancies: Family<OwnerLabels, Gauge>,
+    /// When that comparison last completed (Unix seconds).
+    pub verify_last_completed: Gauge<f64, AtomicU64>,
+    /// The owners `owner_discrepancies` has a series for.
+    verify_owners: Arc<Mutex<BTreeSet<OwnerLabels>>>,
     /// Deletions of Fleet-managed objects by owner and decision (see
     /// [`Metrics::count_owner_deletion`]).
     pub owner_deletions: Family<OwnerDeletionLabels, Counter>,
@@ -267,6 +285,18 @@ impl Metrics {
             "ResourceDeleted Events on GitRepos by result (published, failed, dropped)",
             events.clone(),
         );
+        let owner_discrepancies = Family::<OwnerLabels, Gauge>::default();
+        registry.register(
+            "owner_discrepancies",
+            "Discrepancies between Fleet's reported status and the cluster per owner, as of the last resync",
+            owner_discrepancies.clone(),
+        );
+        let verify_last_completed = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "verify_last_completed_timestamp_seconds",
+            "When the last comparison of Fleet's status with the cluster completed (Unix time)",
+            verify_last_completed.clone(),
+        );
         let owner_deletions = Family::<OwnerDeletionLabels, Counter>::default();
         registry.register(
             "owner_deletions",
@@ -325,10 +355,47 @@ impl Metrics {
             resync_missing,
             fleet_info,
             events,
+            owner_discrepancies,
+            verify_last_completed,
+            verify_owners: Arc::default(),
             owner_deletions,
             ready,
             readiness_checks,
         }
+    }
+
+    /// Sets `owner_discrepancies` to these owners' numbers and removes the series of
+    /// owners no longer present.
+    pub fn set_owner_discrepancies<'a>(
+        &self,
+        owners: impl IntoIterator<Item = (&'a crate::fleet::OwnerRef, usize)>,
+    ) {
+        let mut now = BTreeSet::new();
+        for (owner, n) in owners {
+            let labels = OwnerLabels {
+                owner_kind: owner.kind.as_str(),
+                owner_namespace: owner.namespace.clone(),
+                owner_name: owner.name.clone(),
+            };
+            self.owner_discrepancies
+                .get_or_create(&labels)
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+            now.insert(labels);
+        }
+        let mut known = self.verify_owners.lock().unwrap_or_else(|e| e.into_inner());
+        for gone in known.difference(&now) {
+            self.owner_discrepancies.remove(gone);
+        }
+        *known = now;
+    }
+
+    /// `verify_last_completed_timestamp_seconds` = now.
+    pub fn verify_completed_now(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default();
+        self.verify_last_completed.set(now);
     }
 
     /// Copy the readiness checks into `ready` and `readiness_check` (before a scrape).
@@ -406,6 +473,33 @@ mod tests {
         assert!(
             text.contains("fleet_delete_guard_review_duration_seconds_count 1"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn owner_discrepancies_follow_the_owners_of_the_last_check() {
+        use crate::fleet::{OwnerKind, OwnerRef};
+        let m = Metrics::new();
+        let lots = OwnerRef::new(OwnerKind::GitRepo, "fleet-local", "lots");
+        let mcc = OwnerRef::new(OwnerKind::Bundle, "fleet-local", "mcc-x");
+        m.set_owner_discrepancies([(&lots, 2), (&mcc, 0)]);
+        m.verify_completed_now();
+        let text = m.encode();
+        assert!(
+            text.contains(r#"fleet_delete_guard_owner_discrepancies{owner_kind="GitRepo",owner_namespace="fleet-local",owner_name="lots"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"owner_name="mcc-x"} 0"#), "{text}");
+        assert!(
+            !text.contains("fleet_delete_guard_verify_last_completed_timestamp_seconds 0\n"),
+            "{text}"
+        );
+        m.set_owner_discrepancies([(&lots, 0)]);
+        let text = m.encode();
+        assert!(text.contains(r#"owner_name="lots"} 0"#), "{text}");
+        assert!(
+            !text.contains("mcc-x"),
+            "a gone owner's series is removed: {text}"
         );
     }
 

@@ -4,7 +4,9 @@
 //! its spec and status (and its managedFields) only to be dropped again: 10,000 of
 //! them are 25 MB of JSON at start-up. This view keeps what the webhook uses — the
 //! identity and labels (owner index), `status.modifiedStatus` (the patcher's marks)
-//! and, for the resync, `status.resources` — and skips everything else while parsing.
+//! and, for the resync, `status.resources`, `status.resourceCounts` and the uids of
+//! `status.nonReadyStatus` (`fleet-delete-guard verify`) — and skips everything else
+//! while parsing.
 //!
 //! Status is written by agents, possibly old or buggy ones. A part of it with an
 //! unexpected shape reads as absent rather than failing the whole watch (a failing
@@ -19,7 +21,7 @@ use serde::{
     Deserialize, Deserializer,
 };
 
-use super::{gates::Gates, ResourceKey};
+use super::{gates::Gates, status::ResourceCounts, ResourceKey};
 
 /// A BundleDeployment as the watch reads it: no `status.resources`.
 pub type WatchedBundleDeployment = BundleDeploymentView<false>;
@@ -44,6 +46,12 @@ pub struct StatusView {
     pub modified: Vec<StatusEntry>,
     /// `status.resources` (empty unless the view reads it).
     pub resources: Vec<StatusEntry>,
+    /// `status.nonReadyStatus`, for the uids it carries (empty unless the view reads
+    /// `status.resources`).
+    pub non_ready: Vec<StatusEntry>,
+    /// `status.resourceCounts` (`None` unless the view reads `status.resources`, or
+    /// when absent or of an unexpected shape).
+    pub resource_counts: Option<ResourceCounts>,
 }
 
 /// One entry of `modifiedStatus` or `resources`.
@@ -56,6 +64,8 @@ pub struct StatusEntry {
     pub exist: bool,
     /// `resources`: the live object's creationTimestamp.
     pub created_at: Option<String>,
+    /// `nonReadyStatus`: the live object's uid.
+    pub uid: Option<String>,
 }
 
 impl StatusEntry {
@@ -226,6 +236,10 @@ impl<'de> LenientVisitor<'de> for StatusSeed {
             Modified,
             #[serde(rename = "resources")]
             Resources,
+            #[serde(rename = "nonReadyStatus")]
+            NonReady,
+            #[serde(rename = "resourceCounts")]
+            Counts,
             #[serde(other)]
             Other,
         }
@@ -236,7 +250,16 @@ impl<'de> LenientVisitor<'de> for StatusSeed {
                 Field::Resources if self.resources => {
                     status.resources = map.next_value::<Entries>()?.0
                 }
-                Field::Resources | Field::Other => {
+                Field::NonReady if self.resources => {
+                    status.non_ready = map.next_value::<Entries>()?.0
+                }
+                // Eight numbers: read as a value, then as counts; a wrong shape reads
+                // as absent.
+                Field::Counts if self.resources => {
+                    let value = map.next_value::<serde_json::Value>()?;
+                    status.resource_counts = ResourceCounts::deserialize(value).ok();
+                }
+                Field::Resources | Field::NonReady | Field::Counts | Field::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
@@ -298,6 +321,8 @@ impl<'de> Deserialize<'de> for Entry {
                     Exist,
                     #[serde(rename = "createdAt")]
                     CreatedAt,
+                    #[serde(rename = "uid")]
+                    Uid,
                     #[serde(other)]
                     Other,
                 }
@@ -312,6 +337,7 @@ impl<'de> Deserialize<'de> for Entry {
                         Field::Missing => e.missing = map.next_value::<Flag>()?.0,
                         Field::Exist => e.exist = map.next_value::<Flag>()?.0,
                         Field::CreatedAt => e.created_at = map.next_value::<Text>()?.0,
+                        Field::Uid => e.uid = map.next_value::<Text>()?.0,
                         Field::Other => {
                             map.next_value::<IgnoredAny>()?;
                         }
@@ -503,6 +529,36 @@ mod tests {
             listed.status.resources[0].created_at.as_deref(),
             Some("2025-01-01T00:00:00Z")
         );
+        assert_eq!(listed.status.resource_counts, None, "absent here");
+        assert!(watched.status.non_ready.is_empty());
+    }
+
+    #[test]
+    fn the_listed_view_reads_resource_counts_and_non_ready_uids() {
+        let text = bd(json!({
+            "resourceCounts": {"ready": 3, "desiredReady": 4, "missing": 1},
+            "nonReadyStatus": [{"uid": "u-7", "kind": "Deployment", "apiVersion": "apps/v1", "namespace": "d", "name": "web", "summary": {"state": "updating"}}]
+        }))
+        .to_string();
+        let listed: ListedBundleDeployment = serde_json::from_str(&text).expect("listed");
+        let counts = listed.status.resource_counts.expect("counts");
+        assert_eq!(
+            (counts.ready, counts.desired_ready, counts.missing),
+            (3, 4, 1)
+        );
+        assert_eq!(listed.status.non_ready.len(), 1);
+        assert_eq!(listed.status.non_ready[0].uid.as_deref(), Some("u-7"));
+        assert_eq!(listed.status.non_ready[0].key.name, "web");
+        let watched: WatchedBundleDeployment = serde_json::from_str(&text).expect("watched");
+        assert_eq!(
+            watched.status.resource_counts, None,
+            "the watch skips counts"
+        );
+        assert!(watched.status.non_ready.is_empty());
+        // Counts of a wrong shape read as absent, never fail the page.
+        let text = bd(json!({"resourceCounts": {"ready": "three"}})).to_string();
+        let listed: ListedBundleDeployment = serde_json::from_str(&text).expect("listed");
+        assert_eq!(listed.status.resource_counts, None);
     }
 
     #[test]

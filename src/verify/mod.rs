@@ -1,0 +1,211 @@
+//! `fleet-delete-guard verify`: does the status Fleet reports agree with the cluster?
+//!
+//! For every owner (GitRepo, HelmOp, Bundle) of this cluster's BundleDeployments, the
+//! status Fleet reports is compared with the objects that exist. One implementation,
+//! used twice:
+//!
+//! - [`compare`] — the comparison itself, pure (no I/O);
+//! - [`scan`] — the listing that feeds it, page by page (also the resync's listing);
+//! - this module — the command (`verify`) and its output ([`render`]);
+//! - [`publish`] — the gauges `serve` sets after each resync.
+
+pub mod compare;
+pub mod render;
+pub mod scan;
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, ValueEnum};
+
+use crate::{
+    counting::{self, FleetCluster},
+    fleet::OwnerKind,
+    metrics::Metrics,
+};
+use compare::{Comparison, OwnerFilter, Report};
+use scan::{Progress, Target};
+
+/// `fleet-delete-guard verify` flags.
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: Output,
+
+    /// Only this owner: KIND/NAMESPACE/NAME (KIND: GitRepo, HelmOp, Bundle) or
+    /// NAMESPACE/NAME (repeatable).
+    #[arg(long = "owner", value_delimiter = ',')]
+    pub owners: Vec<String>,
+
+    /// Only owners in this namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+
+    /// Kubeconfig of the Fleet management cluster, when it is not this cluster.
+    #[arg(long, env = "FLEET_DELETE_GUARD_FLEET_KUBECONFIG")]
+    pub fleet_kubeconfig: Option<PathBuf>,
+
+    /// This cluster's Fleet Cluster object, NAMESPACE/NAME.
+    #[arg(
+        long,
+        env = "FLEET_DELETE_GUARD_FLEET_CLUSTER",
+        default_value = "fleet-local/local"
+    )]
+    pub fleet_cluster: String,
+
+    /// Namespace of this cluster's BundleDeployments in the Fleet cluster. Default:
+    /// derived from --fleet-cluster by Fleet's naming rule.
+    #[arg(long, env = "FLEET_DELETE_GUARD_FLEET_CLUSTER_NAMESPACE")]
+    pub fleet_cluster_namespace: Option<String>,
+
+    /// Fleet agent scopes (AGENT_SCOPE) whose hash label an object may carry.
+    #[arg(long = "agent-scope", env = "FLEET_DELETE_GUARD_AGENT_SCOPE", value_delimiter = ',',
+          default_values = crate::owners::DEFAULT_AGENT_SCOPES)]
+    pub agent_scopes: Vec<String>,
+
+    /// Bound on each API request (seconds).
+    #[arg(long, default_value = "30", value_parser = crate::cli::parse_seconds)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+/// Exit code when the command itself cannot run (bad flags, no cluster configuration).
+pub const EXIT_ERROR: u8 = 2;
+
+/// Why `verify` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Owner(#[from] compare::OwnerFilterError),
+    #[error(transparent)]
+    Connect(#[from] counting::ConnectError),
+}
+
+/// Runs the command: the report on stdout, progress on stderr; returns the exit code
+/// (0 agreement, 1 discrepancies, 2 errors).
+pub async fn run(args: VerifyArgs) -> u8 {
+    match run_inner(&args).await {
+        Ok(report) => {
+            let text = match args.output {
+                Output::Table => render::table(&report),
+                Output::Json => render::json(&report),
+            };
+            print!("{text}");
+            report.exit_code()
+        }
+        Err(e) => {
+            eprintln!("fleet-delete-guard verify: {e}");
+            EXIT_ERROR
+        }
+    }
+}
+
+async fn run_inner(args: &VerifyArgs) -> Result<Report, VerifyError> {
+    let filter = OwnerFilter {
+        owners: args
+            .owners
+            .iter()
+            .map(|o| OwnerFilter::parse_owner(o))
+            .collect::<Result<_, _>>()?,
+        namespace: args.namespace.clone().filter(|n| !n.is_empty()),
+    };
+    let cluster = args
+        .fleet_cluster
+        .parse::<FleetCluster>()?
+        .with_bundle_deployment_namespace(args.fleet_cluster_namespace.as_deref());
+    let clients = counting::connect(args.fleet_kubeconfig.as_ref()).await?;
+    let selector = cluster.selector();
+    let cluster_key = cluster.to_string();
+    let target = Target {
+        cluster: &clients.cluster,
+        fleet: &clients.fleet,
+        bd_namespace: &cluster.bundle_deployment_namespace,
+        selector: &selector,
+        cluster_key: &cluster_key,
+        timeout: args.timeout,
+        owner_kinds: &[OwnerKind::GitRepo, OwnerKind::HelmOp],
+    };
+    eprintln!(
+        "verifying Fleet cluster {cluster_key} (BundleDeployments in {})",
+        cluster.bundle_deployment_namespace
+    );
+    let mut comparison = Comparison::new(args.agent_scopes.clone(), filter);
+    let mut progress = |p: Progress<'_>| match p {
+        Progress::BundleDeployments(n) => eprintln!("  {n} BundleDeployments listed"),
+        Progress::Kind { index, total, kind } => {
+            eprintln!("  listing {kind} ({index}/{total}), metadata only")
+        }
+        Progress::Objects(n) if n >= scan::PAGE as usize => eprintln!("    {n} objects"),
+        Progress::Objects(_) => {}
+        Progress::Owners(kind) => eprintln!("  reading {kind} status"),
+    };
+    if let Err(e) = scan::scan(&target, &mut comparison, &mut progress).await {
+        comparison.error("BundleDeployments", e.to_string());
+    }
+    Ok(comparison.finish())
+}
+
+/// What `serve`'s resync needs to run the comparison and publish it.
+#[derive(Clone)]
+pub struct ResyncVerify {
+    pub metrics: Metrics,
+    /// `--agent-scope`.
+    pub scopes: Vec<String>,
+    /// This cluster's Fleet Cluster, `namespace/name`.
+    pub cluster_key: String,
+    /// Owner kinds whose status the credentials may list (GitRepos when the webhook
+    /// watches them; none downstream).
+    pub owner_kinds: Vec<OwnerKind>,
+}
+
+/// What a resync publishes: `owner_discrepancies` per owner (every owner of this
+/// cluster's BundleDeployments, 0 when it agrees; owners gone since the last check are
+/// removed) and the time of this check.
+pub fn publish(metrics: &Metrics, report: &Report) {
+    metrics.set_owner_discrepancies(
+        report
+            .owners
+            .iter()
+            .map(|o| (&o.owner, o.discrepancies.len())),
+    );
+    metrics.verify_completed_now();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    #[test]
+    fn flags_parse_with_serve_defaults() {
+        let cli = Cli::try_parse_from([
+            "fleet-delete-guard",
+            "verify",
+            "-o",
+            "json",
+            "--owner",
+            "GitRepo/fleet-local/lots",
+            "--owner",
+            "fleet-default/redis",
+        ])
+        .expect("parse");
+        let Command::Verify(a) = cli.command else {
+            panic!("verify")
+        };
+        assert_eq!(a.output, Output::Json);
+        assert_eq!(
+            a.owners,
+            ["GitRepo/fleet-local/lots", "fleet-default/redis"]
+        );
+        assert_eq!(a.fleet_cluster, "fleet-local/local");
+        assert_eq!(a.agent_scopes, crate::owners::DEFAULT_AGENT_SCOPES);
+        assert_eq!(a.timeout, Duration::from_secs(30));
+        assert!(Cli::try_parse_from(["fleet-delete-guard", "verify", "-o", "yaml"]).is_err());
+    }
+}
