@@ -33,6 +33,7 @@ use std::{
 
 use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
 use clap::Args;
+use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::{
     api::{admissionregistration::v1::ValidatingWebhookConfiguration, core::v1::Secret},
     ByteString,
@@ -46,7 +47,6 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
 };
 use rustls::pki_types::{pem::PemObject, CertificateDer};
-use time::OffsetDateTime;
 use x509_parser::{certificate::X509Certificate, extensions::GeneralName};
 
 use crate::{cli::ServeArgs, health::Readiness, tls};
@@ -246,8 +246,12 @@ pub enum Assessment {
     RenewCa(String),
 }
 
-fn secs(d: Duration) -> time::Duration {
-    time::Duration::seconds(d.as_secs().min(i64::MAX as u64) as i64)
+/// `t + d`, saturating at the end of representable time.
+fn plus(t: Timestamp, d: Duration) -> Timestamp {
+    SignedDuration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_add(d).ok())
+        .unwrap_or(Timestamp::MAX)
 }
 
 fn ders(pem: &str) -> Vec<CertificateDer<'static>> {
@@ -272,9 +276,8 @@ pub fn ca_bundle_base64(ca_bundle_pem: &str) -> String {
     BASE64.encode(ca_bundle_pem.as_bytes())
 }
 
-fn not_after(cert: &X509Certificate<'_>) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp(cert.validity().not_after.timestamp())
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+fn not_after(cert: &X509Certificate<'_>) -> Timestamp {
+    Timestamp::from_second(cert.validity().not_after.timestamp()).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
 fn covers(cert: &X509Certificate<'_>, names: &[String]) -> bool {
@@ -298,10 +301,10 @@ fn covers(cert: &X509Certificate<'_>, names: &[String]) -> bool {
 pub fn assess(
     m: &Material,
     names: &[String],
-    now: OffsetDateTime,
+    now: Timestamp,
     policy: &RenewalPolicy,
 ) -> Assessment {
-    let due = now + secs(policy.renew_before);
+    let due = plus(now, policy.renew_before);
     let ca_ders = ders(&m.ca_bundle);
     let Some(ca_der) = ca_ders.first() else {
         return Assessment::RenewCa("no CA certificate".into());
@@ -347,14 +350,10 @@ pub fn assess(
     Assessment::Keep
 }
 
-fn ca_params(now: OffsetDateTime, validity: Duration) -> Result<CertificateParams, rcgen::Error> {
+fn ca_params(now: Timestamp, validity: Duration) -> Result<CertificateParams, rcgen::Error> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name = DistinguishedName::new();
-    let stamp = now
-        .replace_nanosecond(0)
-        .unwrap_or(now)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+    let stamp = Timestamp::from_second(now.as_second()).unwrap_or(now);
     params
         .distinguished_name
         .push(DnType::CommonName, format!("fleet-delete-guard CA {stamp}"));
@@ -364,13 +363,12 @@ fn ca_params(now: OffsetDateTime, validity: Duration) -> Result<CertificateParam
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    params.not_before = now - time::Duration::minutes(5);
-    params.not_after = now + secs(validity);
+    tls::set_validity(&mut params, tls::backdated(now), plus(now, validity));
     Ok(params)
 }
 
 /// A new self-signed CA: (certificate PEM, key PEM).
-pub fn new_ca(now: OffsetDateTime, validity: Duration) -> Result<(String, String), CertError> {
+pub fn new_ca(now: Timestamp, validity: Duration) -> Result<(String, String), CertError> {
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let cert = ca_params(now, validity)?.self_signed(&key)?;
     Ok((cert.pem(), key.serialize_pem()))
@@ -381,7 +379,7 @@ pub fn issue_cert(
     ca_cert_pem: &str,
     ca_key_pem: &str,
     names: &[String],
-    now: OffsetDateTime,
+    now: Timestamp,
     validity: Duration,
 ) -> Result<(String, String), CertError> {
     let ca_key = KeyPair::from_pem(ca_key_pem)?;
@@ -402,8 +400,11 @@ pub fn issue_cert(
     }
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.not_before = now - time::Duration::minutes(5);
-    params.not_after = (now + secs(validity)).min(ca_not_after);
+    tls::set_validity(
+        &mut params,
+        tls::backdated(now),
+        plus(now, validity).min(ca_not_after),
+    );
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let cert = params.signed_by(&key, &issuer)?;
     Ok((cert.pem(), key.serialize_pem()))
@@ -412,7 +413,7 @@ pub fn issue_cert(
 /// Fresh material: a new CA and a serving certificate.
 pub fn fresh(
     names: &[String],
-    now: OffsetDateTime,
+    now: Timestamp,
     policy: &RenewalPolicy,
 ) -> Result<Material, CertError> {
     let (ca_cert, ca_key) = new_ca(now, policy.ca_validity)?;
@@ -430,7 +431,7 @@ pub fn renew(
     m: &Material,
     assessment: &Assessment,
     names: &[String],
-    now: OffsetDateTime,
+    now: Timestamp,
     policy: &RenewalPolicy,
 ) -> Result<Option<Material>, CertError> {
     match assessment {
@@ -543,7 +544,7 @@ impl Bootstrap {
         let api: Api<Secret> = Api::namespaced(client.clone(), &self.namespace);
         let mut last = String::new();
         for _ in 0..8 {
-            let now = OffsetDateTime::now_utc();
+            let now = Timestamp::now();
             let current = api
                 .get_opt(&self.secret)
                 .await
@@ -879,7 +880,7 @@ pub struct CertsArgs {
 /// Run `certs`; returns what to print.
 pub fn run_certs(args: &CertsArgs) -> Result<String, CertError> {
     tls::install_crypto_provider();
-    let now = OffsetDateTime::now_utc();
+    let now = Timestamp::now();
     let read = |p: &PathBuf| {
         std::fs::read_to_string(p)
             .map_err(|e| CertError::Invalid(format!("cannot read {}: {e}", p.display())))
@@ -970,7 +971,7 @@ mod tests {
     #[test]
     fn fresh_material_is_kept_and_serves() {
         tls::install_crypto_provider();
-        let now = OffsetDateTime::now_utc();
+        let now = Timestamp::now();
         let m = fresh(&names(), now, &policy()).expect("fresh");
         assert_eq!(assess(&m, &names(), now, &policy()), Assessment::Keep);
         tls::server_config(m.cert.as_bytes(), m.key.as_bytes()).expect("a usable pair");
@@ -979,9 +980,9 @@ mod tests {
     #[test]
     fn the_serving_certificate_is_renewed_before_expiry_under_the_same_ca() {
         tls::install_crypto_provider();
-        let now = OffsetDateTime::now_utc();
+        let now = Timestamp::now();
         let m = fresh(&names(), now, &policy()).expect("fresh");
-        let later = now + time::Duration::days(340);
+        let later = now + SignedDuration::from_hours(340 * 24);
         let a = assess(&m, &names(), later, &policy());
         assert!(matches!(a, Assessment::RenewCert(_)), "{a:?}");
         let renewed = renew(&m, &a, &names(), later, &policy())
@@ -1001,7 +1002,7 @@ mod tests {
     #[test]
     fn new_names_give_a_new_certificate() {
         tls::install_crypto_provider();
-        let now = OffsetDateTime::now_utc();
+        let now = Timestamp::now();
         let m = fresh(&names(), now, &policy()).expect("fresh");
         let more = vec![
             "other.cattle-fleet-system.svc".to_string(),
@@ -1026,9 +1027,9 @@ mod tests {
     #[test]
     fn an_expiring_ca_is_replaced_and_the_old_one_stays_in_the_bundle() {
         tls::install_crypto_provider();
-        let now = OffsetDateTime::now_utc();
+        let now = Timestamp::now();
         let m = fresh(&names(), now, &policy()).expect("fresh");
-        let later = now + time::Duration::days(3640);
+        let later = now + SignedDuration::from_hours(3640 * 24);
         let a = assess(&m, &names(), later, &policy());
         assert!(matches!(a, Assessment::RenewCa(_)), "{a:?}");
         let renewed = renew(&m, &a, &names(), later, &policy())
@@ -1046,7 +1047,7 @@ mod tests {
     #[test]
     fn broken_material_is_replaced() {
         tls::install_crypto_provider();
-        let now = OffsetDateTime::now_utc();
+        let now = Timestamp::now();
         let m = fresh(&names(), now, &policy()).expect("fresh");
         let empty = Material {
             ca_bundle: String::new(),
@@ -1138,7 +1139,7 @@ mod tests {
             assess(
                 &m,
                 &["localhost".into(), "127.0.0.1".into()],
-                OffsetDateTime::now_utc(),
+                Timestamp::now(),
                 &p
             ),
             Assessment::Keep
@@ -1150,7 +1151,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!(
             "fleet-delete-guard-certs-test-{}-{}",
             std::process::id(),
-            OffsetDateTime::now_utc().unix_timestamp_nanos()
+            Timestamp::now().as_nanosecond()
         ));
         std::fs::create_dir_all(&dir).expect("dir");
         dir

@@ -11,6 +11,7 @@ use std::{
 };
 
 use axum_server::tls_rustls::RustlsConfig;
+use jiff::{SignedDuration, Timestamp};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
@@ -19,7 +20,6 @@ use rustls::{
     pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer},
     ServerConfig,
 };
-use time::OffsetDateTime;
 
 use crate::metrics::{Metrics, ResultLabels};
 
@@ -68,9 +68,12 @@ pub fn generate_certificates(
     names: &[String],
     validity: Duration,
 ) -> Result<GeneratedCertificates, TlsError> {
-    let now = OffsetDateTime::now_utc();
-    let not_before = now - time::Duration::minutes(5);
-    let not_after = now + time::Duration::seconds(validity.as_secs().min(i64::MAX as u64) as i64);
+    let now = Timestamp::now();
+    let not_before = backdated(now);
+    let not_after = SignedDuration::try_from(validity)
+        .ok()
+        .and_then(|v| now.checked_add(v).ok())
+        .unwrap_or(Timestamp::MAX);
 
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.distinguished_name = DistinguishedName::new();
@@ -79,8 +82,7 @@ pub fn generate_certificates(
         .push(DnType::CommonName, "fleet-delete-guard CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca_params.not_before = not_before;
-    ca_params.not_after = not_after;
+    set_validity(&mut ca_params, not_before, not_after);
     let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let ca = CertifiedIssuer::self_signed(ca_params, ca_key)?;
 
@@ -93,8 +95,7 @@ pub fn generate_certificates(
     }
     leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    leaf_params.not_before = not_before;
-    leaf_params.not_after = not_after;
+    set_validity(&mut leaf_params, not_before, not_after);
     let leaf_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let leaf = leaf_params.signed_by(&leaf_key, &ca)?;
 
@@ -103,6 +104,24 @@ pub fn generate_certificates(
         cert_pem: leaf.pem(),
         key_pem: leaf_key.serialize_pem(),
     })
+}
+
+/// Five minutes before `now`: new certificates tolerate that much clock skew.
+pub(crate) fn backdated(now: Timestamp) -> Timestamp {
+    now.checked_sub(SignedDuration::from_mins(5)).unwrap_or(now)
+}
+
+/// Set rcgen's validity bounds from timestamps. rcgen takes `time` values; they are
+/// built from rcgen's own epoch date, so that this crate depends on one date-time
+/// crate (jiff). Instants before 1970 are taken as 1970.
+pub(crate) fn set_validity(
+    params: &mut CertificateParams,
+    not_before: Timestamp,
+    not_after: Timestamp,
+) {
+    let since_epoch = |t: Timestamp| Duration::from_secs(u64::try_from(t.as_second()).unwrap_or(0));
+    params.not_before = rcgen::date_time_ymd(1970, 1, 1) + since_epoch(not_before);
+    params.not_after = rcgen::date_time_ymd(1970, 1, 1) + since_epoch(not_after);
 }
 
 /// A rustls server configuration for a PEM certificate chain and key: TLS 1.2 and 1.3,
