@@ -1,3 +1,7 @@
+//! The `fleet-delete-guard` binary: parses the command line and runs a subcommand.
+
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 use fleet_delete_guard::{
     app,

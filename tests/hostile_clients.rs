@@ -135,6 +135,7 @@ impl Server {
 }
 
 /// 500 clients and 500 server sockets in one process: more than some default limits.
+#[allow(unsafe_code)] // getrlimit(2), setrlimit(2)
 fn raise_fd_limit() {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
