@@ -106,69 +106,30 @@ pub fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 /// How often "connection limit reached" is logged at most.
 const FULL_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
-fn parse_positive(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("{s:?} must be a positive whole number")),
-    }
-}
-
-/// Flags of the webhook port's connection layer (flattened into `serve`).
-#[derive(Debug, Clone, clap::Args)]
-pub struct ConnectionArgs {
-    /// Connections held open at once on the webhook port. Beyond it new connections
-    /// wait in the kernel's accept queue until one ends.
-    #[arg(long, env = "FLEET_DELETE_GUARD_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS,
-          value_parser = parse_positive)]
+/// Settings of the webhook port's connection layer (flags: `crate::cli::ConnectionArgs`).
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    /// Connections held open at once; beyond it new ones wait in the accept queue.
     pub max_connections: usize,
-
-    /// How long a keep-alive connection may stay idle between requests (seconds). Keep
-    /// it above kube-apiserver's 90 s idle timeout for its pooled connections, so that
-    /// the server never closes one the moment it is reused. The request line and
-    /// headers of a request, once started, stay bounded by --request-timeout.
-    #[arg(long, env = "FLEET_DELETE_GUARD_IDLE_TIMEOUT", default_value = "120",
-          value_parser = crate::cli::parse_seconds)]
+    /// How long a keep-alive connection may stay idle between requests.
     pub idle_timeout: Duration,
-
-    /// PEM CA bundle: when set, every client must present a certificate signed by it
-    /// (kube-apiserver's webhook client certificate, see SECURITY.md). Re-read every
-    /// --tls-reload-interval.
-    #[arg(long, env = "FLEET_DELETE_GUARD_CLIENT_CA")]
+    /// PEM CA bundle every client certificate must chain to; `None`: no client
+    /// certificates asked for.
     pub client_ca: Option<PathBuf>,
-
-    /// With --client-ca: the client certificate's subject CN or one of its DNS SANs
-    /// must be one of these names (repeatable).
-    #[arg(
-        long = "client-cert-name",
-        env = "FLEET_DELETE_GUARD_CLIENT_CERT_NAME",
-        value_delimiter = ',',
-        requires = "client_ca"
-    )]
+    /// With `client_ca`: accepted subject CNs / DNS SANs; empty: any.
     pub client_cert_names: Vec<String>,
-
-    /// How often the --client-ca file is checked for changes (set from --tls-reload-interval).
-    #[arg(skip = Duration::from_secs(10))]
+    /// How often the `client_ca` file is checked for changes.
     pub client_ca_reload_interval: Duration,
 }
 
-impl Default for ConnectionArgs {
+impl Default for ConnectionConfig {
     fn default() -> Self {
-        ConnectionArgs {
+        ConnectionConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             client_ca: None,
             client_cert_names: Vec::new(),
             client_ca_reload_interval: Duration::from_secs(10),
-        }
-    }
-}
-
-impl ConnectionArgs {
-    /// The same, with the CA file polled every `interval`.
-    pub fn with_reload_interval(&self, interval: Duration) -> Self {
-        ConnectionArgs {
-            client_ca_reload_interval: interval,
-            ..self.clone()
         }
     }
 }
@@ -610,7 +571,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for RequestDeadline<T> {
 pub fn webhook_server(
     tcp: std::net::TcpListener,
     served: RustlsConfig,
-    config: &ConnectionArgs,
+    config: &ConnectionConfig,
     request_timeout: Duration,
     metrics: Metrics,
 ) -> io::Result<Server<PeerAddr, CountingAcceptor<RustlsAcceptor>>> {
@@ -893,31 +854,6 @@ pub fn check_client_ca(path: &Path) -> Result<(), ClientCaError> {
 mod tests {
     use super::*;
     use crate::tls;
-
-    #[test]
-    fn flags_default_and_validate() {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct T {
-            #[command(flatten)]
-            c: ConnectionArgs,
-        }
-        let t = T::try_parse_from(["t"]).expect("defaults");
-        assert_eq!(t.c.max_connections, DEFAULT_MAX_CONNECTIONS);
-        assert_eq!(t.c.idle_timeout, DEFAULT_IDLE_TIMEOUT);
-        assert!(T::try_parse_from(["t", "--idle-timeout", "0"]).is_err());
-        let t = T::try_parse_from(["t", "--idle-timeout", "1.5"]).expect("seconds");
-        assert_eq!(t.c.idle_timeout, Duration::from_millis(1500));
-        assert!(t.c.client_ca.is_none() && t.c.client_cert_names.is_empty());
-        assert!(T::try_parse_from(["t", "--max-connections", "0"]).is_err());
-        assert!(
-            T::try_parse_from(["t", "--client-cert-name", "kube-apiserver"]).is_err(),
-            "names need a CA"
-        );
-        let t = T::try_parse_from(["t", "--client-ca", "/ca.pem", "--client-cert-name", "a,b"])
-            .expect("parse");
-        assert_eq!(t.c.client_cert_names, ["a", "b"]);
-    }
 
     #[test]
     fn ca_files_are_checked() {

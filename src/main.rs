@@ -51,7 +51,7 @@ async fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         },
-        Command::Certs(args) => match fleet_delete_guard::certs::run_certs(&args) {
+        Command::Certs(args) => match fleet_delete_guard::certs::run_certs(&args.options()) {
             Ok(report) => {
                 print!("{report}");
                 std::process::ExitCode::SUCCESS

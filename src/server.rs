@@ -40,8 +40,8 @@ pub struct ListenConfig {
     pub max_concurrent_reviews: usize,
     /// How long in-flight reviews may take to finish after SIGTERM.
     pub shutdown_grace: Duration,
-    /// Connection limit and client certificates (src/listener.rs).
-    pub connections: crate::listener::ConnectionArgs,
+    /// Connection limit and client certificates (src/listener/).
+    pub connections: crate::listener::ConnectionConfig,
 }
 
 impl Default for ListenConfig {
@@ -52,7 +52,7 @@ impl Default for ListenConfig {
             request_timeout: Duration::from_secs(4),
             max_concurrent_reviews: 1024,
             shutdown_grace: Duration::from_secs(20),
-            connections: crate::listener::ConnectionArgs::default(),
+            connections: crate::listener::ConnectionConfig::default(),
         }
     }
 }
