@@ -25,3 +25,4 @@ pub mod redact;
 pub mod review;
 pub mod server;
 pub mod tls;
+pub mod watch;

@@ -1,4 +1,5 @@
-//! Serving certificates: generate (rcgen), load (rustls), and hot-reload from disk.
+//! Serving certificates: generate (rcgen), load (rustls), and hot-reload from disk
+//! (with the watcher of `src/watch.rs`).
 //!
 //! kube-apiserver calls webhooks over HTTP/1.1 only, so ALPN offers `http/1.1` alone.
 //! The process uses one rustls crypto provider, ring, which is also kube's default:
@@ -21,7 +22,7 @@ use rustls::{
     ServerConfig,
 };
 
-use crate::metrics::{Metrics, ResultLabels};
+use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -183,55 +184,50 @@ pub fn write_file_atomically(path: &Path, contents: &[u8]) -> Result<(), TlsErro
     std::fs::rename(&tmp, path).map_err(write_err)
 }
 
-/// Poll the certificate files every `interval` and swap the served certificate when
-/// their bytes change and the new pair is valid. Polling, not inotify: Kubernetes
-/// replaces Secret volumes by swapping a `..data` symlink, which inotify watches on the
-/// files themselves miss. A broken pair is logged and counted once; the old one stays.
+/// Check the certificate files every `interval` (`crate::watch`) and swap the served
+/// certificate when their bytes change and the new pair is valid. A broken pair is
+/// logged and counted once; the old one stays.
 pub async fn reload_on_change(
     files: CertFiles,
     served: RustlsConfig,
-    mut loaded: PairBytes,
+    loaded: PairBytes,
     interval: Duration,
     metrics: Metrics,
 ) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut rejected: Option<PairBytes> = None;
-    loop {
-        ticker.tick().await;
-        let files = files.clone();
-        let read = tokio::task::spawn_blocking(move || files.read()).await;
-        let current = match read {
-            Ok(Ok(bytes)) => bytes,
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "certificate files not readable; keeping the served certificate");
-                continue;
-            }
-            Err(_) => continue,
-        };
-        if current == loaded || rejected.as_ref() == Some(&current) {
-            continue;
-        }
-        match server_config(&current.0, &current.1) {
-            Ok(config) => {
-                served.reload_from_config(config);
-                metrics
-                    .tls_reloads
-                    .get_or_create(&ResultLabels { result: "success" })
-                    .inc();
-                tracing::info!("serving certificate reloaded from disk");
-                loaded = current;
-                rejected = None;
-            }
-            Err(e) => {
-                metrics
-                    .tls_reloads
-                    .get_or_create(&ResultLabels { result: "error" })
-                    .inc();
-                tracing::error!(error = %e, "new certificate files are not a valid pair; still serving the previous certificate");
-                rejected = Some(current);
-            }
-        }
+    crate::watch::watch(ServedPair { files, served }, loaded, interval, metrics).await
+}
+
+/// The serving certificate as the watcher sees it.
+#[derive(Clone)]
+struct ServedPair {
+    files: CertFiles,
+    served: RustlsConfig,
+}
+
+impl crate::watch::Watched for ServedPair {
+    type Bytes = PairBytes;
+    type Error = TlsError;
+
+    fn read(&self) -> Result<PairBytes, TlsError> {
+        self.files.read()
+    }
+
+    fn apply(&self, bytes: &PairBytes) -> Result<(), TlsError> {
+        self.served
+            .reload_from_config(server_config(&bytes.0, &bytes.1)?);
+        Ok(())
+    }
+
+    fn unreadable(&self, error: &TlsError) {
+        tracing::debug!(error = %error, "certificate files not readable; keeping the served certificate");
+    }
+
+    fn reloaded(&self) {
+        tracing::info!("serving certificate reloaded from disk");
+    }
+
+    fn rejected(&self, error: &TlsError) {
+        tracing::error!(error = %error, "new certificate files are not a valid pair; still serving the previous certificate");
     }
 }
 
