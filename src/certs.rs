@@ -723,7 +723,7 @@ async fn maintain(
 
 // ------------------------------------------------------------------ `certs` subcommand
 
-/// What `fleet-delete-guard certs` writes (flags: `crate::cli::CertsArgs`).
+/// What `fleet-delete-guard certs` writes (flags: `CertsArgs` in src/cli.rs).
 #[derive(Debug, Clone)]
 pub struct CertsOptions {
     /// DNS names or IP addresses of the serving certificate.

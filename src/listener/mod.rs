@@ -73,7 +73,7 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// `http.Transport`, `IdleConnTimeout`) closes its idle pooled connections itself.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Settings of the webhook port's connection layer (flags: `crate::cli::ConnectionArgs`).
+/// Settings of the webhook port's connection layer (flags: `ConnectionArgs` in src/cli.rs).
 #[derive(Debug, Clone)]
 pub struct ConnectionConfig {
     /// Connections held open at once; beyond it new ones wait in the accept queue.
