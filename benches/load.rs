@@ -20,6 +20,9 @@
 //! generator's TLS and HTTP work takes CPU from the server (`--server-cpus` and
 //! `--client-cpus` pin them apart).
 
+// libc: signals, CPU affinity, timer slack and rusage of the measured processes.
+#![allow(unsafe_code)]
+
 #[path = "support/reviews.rs"]
 mod reviews;
 

@@ -33,7 +33,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fleet_delete_guard::fuzz::{self, Checker, CountingAlloc, Rng};
+#[path = "../tests/support/fuzz.rs"]
+mod fuzz;
+
+use fuzz::{Checker, CountingAlloc, Rng};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;

@@ -1,4 +1,4 @@
-//! Wiring for `serve`: turns the CLI arguments into running listeners.
+//! Wiring for `serve`: turns the command line into typed settings and running listeners.
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -46,9 +46,7 @@ impl ServeArgs {
             request_timeout: self.request_timeout,
             max_concurrent_reviews: self.max_concurrent_reviews,
             shutdown_grace: self.shutdown_grace,
-            connections: self
-                .connections
-                .with_reload_interval(self.tls_reload_interval),
+            connections: self.connections.config(self.tls_reload_interval),
         }
     }
 }
@@ -82,16 +80,20 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
     let metrics = Metrics::new();
     let readiness = Readiness::default();
     let listeners = Listeners::bind(&args.listen_config())?;
-    // With --cert-secret: bootstrap the certificate and serve it from --cert-dir (src/certs.rs).
-    let args = crate::certs::bootstrap(args, &readiness).await?;
+    // With --cert-secret: the bootstrapped pair in --cert-dir; else --tls-cert/--tls-key.
+    let files = match args.cert_bootstrap.bootstrap() {
+        Some(boot) => Some(crate::certs::bootstrap(boot, &readiness).await?),
+        None => args
+            .tls_cert
+            .clone()
+            .zip(args.tls_key.clone())
+            .map(|(cert, key)| CertFiles { cert, key }),
+    };
 
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => {
-            let files = CertFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-            };
+    let tls = match files {
+        Some(files) => {
             let (config, loaded) = files.load()?;
+            let loaded_from = format!("certificate loaded from {}", files.cert.display());
             let served = RustlsConfig::from_config(config);
             tokio::spawn(tls::reload_on_change(
                 files,
@@ -100,14 +102,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
                 args.tls_reload_interval,
                 metrics.clone(),
             ));
-            readiness.set(
-                "tls",
-                true,
-                format!("certificate loaded from {}", cert.display()),
-            );
+            readiness.set("tls", true, loaded_from);
             served
         }
-        _ => {
+        None => {
             let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
             let generated = tls::generate_certificates(&names, GENERATED_VALIDITY)?;
             let ca_file = args

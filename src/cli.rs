@@ -1,11 +1,22 @@
-//! Command-line interface. Every flag can also be set by an environment variable
-//! (`FLEET_DELETE_GUARD_*`); repeatable flags take a comma-separated list there.
+//! The command line: every clap struct of the three subcommands (`serve`, `audit`'s
+//! [`AuditArgs`], `certs`), one duration grammar ([`parse_duration`]), and the
+//! conversions into the typed settings of the modules that act on them
+//! ([`certs::Bootstrap`], [`certs::CertsOptions`], [`ConnectionConfig`]).
+//!
+//! Every flag can also be set by an environment variable (`FLEET_DELETE_GUARD_*`);
+//! repeatable flags take a comma-separated list there.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::policy::{Policy, DEFAULT_CONTROLLER_IDENTITIES, DEFAULT_FLEET_IDENTITIES};
+use crate::{
+    auditlog::AuditArgs,
+    certs::{self, Bootstrap, CertsOptions, RenewalPolicy},
+    listener::{ConnectionConfig, DEFAULT_MAX_CONNECTIONS},
+    owners::DEFAULT_AGENT_SCOPES,
+    policy::{Policy, DEFAULT_CONTROLLER_IDENTITIES, DEFAULT_FLEET_IDENTITIES},
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -21,14 +32,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the webhook server.
+    #[command(after_help = DURATION_HELP)]
     Serve(Box<ServeArgs>),
     /// Report deletions of Fleet-managed objects from kube-apiserver audit logs.
-    Audit(crate::auditlog::AuditArgs),
+    Audit(AuditArgs),
     /// Compare the status Fleet reports with the objects that exist (read-only).
     Verify(crate::verify::VerifyArgs),
-    // --- certificates (src/certs.rs) ---
     /// Write a CA and a serving certificate for given DNS names into files.
-    Certs(crate::certs::CertsArgs),
+    #[command(after_help = DURATION_HELP)]
+    Certs(CertsArgs),
 }
 
 /// Whether to patch the GitRepo status besides the BundleDeployment status.
@@ -47,15 +59,40 @@ pub enum LogFormat {
     Text,
 }
 
-pub(crate) fn parse_seconds(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s
-        .trim_end_matches('s')
+/// The grammar of every duration flag, as its help says: a positive decimal number
+/// with an optional unit, `s` (the default), `m`, `h` or `d`: `4`, `0.5`, `1.5s`,
+/// `90m`, `12h`, `30d`.
+pub const DURATION_GRAMMAR: &str =
+    "a positive number with an optional unit s (default), m, h or d: 4, 0.5s, 90m, 12h, 30d";
+
+const DURATION_HELP: &str = "Durations: a positive number with an optional unit s (default), m, h or d: 4, 0.5s, 90m, 12h, 30d.";
+
+/// Parse a duration flag ([`DURATION_GRAMMAR`]).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let number = t.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let factor = match &t[number.len()..] {
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        _ => return Err(format!("{s:?}: the unit must be s, m, h or d")),
+    };
+    let value: f64 = number
         .parse()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+        .map_err(|_| format!("{s:?} is not a duration ({DURATION_GRAMMAR})"))?;
+    let secs = value * factor;
     if !(secs.is_finite() && secs > 0.0) {
-        return Err(format!("{s:?} must be a positive number of seconds"));
+        return Err(format!("{s:?} must be a positive duration"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+}
+
+fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{s:?} must be a positive whole number")),
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -85,8 +122,8 @@ pub struct ServeArgs {
     #[arg(long, env = "FLEET_DELETE_GUARD_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
-    /// How often the certificate files are checked for changes (seconds).
-    #[arg(long, env = "FLEET_DELETE_GUARD_TLS_RELOAD_INTERVAL", default_value = "10", value_parser = parse_seconds)]
+    /// How often the certificate files (and --client-ca) are checked for changes (duration).
+    #[arg(long, env = "FLEET_DELETE_GUARD_TLS_RELOAD_INTERVAL", default_value = "10", value_parser = parse_duration)]
     pub tls_reload_interval: Duration,
 
     /// Where the generated CA is written when no certificate is given.
@@ -120,9 +157,9 @@ pub struct ServeArgs {
     )]
     pub break_glass_groups: Vec<String>,
 
-    /// Bound on one request: TLS handshake, headers, body and answer (seconds).
+    /// Bound on one request: TLS handshake, headers, body and answer (duration).
     /// Keep it below the webhook's timeoutSeconds.
-    #[arg(long, env = "FLEET_DELETE_GUARD_REQUEST_TIMEOUT", default_value = "4", value_parser = parse_seconds)]
+    #[arg(long, env = "FLEET_DELETE_GUARD_REQUEST_TIMEOUT", default_value = "4", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
     /// Reviews processed at once; more wait for a slot within the request timeout.
@@ -133,8 +170,8 @@ pub struct ServeArgs {
     )]
     pub max_concurrent_reviews: usize,
 
-    /// Time in-flight reviews get to finish after SIGTERM (seconds).
-    #[arg(long, env = "FLEET_DELETE_GUARD_SHUTDOWN_GRACE", default_value = "20", value_parser = parse_seconds)]
+    /// Time in-flight reviews get to finish after SIGTERM (duration).
+    #[arg(long, env = "FLEET_DELETE_GUARD_SHUTDOWN_GRACE", default_value = "20", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
     /// Count deletions in Fleet's status (needs a cluster connection).
@@ -176,7 +213,7 @@ pub struct ServeArgs {
 
     /// Fleet agent scopes (AGENT_SCOPE) tried when matching setIDs; "" is standalone Fleet.
     #[arg(long = "agent-scope", env = "FLEET_DELETE_GUARD_AGENT_SCOPE", value_delimiter = ',',
-          default_values = crate::owners::DEFAULT_AGENT_SCOPES)]
+          default_values = DEFAULT_AGENT_SCOPES)]
     pub agent_scopes: Vec<String>,
 
     /// Deletions waiting to be counted at most; more are refused and counted in a metric.
@@ -187,25 +224,25 @@ pub struct ServeArgs {
     )]
     pub queue_capacity: usize,
 
-    /// How long a counted object may stay before the mark is reverted as "not deleted" (seconds).
-    #[arg(long, env = "FLEET_DELETE_GUARD_CONFIRM_TIMEOUT", default_value = "5", value_parser = parse_seconds)]
+    /// How long a counted object may stay before the mark is reverted as "not deleted" (duration).
+    #[arg(long, env = "FLEET_DELETE_GUARD_CONFIRM_TIMEOUT", default_value = "5", value_parser = parse_duration)]
     pub confirm_timeout: Duration,
 
-    /// How long a mark is watched over (re-applied, released when the object returns) (seconds).
-    #[arg(long, env = "FLEET_DELETE_GUARD_MARK_TTL", default_value = "900", value_parser = parse_seconds)]
+    /// How long a mark is watched over (re-applied, released when the object returns) (duration).
+    #[arg(long, env = "FLEET_DELETE_GUARD_MARK_TTL", default_value = "900", value_parser = parse_duration)]
     pub mark_ttl: Duration,
 
-    // --- certificate bootstrap (src/certs.rs): --cert-secret, --webhook-config, ... ---
+    /// --cert-secret, --webhook-config, …: the certificate bootstrap.
     #[command(flatten)]
-    pub cert_bootstrap: crate::certs::BootstrapArgs,
+    pub cert_bootstrap: BootstrapArgs,
 
-    // --- webhook port (src/listener.rs): --max-connections, --client-ca, --client-cert-name ---
+    /// --max-connections, --idle-timeout, --client-ca, --client-cert-name.
     #[command(flatten)]
-    pub connections: crate::listener::ConnectionArgs,
+    pub connections: ConnectionArgs,
 
     /// How often this cluster's deployed resources are compared with what exists, to
-    /// count deletions made while no replica was running (seconds; also once at start).
-    #[arg(long, env = "FLEET_DELETE_GUARD_RESYNC_INTERVAL", default_value = "300", value_parser = parse_seconds)]
+    /// count deletions made while no replica was running (duration; also once at start).
+    #[arg(long, env = "FLEET_DELETE_GUARD_RESYNC_INTERVAL", default_value = "300", value_parser = parse_duration)]
     pub resync_interval: Duration,
 
     /// Log format: json (one object per line, for clusters) or text.
@@ -228,9 +265,296 @@ fn parse_fleet_version(s: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// `serve` flags of the certificate bootstrap (src/certs.rs).
+#[derive(Debug, Clone, Args)]
+pub struct BootstrapArgs {
+    /// Keep the CA and serving certificate in this Secret of --namespace (created when
+    /// missing, renewed before expiry) and serve it; instead of --tls-cert/--tls-key.
+    #[arg(
+        long,
+        env = "FLEET_DELETE_GUARD_CERT_SECRET",
+        conflicts_with = "tls_cert"
+    )]
+    pub cert_secret: Option<String>,
+
+    /// ValidatingWebhookConfiguration whose caBundle is kept equal to the Secret's CA
+    /// (its webhooks that call --service-name in --namespace).
+    #[arg(
+        long,
+        env = "FLEET_DELETE_GUARD_WEBHOOK_CONFIG",
+        requires = "cert_secret"
+    )]
+    pub webhook_config: Option<String>,
+
+    /// The webhook's own namespace (the pod's, from the downward API).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "cattle-fleet-system")]
+    pub namespace: String,
+
+    /// The Service kube-apiserver calls; the certificate is issued for its DNS names.
+    #[arg(
+        long,
+        env = "FLEET_DELETE_GUARD_SERVICE_NAME",
+        default_value = "fleet-delete-guard"
+    )]
+    pub service_name: String,
+
+    /// DNS names (or IP addresses) of the serving certificate; default: the Service's
+    /// names (NAME.NAMESPACE.svc and NAME.NAMESPACE.svc.cluster.local).
+    #[arg(
+        long = "cert-dns-name",
+        env = "FLEET_DELETE_GUARD_CERT_DNS_NAMES",
+        value_delimiter = ','
+    )]
+    pub cert_dns_names: Vec<String>,
+
+    /// Where the served tls.crt/tls.key are written (default $TMPDIR/fleet-delete-guard-certs).
+    #[arg(long, env = "FLEET_DELETE_GUARD_CERT_DIR")]
+    pub cert_dir: Option<PathBuf>,
+
+    /// Validity of a new serving certificate (duration, e.g. 365d).
+    #[arg(long, env = "FLEET_DELETE_GUARD_CERT_VALIDITY", default_value = "365d", value_parser = parse_duration)]
+    pub cert_validity: Duration,
+
+    /// Validity of a new CA (duration).
+    #[arg(long, env = "FLEET_DELETE_GUARD_CA_VALIDITY", default_value = "3650d", value_parser = parse_duration)]
+    pub ca_validity: Duration,
+
+    /// Renew the serving certificate (and the CA) this long before it expires (duration).
+    #[arg(long, env = "FLEET_DELETE_GUARD_CERT_RENEW_BEFORE", default_value = "30d", value_parser = parse_duration)]
+    pub cert_renew_before: Duration,
+
+    /// How often the Secret is checked (renewal due, renewed by another replica) (duration).
+    #[arg(long, env = "FLEET_DELETE_GUARD_CERT_CHECK_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    pub cert_check_interval: Duration,
+
+    /// Give up starting when the Secret cannot be read or written for this long (duration).
+    #[arg(long, env = "FLEET_DELETE_GUARD_CERT_BOOTSTRAP_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub cert_bootstrap_timeout: Duration,
+}
+
+impl BootstrapArgs {
+    /// The bootstrap to run; `None` without --cert-secret.
+    pub fn bootstrap(&self) -> Option<Bootstrap> {
+        let names = if self.cert_dns_names.is_empty() {
+            certs::service_dns_names(&self.service_name, &self.namespace)
+        } else {
+            self.cert_dns_names.clone()
+        };
+        Some(Bootstrap {
+            namespace: self.namespace.clone(),
+            secret: self.cert_secret.clone()?,
+            webhook_config: self.webhook_config.clone(),
+            service_name: self.service_name.clone(),
+            names,
+            policy: RenewalPolicy {
+                cert_validity: self.cert_validity,
+                ca_validity: self.ca_validity,
+                renew_before: self.cert_renew_before,
+            },
+            cert_dir: self
+                .cert_dir
+                .clone()
+                .unwrap_or_else(certs::default_cert_dir),
+            check_interval: self.cert_check_interval,
+            timeout: self.cert_bootstrap_timeout,
+        })
+    }
+}
+
+/// `serve` flags of the webhook port's connection layer (src/listener/).
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionArgs {
+    /// Connections held open at once on the webhook port. Beyond it new connections
+    /// wait in the kernel's accept queue until one ends.
+    #[arg(long, env = "FLEET_DELETE_GUARD_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS,
+          value_parser = parse_positive)]
+    pub max_connections: usize,
+
+    /// How long a keep-alive connection may stay idle between requests (duration). Keep
+    /// it above kube-apiserver's 90 s idle timeout for its pooled connections, so that
+    /// the server never closes one the moment it is reused. The request line and
+    /// headers of a request, once started, stay bounded by --request-timeout.
+    #[arg(long, env = "FLEET_DELETE_GUARD_IDLE_TIMEOUT", default_value = "120",
+          value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// PEM CA bundle: when set, every client must present a certificate signed by it
+    /// (kube-apiserver's webhook client certificate, see SECURITY.md). Re-read every
+    /// --tls-reload-interval.
+    #[arg(long, env = "FLEET_DELETE_GUARD_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+
+    /// With --client-ca: the client certificate's subject CN or one of its DNS SANs
+    /// must be one of these names (repeatable).
+    #[arg(
+        long = "client-cert-name",
+        env = "FLEET_DELETE_GUARD_CLIENT_CERT_NAME",
+        value_delimiter = ',',
+        requires = "client_ca"
+    )]
+    pub client_cert_names: Vec<String>,
+}
+
+impl ConnectionArgs {
+    /// The listener's settings, with the --client-ca file checked every `reload_interval`.
+    pub fn config(&self, reload_interval: Duration) -> ConnectionConfig {
+        ConnectionConfig {
+            max_connections: self.max_connections,
+            idle_timeout: self.idle_timeout,
+            client_ca: self.client_ca.clone(),
+            client_cert_names: self.client_cert_names.clone(),
+            client_ca_reload_interval: reload_interval,
+        }
+    }
+}
+
+/// `fleet-delete-guard certs`: a CA and a serving certificate as files.
+#[derive(Debug, Clone, Args)]
+pub struct CertsArgs {
+    /// DNS name or IP address of the serving certificate (repeatable, or comma-separated).
+    /// In a cluster: fleet-delete-guard.cattle-fleet-system.svc.
+    #[arg(long = "dns-name", value_delimiter = ',', required = true)]
+    pub dns_names: Vec<String>,
+
+    /// Directory for ca.crt, ca.key, tls.crt and tls.key (created when missing).
+    #[arg(long, default_value = ".")]
+    pub out_dir: PathBuf,
+
+    /// Sign with this existing CA (PEM) instead of creating one: renews the serving
+    /// certificate while the caBundle stays the same. Needs --ca-key.
+    #[arg(long, requires = "ca_key")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// Key of --ca-cert (PEM).
+    #[arg(long, requires = "ca_cert")]
+    pub ca_key: Option<PathBuf>,
+
+    /// Validity of the serving certificate (duration, e.g. 365d).
+    #[arg(long, default_value = "365d", value_parser = parse_duration)]
+    pub validity: Duration,
+
+    /// Validity of a new CA (duration).
+    #[arg(long, default_value = "3650d", value_parser = parse_duration)]
+    pub ca_validity: Duration,
+
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl CertsArgs {
+    pub fn options(&self) -> CertsOptions {
+        CertsOptions {
+            dns_names: self.dns_names.clone(),
+            out_dir: self.out_dir.clone(),
+            ca_cert: self.ca_cert.clone(),
+            ca_key: self.ca_key.clone(),
+            validity: self.validity,
+            ca_validity: self.ca_validity,
+            force: self.force,
+        }
+    }
+}
+
+/// `fleet-delete-guard verify` flags.
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: Output,
+
+    /// Only this owner: KIND/NAMESPACE/NAME (KIND: GitRepo, HelmOp, Bundle) or
+    /// NAMESPACE/NAME (repeatable).
+    #[arg(long = "owner", value_delimiter = ',')]
+    pub owners: Vec<String>,
+
+    /// Only owners in this namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+
+    /// Kubeconfig of the Fleet management cluster, when it is not this cluster.
+    #[arg(long, env = "FLEET_DELETE_GUARD_FLEET_KUBECONFIG")]
+    pub fleet_kubeconfig: Option<PathBuf>,
+
+    /// This cluster's Fleet Cluster object, NAMESPACE/NAME.
+    #[arg(
+        long,
+        env = "FLEET_DELETE_GUARD_FLEET_CLUSTER",
+        default_value = "fleet-local/local"
+    )]
+    pub fleet_cluster: String,
+
+    /// Namespace of this cluster's BundleDeployments in the Fleet cluster. Default:
+    /// derived from --fleet-cluster by Fleet's naming rule.
+    #[arg(long, env = "FLEET_DELETE_GUARD_FLEET_CLUSTER_NAMESPACE")]
+    pub fleet_cluster_namespace: Option<String>,
+
+    /// Fleet agent scopes (AGENT_SCOPE) whose hash label an object may carry.
+    #[arg(long = "agent-scope", env = "FLEET_DELETE_GUARD_AGENT_SCOPE", value_delimiter = ',',
+          default_values = crate::owners::DEFAULT_AGENT_SCOPES)]
+    pub agent_scopes: Vec<String>,
+
+    /// Bound on each API request (duration).
+    #[arg(long, default_value = "30", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flags_default_and_validate() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct T {
+            #[command(flatten)]
+            c: ConnectionArgs,
+        }
+        let t = T::try_parse_from(["t"]).expect("defaults");
+        assert_eq!(t.c.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(t.c.idle_timeout, crate::listener::DEFAULT_IDLE_TIMEOUT);
+        assert!(T::try_parse_from(["t", "--idle-timeout", "0"]).is_err());
+        let t = T::try_parse_from(["t", "--idle-timeout", "1.5"]).expect("seconds");
+        assert_eq!(t.c.idle_timeout, Duration::from_millis(1500));
+        assert!(t.c.client_ca.is_none() && t.c.client_cert_names.is_empty());
+        assert!(T::try_parse_from(["t", "--max-connections", "0"]).is_err());
+        assert!(
+            T::try_parse_from(["t", "--client-cert-name", "kube-apiserver"]).is_err(),
+            "names need a CA"
+        );
+        let t = T::try_parse_from(["t", "--client-ca", "/ca.pem", "--client-cert-name", "a,b"])
+            .expect("parse");
+        assert_eq!(t.c.client_cert_names, ["a", "b"]);
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86400)));
+        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert_eq!(parse_duration("90m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_duration("0.5s"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("1w").is_err());
+        assert!(parse_duration("-1d").is_err());
+        assert!(parse_duration("d").is_err());
+        // The forms the seconds-only flags took: plain and fractional numbers, `s`.
+        assert_eq!(parse_duration("0.2"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("4s"), Ok(Duration::from_secs(4)));
+        assert_eq!(parse_duration("1e3"), Ok(Duration::from_secs(1000)));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("nan").is_err());
+        assert!(parse_duration("inf").is_err());
+        assert!(parse_duration("1e300d").is_err());
+    }
 
     #[test]
     fn defaults_match_the_docs() {

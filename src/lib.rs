@@ -3,6 +3,8 @@
 //! The core is pure ([`decide`], [`delta`], [`fleet`]); the adapters around it
 //! (HTTP server, TLS, kube client, patch worker, CLI) are thin.
 
+#![forbid(unsafe_code)]
+
 pub mod admission;
 pub mod app;
 pub mod auditlog;
@@ -13,7 +15,6 @@ pub mod decide;
 pub mod delta;
 pub mod fleet;
 pub mod fleet_version;
-pub mod fuzz;
 pub mod health;
 pub mod listener;
 pub mod metrics;
@@ -25,3 +26,4 @@ pub mod review;
 pub mod server;
 pub mod tls;
 pub mod verify;
+pub mod watch;

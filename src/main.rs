@@ -1,3 +1,7 @@
+//! The `fleet-delete-guard` binary: parses the command line and runs a subcommand.
+
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 use fleet_delete_guard::{
     app,
@@ -50,7 +54,7 @@ async fn main() -> std::process::ExitCode {
         Command::Verify(args) => {
             std::process::ExitCode::from(fleet_delete_guard::verify::run(args).await)
         }
-        Command::Certs(args) => match fleet_delete_guard::certs::run_certs(&args) {
+        Command::Certs(args) => match fleet_delete_guard::certs::run_certs(&args.options()) {
             Ok(report) => {
                 print!("{report}");
                 std::process::ExitCode::SUCCESS

@@ -40,8 +40,8 @@ pub struct ListenConfig {
     pub max_concurrent_reviews: usize,
     /// How long in-flight reviews may take to finish after SIGTERM.
     pub shutdown_grace: Duration,
-    /// Connection limit and client certificates (src/listener.rs).
-    pub connections: crate::listener::ConnectionArgs,
+    /// Connection limit and client certificates (src/listener/).
+    pub connections: crate::listener::ConnectionConfig,
 }
 
 impl Default for ListenConfig {
@@ -52,7 +52,7 @@ impl Default for ListenConfig {
             request_timeout: Duration::from_secs(4),
             max_concurrent_reviews: 1024,
             shutdown_grace: Duration::from_secs(20),
-            connections: crate::listener::ConnectionArgs::default(),
+            connections: crate::listener::ConnectionConfig::default(),
         }
     }
 }
@@ -281,7 +281,7 @@ pub struct Listeners {
 impl Listeners {
     pub fn bind(config: &ListenConfig) -> Result<Self, ServerError> {
         let bind = |addr: SocketAddr| {
-            // With a listen backlog of its own (src/listener.rs).
+            // With a listen backlog of its own (src/listener/bind.rs).
             let l = crate::listener::bind_tcp(addr)
                 .map_err(|source| ServerError::Bind { addr, source })?;
             l.set_nonblocking(true)
@@ -334,7 +334,7 @@ pub async fn serve(
     );
     let probes = metrics_router(metrics.clone(), readiness, admission);
 
-    // Connection limit, TLS (client certificates), handshake bound: src/listener.rs.
+    // Connection limit, TLS (client certificates), handshake bound: src/listener/.
     let handle: Handle<crate::listener::PeerAddr> = Handle::new();
     let mut server = crate::listener::webhook_server(
         listeners.webhook,
@@ -347,7 +347,7 @@ pub async fn serve(
     .http1_only();
     // hyper's header-read timer starts when a connection goes idle: it is the idle
     // timeout. A started request's headers are bounded by the request timeout in
-    // src/listener.rs (`RequestDeadline`, also for a new connection's first request).
+    // src/listener/deadline.rs (`RequestDeadline`, also for a new connection's first request).
     server
         .http_builder()
         .http1()

@@ -1,4 +1,5 @@
-//! Serving certificates: generate (rcgen), load (rustls), and hot-reload from disk.
+//! Serving certificates: generate (rcgen), load (rustls), and hot-reload from disk
+//! (with the watcher of `src/watch.rs`).
 //!
 //! kube-apiserver calls webhooks over HTTP/1.1 only, so ALPN offers `http/1.1` alone.
 //! The process uses one rustls crypto provider, ring, which is also kube's default:
@@ -11,6 +12,7 @@ use std::{
 };
 
 use axum_server::tls_rustls::RustlsConfig;
+use jiff::{SignedDuration, Timestamp};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
@@ -19,9 +21,8 @@ use rustls::{
     pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer},
     ServerConfig,
 };
-use time::OffsetDateTime;
 
-use crate::metrics::{Metrics, ResultLabels};
+use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -68,9 +69,12 @@ pub fn generate_certificates(
     names: &[String],
     validity: Duration,
 ) -> Result<GeneratedCertificates, TlsError> {
-    let now = OffsetDateTime::now_utc();
-    let not_before = now - time::Duration::minutes(5);
-    let not_after = now + time::Duration::seconds(validity.as_secs().min(i64::MAX as u64) as i64);
+    let now = Timestamp::now();
+    let not_before = backdated(now);
+    let not_after = SignedDuration::try_from(validity)
+        .ok()
+        .and_then(|v| now.checked_add(v).ok())
+        .unwrap_or(Timestamp::MAX);
 
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.distinguished_name = DistinguishedName::new();
@@ -79,8 +83,7 @@ pub fn generate_certificates(
         .push(DnType::CommonName, "fleet-delete-guard CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca_params.not_before = not_before;
-    ca_params.not_after = not_after;
+    set_validity(&mut ca_params, not_before, not_after);
     let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let ca = CertifiedIssuer::self_signed(ca_params, ca_key)?;
 
@@ -93,8 +96,7 @@ pub fn generate_certificates(
     }
     leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    leaf_params.not_before = not_before;
-    leaf_params.not_after = not_after;
+    set_validity(&mut leaf_params, not_before, not_after);
     let leaf_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let leaf = leaf_params.signed_by(&leaf_key, &ca)?;
 
@@ -103,6 +105,24 @@ pub fn generate_certificates(
         cert_pem: leaf.pem(),
         key_pem: leaf_key.serialize_pem(),
     })
+}
+
+/// Five minutes before `now`: new certificates tolerate that much clock skew.
+pub(crate) fn backdated(now: Timestamp) -> Timestamp {
+    now.checked_sub(SignedDuration::from_mins(5)).unwrap_or(now)
+}
+
+/// Set rcgen's validity bounds from timestamps. rcgen takes `time` values; they are
+/// built from rcgen's own epoch date, so that this crate depends on one date-time
+/// crate (jiff). Instants before 1970 are taken as 1970.
+pub(crate) fn set_validity(
+    params: &mut CertificateParams,
+    not_before: Timestamp,
+    not_after: Timestamp,
+) {
+    let since_epoch = |t: Timestamp| Duration::from_secs(u64::try_from(t.as_second()).unwrap_or(0));
+    params.not_before = rcgen::date_time_ymd(1970, 1, 1) + since_epoch(not_before);
+    params.not_after = rcgen::date_time_ymd(1970, 1, 1) + since_epoch(not_after);
 }
 
 /// A rustls server configuration for a PEM certificate chain and key: TLS 1.2 and 1.3,
@@ -164,55 +184,50 @@ pub fn write_file_atomically(path: &Path, contents: &[u8]) -> Result<(), TlsErro
     std::fs::rename(&tmp, path).map_err(write_err)
 }
 
-/// Poll the certificate files every `interval` and swap the served certificate when
-/// their bytes change and the new pair is valid. Polling, not inotify: Kubernetes
-/// replaces Secret volumes by swapping a `..data` symlink, which inotify watches on the
-/// files themselves miss. A broken pair is logged and counted once; the old one stays.
+/// Check the certificate files every `interval` (`crate::watch`) and swap the served
+/// certificate when their bytes change and the new pair is valid. A broken pair is
+/// logged and counted once; the old one stays.
 pub async fn reload_on_change(
     files: CertFiles,
     served: RustlsConfig,
-    mut loaded: PairBytes,
+    loaded: PairBytes,
     interval: Duration,
     metrics: Metrics,
 ) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut rejected: Option<PairBytes> = None;
-    loop {
-        ticker.tick().await;
-        let files = files.clone();
-        let read = tokio::task::spawn_blocking(move || files.read()).await;
-        let current = match read {
-            Ok(Ok(bytes)) => bytes,
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "certificate files not readable; keeping the served certificate");
-                continue;
-            }
-            Err(_) => continue,
-        };
-        if current == loaded || rejected.as_ref() == Some(&current) {
-            continue;
-        }
-        match server_config(&current.0, &current.1) {
-            Ok(config) => {
-                served.reload_from_config(config);
-                metrics
-                    .tls_reloads
-                    .get_or_create(&ResultLabels { result: "success" })
-                    .inc();
-                tracing::info!("serving certificate reloaded from disk");
-                loaded = current;
-                rejected = None;
-            }
-            Err(e) => {
-                metrics
-                    .tls_reloads
-                    .get_or_create(&ResultLabels { result: "error" })
-                    .inc();
-                tracing::error!(error = %e, "new certificate files are not a valid pair; still serving the previous certificate");
-                rejected = Some(current);
-            }
-        }
+    crate::watch::watch(ServedPair { files, served }, loaded, interval, metrics).await
+}
+
+/// The serving certificate as the watcher sees it.
+#[derive(Clone)]
+struct ServedPair {
+    files: CertFiles,
+    served: RustlsConfig,
+}
+
+impl crate::watch::Watched for ServedPair {
+    type Bytes = PairBytes;
+    type Error = TlsError;
+
+    fn read(&self) -> Result<PairBytes, TlsError> {
+        self.files.read()
+    }
+
+    fn apply(&self, bytes: &PairBytes) -> Result<(), TlsError> {
+        self.served
+            .reload_from_config(server_config(&bytes.0, &bytes.1)?);
+        Ok(())
+    }
+
+    fn unreadable(&self, error: &TlsError) {
+        tracing::debug!(error = %error, "certificate files not readable; keeping the served certificate");
+    }
+
+    fn reloaded(&self) {
+        tracing::info!("serving certificate reloaded from disk");
+    }
+
+    fn rejected(&self, error: &TlsError) {
+        tracing::error!(error = %error, "new certificate files are not a valid pair; still serving the previous certificate");
     }
 }
 

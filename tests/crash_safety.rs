@@ -35,6 +35,7 @@ fn start_webhook(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(unsafe_code)] // kill(2)
 async fn kill_9_mid_burst_then_restart_converges_to_exact_counts() {
     const N: usize = 1000;
     let double = ApiDouble::start(Options::default()).await;

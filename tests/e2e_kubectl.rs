@@ -307,6 +307,7 @@ impl Webhook {
     }
 
     /// SIGTERM, and wait for the exit.
+    #[allow(unsafe_code)] // kill(2)
     async fn stop(mut self) {
         // SAFETY: kill(2) on our own child's pid.
         unsafe {

@@ -2,6 +2,8 @@
 //! inputs too big to store, a short generated run, and the guarantee that no log line
 //! or 400 answer quotes a request body (RELIABILITY.md, "Fuzzing"; SECURITY.md).
 
+#[path = "support/fuzz.rs"]
+mod fuzz;
 mod support;
 
 use std::{
@@ -12,10 +14,8 @@ use std::{
     time::Duration,
 };
 
-use fleet_delete_guard::{
-    fuzz::{self, Checker, CountingAlloc, Rng, SECRET_MARKER},
-    server::MAX_REVIEW_BYTES,
-};
+use fleet_delete_guard::server::MAX_REVIEW_BYTES;
+use fuzz::{Checker, CountingAlloc, Rng, SECRET_MARKER};
 use serde_json::{json, Value};
 use support::{ServerOptions, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -55,6 +55,7 @@ async fn sigterm_drains_in_flight_reviews_then_exits() {
     wait_for_metric(metrics_addr, "fleet_delete_guard_requests_in_progress 1").await;
 
     // SAFETY: sending a signal to our own child process.
+    #[allow(unsafe_code)]
     let rc = unsafe { libc::kill(process.child.id() as libc::pid_t, libc::SIGTERM) };
     assert_eq!(rc, 0, "kill");
     process.wait_log("shutting down");

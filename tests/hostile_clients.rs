@@ -33,7 +33,7 @@ use axum_server::tls_rustls::RustlsConfig;
 use fleet_delete_guard::{
     admission::{Admission, NoCounting, ObjectOnly},
     health::Readiness,
-    listener::ConnectionArgs,
+    listener::ConnectionConfig,
     metrics::Metrics,
     policy::DecisionConfig,
     server::{self, ListenConfig, Listeners, Services},
@@ -66,7 +66,7 @@ struct Server {
     task: JoinHandle<Result<(), server::ServerError>>,
 }
 
-async fn start(request_timeout: Duration, connections: ConnectionArgs) -> Server {
+async fn start(request_timeout: Duration, connections: ConnectionConfig) -> Server {
     raise_fd_limit();
     let certs = support::certificates();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -135,6 +135,7 @@ impl Server {
 }
 
 /// 500 clients and 500 server sockets in one process: more than some default limits.
+#[allow(unsafe_code)] // getrlimit(2), setrlimit(2)
 fn raise_fd_limit() {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -347,7 +348,7 @@ fn status_line(cut: &Cut) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baseline_latency_without_abuse() {
-    let server = start(Duration::from_secs(1), ConnectionArgs::default()).await;
+    let server = start(Duration::from_secs(1), ConnectionConfig::default()).await;
     let probe = probe(&server);
     tokio::time::sleep(Duration::from_secs(2)).await;
     probe.finish("none (baseline)").await;
@@ -356,7 +357,7 @@ async fn baseline_latency_without_abuse() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_headers_are_cut_off_while_reviews_are_answered() {
-    let server = start(Duration::from_secs(1), ConnectionArgs::default()).await;
+    let server = start(Duration::from_secs(1), ConnectionConfig::default()).await;
     let cuts = abuse(
         &server,
         "slow headers x200",
@@ -396,7 +397,7 @@ async fn slowloris_headers_are_cut_off_while_reviews_are_answered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_bodies_get_408_while_reviews_are_answered() {
-    let server = start(Duration::from_secs(1), ConnectionArgs::default()).await;
+    let server = start(Duration::from_secs(1), ConnectionConfig::default()).await;
     let cuts = abuse(&server, "slow bodies x100", 100, Duration::from_secs(10), |addr, ca| {
         trickle(
             addr,
@@ -427,7 +428,7 @@ async fn slow_bodies_get_408_while_reviews_are_answered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_idle_connections_is_cut_off_while_reviews_are_answered() {
-    let server = start(Duration::from_secs(1), ConnectionArgs::default()).await;
+    let server = start(Duration::from_secs(1), ConnectionConfig::default()).await;
     // 500 TCP connections that never start TLS: the cheapest flood.
     abuse(
         &server,
@@ -461,7 +462,7 @@ async fn a_flood_of_idle_connections_is_cut_off_while_reviews_are_answered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_headers_get_431_while_reviews_are_answered() {
-    let server = start(Duration::from_secs(30), ConnectionArgs::default()).await;
+    let server = start(Duration::from_secs(30), ConnectionConfig::default()).await;
     let cuts = abuse(
         &server,
         "64 KiB headers x64",
@@ -505,7 +506,7 @@ async fn oversized_headers_get_431_while_reviews_are_answered() {
 async fn tls_garbage_and_plaintext_http_are_dropped_at_once() {
     // A long request timeout: connections must end for their bytes, not for the clock.
     let timeout = Duration::from_secs(30);
-    let server = start(timeout, ConnectionArgs::default()).await;
+    let server = start(timeout, ConnectionConfig::default()).await;
     let quick = Duration::from_secs(5);
     abuse(
         &server,
@@ -555,9 +556,9 @@ async fn tls_garbage_and_plaintext_http_are_dropped_at_once() {
 async fn idle_keep_alive_connections_are_closed() {
     let server = start(
         Duration::from_secs(1),
-        ConnectionArgs {
+        ConnectionConfig {
             idle_timeout: Duration::from_secs(1),
-            ..ConnectionArgs::default()
+            ..ConnectionConfig::default()
         },
     )
     .await;
@@ -644,9 +645,9 @@ async fn keep_alive_outlives_the_request_timeout_but_slow_headers_do_not() {
     let request_timeout = Duration::from_secs(1);
     let server = start(
         request_timeout,
-        ConnectionArgs {
+        ConnectionConfig {
             idle_timeout: Duration::from_secs(60),
-            ..ConnectionArgs::default()
+            ..ConnectionConfig::default()
         },
     )
     .await;
@@ -698,9 +699,9 @@ async fn keep_alive_outlives_the_request_timeout_but_slow_headers_do_not() {
 async fn connections_beyond_the_limit_wait_for_a_free_slot() {
     let server = start(
         Duration::from_secs(30),
-        ConnectionArgs {
+        ConnectionConfig {
             max_connections: 8,
-            ..ConnectionArgs::default()
+            ..ConnectionConfig::default()
         },
     )
     .await;
@@ -822,10 +823,10 @@ async fn client_ca_requires_a_certificate_from_it_and_is_reloaded() {
     write(&ca_file, &apiserver_ca.pem());
     let server = start(
         Duration::from_secs(4),
-        ConnectionArgs {
+        ConnectionConfig {
             client_ca: Some(ca_file.clone()),
             client_ca_reload_interval: Duration::from_millis(100),
-            ..ConnectionArgs::default()
+            ..ConnectionConfig::default()
         },
     )
     .await;
@@ -887,10 +888,10 @@ async fn client_cert_names_limit_which_certificates_of_the_ca_are_served() {
     write(&ca_file, &ca.pem());
     let server = start(
         Duration::from_secs(4),
-        ConnectionArgs {
+        ConnectionConfig {
             client_ca: Some(ca_file),
             client_cert_names: vec!["kube-apiserver".into()],
-            ..ConnectionArgs::default()
+            ..ConnectionConfig::default()
         },
     )
     .await;
@@ -911,9 +912,9 @@ fn a_missing_client_ca_stops_the_start() {
     rt.block_on(async {
         let server = start(
             Duration::from_secs(4),
-            ConnectionArgs {
+            ConnectionConfig {
                 client_ca: Some("/nonexistent/client-ca.pem".into()),
-                ..ConnectionArgs::default()
+                ..ConnectionConfig::default()
             },
         )
         .await;

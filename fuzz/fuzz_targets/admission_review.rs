@@ -1,6 +1,6 @@
 //! libFuzzer target: any bytes as a `POST /validate` body, through the real admission
 //! path under `warn` and `deny` ([`Checker::check`] panics on a broken invariant),
-//! with the allocation bound of `fleet_delete_guard::fuzz::allocation_bound`.
+//! with the allocation bound of `fuzz::allocation_bound` (`tests/support/fuzz.rs`).
 //! Half of the mutations are libFuzzer's own, half structure-aware
 //! ([`fuzz::mutate`]: wrong types, nulls, huge strings, unicode, deep nesting,
 //! duplicated keys, planted secrets, truncations, invalid escapes and bytes).
@@ -9,7 +9,10 @@
 
 use std::{path::Path, sync::OnceLock};
 
-use fleet_delete_guard::fuzz::{self, Checker, CountingAlloc, Rng};
+#[path = "../../tests/support/fuzz.rs"]
+mod fuzz;
+
+use fuzz::{Checker, CountingAlloc, Rng};
 use libfuzzer_sys::{fuzz_mutator, fuzz_target, fuzzer_mutate};
 
 #[global_allocator]

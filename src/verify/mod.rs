@@ -13,10 +13,6 @@ pub mod compare;
 pub mod render;
 pub mod scan;
 
-use std::{path::PathBuf, time::Duration};
-
-use clap::{Args, ValueEnum};
-
 use crate::{
     counting::{self, FleetCluster},
     fleet::OwnerKind,
@@ -25,54 +21,7 @@ use crate::{
 use compare::{Comparison, OwnerFilter, Report};
 use scan::{Progress, Target};
 
-/// `fleet-delete-guard verify` flags.
-#[derive(Debug, Clone, Args)]
-pub struct VerifyArgs {
-    /// Output format.
-    #[arg(long, short = 'o', value_enum, default_value = "table")]
-    pub output: Output,
-
-    /// Only this owner: KIND/NAMESPACE/NAME (KIND: GitRepo, HelmOp, Bundle) or
-    /// NAMESPACE/NAME (repeatable).
-    #[arg(long = "owner", value_delimiter = ',')]
-    pub owners: Vec<String>,
-
-    /// Only owners in this namespace.
-    #[arg(long)]
-    pub namespace: Option<String>,
-
-    /// Kubeconfig of the Fleet management cluster, when it is not this cluster.
-    #[arg(long, env = "FLEET_DELETE_GUARD_FLEET_KUBECONFIG")]
-    pub fleet_kubeconfig: Option<PathBuf>,
-
-    /// This cluster's Fleet Cluster object, NAMESPACE/NAME.
-    #[arg(
-        long,
-        env = "FLEET_DELETE_GUARD_FLEET_CLUSTER",
-        default_value = "fleet-local/local"
-    )]
-    pub fleet_cluster: String,
-
-    /// Namespace of this cluster's BundleDeployments in the Fleet cluster. Default:
-    /// derived from --fleet-cluster by Fleet's naming rule.
-    #[arg(long, env = "FLEET_DELETE_GUARD_FLEET_CLUSTER_NAMESPACE")]
-    pub fleet_cluster_namespace: Option<String>,
-
-    /// Fleet agent scopes (AGENT_SCOPE) whose hash label an object may carry.
-    #[arg(long = "agent-scope", env = "FLEET_DELETE_GUARD_AGENT_SCOPE", value_delimiter = ',',
-          default_values = crate::owners::DEFAULT_AGENT_SCOPES)]
-    pub agent_scopes: Vec<String>,
-
-    /// Bound on each API request (seconds).
-    #[arg(long, default_value = "30", value_parser = crate::cli::parse_seconds)]
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    Table,
-    Json,
-}
+pub use crate::cli::{Output, VerifyArgs};
 
 /// Exit code when the command itself cannot run (bad flags, no cluster configuration).
 pub const EXIT_ERROR: u8 = 2;
@@ -205,7 +154,7 @@ mod tests {
         );
         assert_eq!(a.fleet_cluster, "fleet-local/local");
         assert_eq!(a.agent_scopes, crate::owners::DEFAULT_AGENT_SCOPES);
-        assert_eq!(a.timeout, Duration::from_secs(30));
+        assert_eq!(a.timeout, std::time::Duration::from_secs(30));
         assert!(Cli::try_parse_from(["fleet-delete-guard", "verify", "-o", "yaml"]).is_err());
     }
 }

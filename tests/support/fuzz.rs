@@ -1,6 +1,7 @@
 //! Fuzzing the request path: body bytes → AdmissionReview → decision → answer.
 //!
-//! Shared by the three drivers (RELIABILITY.md, "Fuzzing"):
+//! Not part of the library: each of the three drivers includes this file as its
+//! module `fuzz` (`#[path = …] mod fuzz;`; RELIABILITY.md, "Fuzzing"):
 //! - `fuzz/` — cargo-fuzz (libFuzzer, coverage-guided; builds on stable with `-s none`),
 //!   with [`mutate`] as its structure-aware custom mutator;
 //! - `examples/fuzz_admission.rs` — a generator-driven runner needing nothing but
@@ -16,6 +17,8 @@
 //! one bounded line that never quotes the body ([`SECRET_MARKER`]); the answer is not
 //! much larger than the input.
 
+#![allow(dead_code)] // each driver uses a part of it
+
 use std::{
     alloc::{GlobalAlloc, Layout, System},
     fmt,
@@ -28,7 +31,7 @@ use std::{
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use crate::{
+use fleet_delete_guard::{
     admission::{Admission, CountedDeletion, DeletionSink, ObjectOnly},
     decide::{MAX_WARNINGS, MAX_WARNING_CHARS},
     policy::{DecisionConfig, Policy, DEFAULT_CONTROLLER_IDENTITIES, DEFAULT_FLEET_IDENTITIES},
@@ -330,6 +333,7 @@ fn note_alloc(size: usize) {
 
 // SAFETY: every call is forwarded to the system allocator unchanged; only counters
 // are updated besides.
+#[allow(unsafe_code)]
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded with the caller's layout.
@@ -1060,7 +1064,7 @@ pub fn mutate(input: &[u8], seeds: &[Vec<u8>], rng: &mut Rng, max_len: usize) ->
 mod tests {
     use super::*;
 
-    const REVIEW: &[u8] = include_bytes!("../tests/fixtures/admissionreview-delete-configmap.json");
+    const REVIEW: &[u8] = include_bytes!("../fixtures/admissionreview-delete-configmap.json");
 
     #[test]
     fn json_round_trips_with_order_and_duplicates() {
