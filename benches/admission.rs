@@ -127,7 +127,7 @@ fn bench_decide(c: &mut Criterion) {
             "repo-042",
         )),
         bundle: Some("bd-04242".into()),
-        policy: None,
+        ..Owner::default()
     };
     g.bench_function("user deletion, warn, owner resolved", |b| {
         b.iter(|| decide(black_box(&managed), black_box(&resolved), &config))

@@ -64,6 +64,18 @@ impl DeletionSink for NoCounting {
     fn record(&self, _: CountedDeletion) {}
 }
 
+/// Applies the mass-deletion breaker to a verdict (counting the deletion in its owner's
+/// window). Must not block: it only takes an in-memory lock.
+pub trait BreakerGate: Send + Sync {
+    fn judge(
+        &self,
+        review: &crate::decide::Review,
+        owner: &Owner,
+        verdict: Verdict,
+        received: Instant,
+    ) -> Verdict;
+}
+
 /// What the handler logs and counts about one answered review.
 #[derive(Debug, Clone)]
 pub struct Answer {
@@ -92,6 +104,7 @@ pub struct Admission {
     config: DecisionConfig,
     owners: Arc<dyn OwnerResolver>,
     sink: Arc<dyn DeletionSink>,
+    breaker: Option<Arc<dyn BreakerGate>>,
 }
 
 impl Admission {
@@ -104,7 +117,14 @@ impl Admission {
             config,
             owners,
             sink,
+            breaker: None,
         }
+    }
+
+    /// With the mass-deletion breaker applied to every Fleet-managed deletion.
+    pub fn with_breaker(mut self, breaker: Option<Arc<dyn BreakerGate>>) -> Self {
+        self.breaker = breaker;
+        self
     }
 
     pub fn config(&self) -> &DecisionConfig {
@@ -128,6 +148,12 @@ impl Admission {
             _ => Owner::default(),
         };
         let verdict = decide(&facts, &owner, &self.config);
+        let verdict = match &self.breaker {
+            Some(breaker) if !verdict.is_fast_path() => {
+                breaker.judge(&facts, &owner, verdict, received)
+            }
+            _ => verdict,
+        };
         let summary = summarize(&request, &facts, &verdict);
         if verdict.count {
             self.sink.record(counted(&request, facts, owner, received));

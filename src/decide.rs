@@ -92,6 +92,12 @@ pub struct Owner {
     pub bundle: Option<String>,
     /// A per-GitRepo/HelmOp override of the cluster-wide policy.
     pub policy: Option<Policy>,
+    /// The owner's `desiredReady` on this cluster: its BundleDeployments'
+    /// `status.resourceCounts.desiredReady` summed (the breaker's fraction rule).
+    pub desired_ready: Option<u64>,
+    /// The object's BundleDeployment is being deleted (its owner was deleted): Fleet's
+    /// agent uninstalling it is meant.
+    pub bundle_deleting: bool,
 }
 
 impl Owner {
@@ -180,6 +186,8 @@ pub enum Outcome {
     BreakGlass,
     /// Policy `deny`.
     Denied,
+    /// The owner's mass-deletion breaker is open (`--breaker enforce`).
+    BreakerOpen,
 }
 
 impl Outcome {
@@ -196,6 +204,7 @@ impl Outcome {
             Outcome::Warned => "warned",
             Outcome::BreakGlass => "break-glass",
             Outcome::Denied => "denied",
+            Outcome::BreakerOpen => "breaker-open",
         }
     }
 

@@ -39,6 +39,11 @@ pub struct PatchLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OwnerKindLabels {
+    pub owner_kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ObjectLabels {
     pub object: &'static str,
 }
@@ -89,6 +94,10 @@ pub struct Metrics {
     /// `ResourceDeleted` Events by result (`published`, `failed`, `dropped` when the
     /// bounded event queue is full).
     pub events: Family<ResultLabels, Counter>,
+    /// Mass-deletion breakers tripped by this replica, by owner kind.
+    pub breaker_trips: Family<OwnerKindLabels, Counter>,
+    /// Mass-deletion breakers open (known to this replica).
+    pub breakers_open: Gauge,
 }
 
 impl Default for Metrics {
@@ -216,8 +225,22 @@ impl Metrics {
             "ResourceDeleted Events on GitRepos by result (published, failed, dropped)",
             events.clone(),
         );
+        let breaker_trips = Family::<OwnerKindLabels, Counter>::default();
+        registry.register(
+            "breaker_trips",
+            "Mass-deletion breakers tripped by this replica, by owner kind",
+            breaker_trips.clone(),
+        );
+        let breakers_open = Gauge::default();
+        registry.register(
+            "breakers_open",
+            "Mass-deletion breakers open, as this replica knows them",
+            breakers_open.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            breaker_trips,
+            breakers_open,
             reviews,
             review_duration,
             errors,
