@@ -95,7 +95,7 @@ fn review_by(double: &ApiDouble, i: usize, user: &str, groups: &[&str]) -> Value
 fn protected_review(kind: &str, group: &str, resource: &str, name: &str) -> Value {
     let set_id = "default-many-config";
     let hash = fleet_delete_guard::fleet::object_set_hash(set_id);
-    let version = if group.is_empty() { "v1" } else { "v1" };
+    let version = "v1";
     json!({
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
         "request": {
