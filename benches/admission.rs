@@ -127,8 +127,7 @@ fn bench_decide(c: &mut Criterion) {
             "repo-042",
         )),
         bundle: Some("bd-04242".into()),
-        policy: None,
-        unmonitored: None,
+        ..Owner::default()
     };
     g.bench_function("user deletion, warn, owner resolved", |b| {
         b.iter(|| decide(black_box(&managed), black_box(&resolved), &config))
@@ -197,6 +196,55 @@ fn bench_review(c: &mut Criterion) {
     g.bench_function("review+serialise fleet, no cache (ObjectOnly)", |b| {
         b.iter(|| handle(&object_only, black_box(&body)))
     });
+    g.finish();
+}
+
+/// The per-review cost of the mass-deletion breaker (closed: thresholds out of reach,
+/// so every Fleet deletion is counted in its owner's window and allowed), before/after
+/// in one run: the same bodies through an `Admission` without and with the breaker.
+fn bench_breaker(c: &mut Criterion) {
+    use fleet_delete_guard::breaker::{shared::Breakers, BreakerConfig, BreakerMode};
+    let index = owner_index(BUNDLE_DEPLOYMENTS);
+    let without = admission(index.clone());
+    let closed = BreakerConfig {
+        mode: BreakerMode::Enforce,
+        max_deletions: u32::MAX,
+        max_fraction: 0.0,
+        ..BreakerConfig::default()
+    };
+    let breaker = Breakers::detached(
+        closed,
+        DecisionConfig::default(),
+        fleet_delete_guard::metrics::Metrics::new(),
+    );
+    let with = Admission::new(DecisionConfig::default(), index, Arc::new(NoCounting))
+        .with_breaker(Some(Arc::new(breaker)));
+    let agent = reviews::bytes(&reviews::delete_review(
+        0xa6e7,
+        0,
+        reviews::fleet_configmap(4242),
+        "configmaps",
+        "system:serviceaccount:cattle-fleet-system:fleet-agent",
+        &[
+            "system:serviceaccounts",
+            "system:serviceaccounts:cattle-fleet-system",
+            "system:authenticated",
+        ],
+        false,
+    ));
+    let mut g = c.benchmark_group("breaker");
+    for (scenario, body) in [
+        ("fast-configmap", body("fast-configmap")),
+        ("fleet (user)", body("fleet")),
+        ("fleet (agent)", agent),
+    ] {
+        g.bench_function(format!("{scenario}, breaker off (before)"), |b| {
+            b.iter(|| handle(&without, black_box(&body)))
+        });
+        g.bench_function(format!("{scenario}, breaker closed (after)"), |b| {
+            b.iter(|| handle(&with, black_box(&body)))
+        });
+    }
     g.finish();
 }
 
@@ -358,5 +406,6 @@ fn main() {
     bench_review(&mut c);
     bench_delta(&mut c);
     bench_log(&mut c);
+    bench_breaker(&mut c);
     c.final_summary();
 }

@@ -65,6 +65,18 @@ impl DeletionSink for NoCounting {
     fn record(&self, _: CountedDeletion) {}
 }
 
+/// Applies the mass-deletion breaker to a verdict (counting the deletion in its owner's
+/// window). Must not block: it only takes an in-memory lock.
+pub trait BreakerGate: Send + Sync {
+    fn judge(
+        &self,
+        review: &crate::decide::Review,
+        owner: &Owner,
+        verdict: Verdict,
+        received: Instant,
+    ) -> Verdict;
+}
+
 /// What the handler logs and counts about one answered review.
 #[derive(Debug, Clone)]
 pub struct Answer {
@@ -95,6 +107,7 @@ pub struct Admission {
     sink: Arc<dyn DeletionSink>,
     /// Where deletions are counted by owner (`owner_deletions_total`), when set.
     metrics: Option<Metrics>,
+    breaker: Option<Arc<dyn BreakerGate>>,
 }
 
 impl Admission {
@@ -108,12 +121,19 @@ impl Admission {
             owners,
             sink,
             metrics: None,
+            breaker: None,
         }
     }
 
     /// Count deletions of Fleet-managed objects by owner in `metrics`.
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// With the mass-deletion breaker applied to every Fleet-managed deletion.
+    pub fn with_breaker(mut self, breaker: Option<Arc<dyn BreakerGate>>) -> Self {
+        self.breaker = breaker;
         self
     }
 
@@ -138,6 +158,12 @@ impl Admission {
             _ => Owner::default(),
         };
         let verdict = decide(&facts, &owner, &self.config);
+        let verdict = match &self.breaker {
+            Some(breaker) if !verdict.is_fast_path() => {
+                breaker.judge(&facts, &owner, verdict, received)
+            }
+            _ => verdict,
+        };
         let summary = summarize(&request, &facts, &verdict);
         if let Some(metrics) = self
             .metrics

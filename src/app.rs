@@ -5,7 +5,11 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use axum_server::tls_rustls::RustlsConfig;
 
 use crate::{
-    admission::{Admission, DeletionSink, NoCounting, ObjectOnly, OwnerResolver},
+    admission::{Admission, BreakerGate, DeletionSink, NoCounting, ObjectOnly, OwnerResolver},
+    breaker::{
+        shared::{BreakerContext, Breakers},
+        BreakerMode,
+    },
     cli::{PatchGitRepo, ServeArgs},
     counting::{self, FleetCluster, COUNTING_CHECK},
     health::Readiness,
@@ -129,9 +133,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
         }
     };
 
-    let (owners, sink) = start_counting(&args, &metrics, &readiness).await;
+    let (owners, sink, breaker) = start_counting(&args, &metrics, &readiness).await;
     let admission = Arc::new(
-        Admission::new(args.decision_config(), owners, sink).with_metrics(metrics.clone()),
+        Admission::new(args.decision_config(), owners, sink)
+            .with_metrics(metrics.clone())
+            .with_breaker(breaker),
     );
     tracing::info!(
         listen = %listeners.webhook_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -154,16 +160,22 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
     Ok(())
 }
 
+/// What the admission path is given: owner lookup, counting, the breaker.
+type Started = (
+    Arc<dyn OwnerResolver>,
+    Arc<dyn DeletionSink>,
+    Option<Arc<dyn BreakerGate>>,
+);
+
 /// Connect and start counting; with no cluster, say so and answer reviews anyway.
-async fn start_counting(
-    args: &ServeArgs,
-    metrics: &Metrics,
-    readiness: &Readiness,
-) -> (Arc<dyn OwnerResolver>, Arc<dyn DeletionSink>) {
-    let off = |reason: String| -> (Arc<dyn OwnerResolver>, Arc<dyn DeletionSink>) {
+async fn start_counting(args: &ServeArgs, metrics: &Metrics, readiness: &Readiness) -> Started {
+    let off = |reason: String| -> Started {
         tracing::warn!(reason = %reason, "counting is off: reviews are answered, deletions are not counted in Fleet's status");
+        if args.breaker.mode != BreakerMode::Off {
+            tracing::warn!("the mass-deletion breaker is off too: it needs the owner index");
+        }
         readiness.set(COUNTING_CHECK, true, format!("off: {reason}"));
-        (Arc::new(ObjectOnly), Arc::new(NoCounting))
+        (Arc::new(ObjectOnly), Arc::new(NoCounting), None)
     };
     if !args.counting {
         return off("disabled by --counting=false".into());
@@ -216,7 +228,38 @@ async fn start_counting(
                 .await;
         });
     }
-    (counting.index, Arc::new(counting.patcher))
+    let breaker_config = args.breaker.config(&args.cert_bootstrap.namespace);
+    let breaker: Option<Arc<dyn BreakerGate>> =
+        (breaker_config.mode != BreakerMode::Off).then(|| {
+            tracing::info!(
+                mode = breaker_config.mode.as_str(),
+                max_deletions = breaker_config.max_deletions,
+                max_fraction = breaker_config.max_fraction,
+                window_s = breaker_config.window.as_secs_f64(),
+                protect = ?breaker_config.protected_kinds,
+                namespace = %breaker_config.namespace,
+                "mass-deletion breaker on"
+            );
+            let breakers = Breakers::start(
+                breaker_config.clone(),
+                args.decision_config(),
+                BreakerContext {
+                    client: clients.cluster.clone(),
+                    events: Some(counting.patcher.event_queue()),
+                    metrics: metrics.clone(),
+                    readiness: readiness.clone(),
+                    instance: config_instance(),
+                },
+            );
+            Arc::new(breakers) as Arc<dyn BreakerGate>
+        });
+    (counting.index, Arc::new(counting.patcher), breaker)
+}
+
+fn config_instance() -> String {
+    std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "fleet-delete-guard".into())
 }
 
 impl ServeArgs {
@@ -235,9 +278,7 @@ impl ServeArgs {
                 ..defaults.marks.clone()
             },
             resync_interval: self.resync_interval,
-            instance: std::env::var("POD_NAME")
-                .or_else(|_| std::env::var("HOSTNAME"))
-                .unwrap_or_else(|_| "fleet-delete-guard".into()),
+            instance: config_instance(),
             ..defaults
         }
     }

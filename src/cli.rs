@@ -245,6 +245,10 @@ pub struct ServeArgs {
     #[arg(long, env = "FLEET_DELETE_GUARD_RESYNC_INTERVAL", default_value = "300", value_parser = parse_duration)]
     pub resync_interval: Duration,
 
+    // --- mass-deletion breaker (src/breaker/): --breaker, --breaker-max-deletions, ... ---
+    #[command(flatten)]
+    pub breaker: BreakerArgs,
+
     /// Log format: json (one object per line, for clusters) or text.
     #[arg(
         long,
@@ -505,6 +509,84 @@ pub enum Output {
     Json,
 }
 
+/// The mass-deletion breaker (README, "Mass-deletion breaker").
+#[derive(Debug, Clone, Args)]
+pub struct BreakerArgs {
+    /// off, observe (report trips only) or enforce (also refuse deletions of a tripped
+    /// owner's objects until reset).
+    #[arg(
+        id = "breaker_mode",
+        long = "breaker",
+        env = "FLEET_DELETE_GUARD_BREAKER",
+        value_enum,
+        default_value = "observe"
+    )]
+    pub mode: crate::breaker::BreakerMode,
+
+    /// Trip when more deletions of one owner's objects than this fall in the window.
+    #[arg(
+        id = "breaker_max_deletions",
+        long = "breaker-max-deletions",
+        env = "FLEET_DELETE_GUARD_BREAKER_MAX_DELETIONS",
+        default_value_t = 20
+    )]
+    pub max_deletions: u32,
+
+    /// Trip when more than this fraction of the owner's desiredReady is deleted in the
+    /// window (and at least 5); 0 turns the rule off.
+    #[arg(id = "breaker_max_fraction", long = "breaker-max-fraction", env = "FLEET_DELETE_GUARD_BREAKER_MAX_FRACTION",
+          default_value = "0.5", value_parser = parse_fraction)]
+    pub max_fraction: f64,
+
+    /// The sliding window (duration).
+    #[arg(id = "breaker_window", long = "breaker-window", env = "FLEET_DELETE_GUARD_BREAKER_WINDOW", default_value = "60",
+          value_parser = parse_duration)]
+    pub window: Duration,
+
+    /// Kinds whose deletion by Fleet's agent trips the breaker at once.
+    #[arg(id = "breaker_protect", long = "breaker-protect", env = "FLEET_DELETE_GUARD_BREAKER_PROTECT", value_delimiter = ',',
+          default_values = crate::breaker::DEFAULT_PROTECTED_KINDS)]
+    pub protect: Vec<String>,
+
+    /// Namespace of the Leases recording open breakers (default: the pod's namespace).
+    #[arg(
+        id = "breaker_namespace",
+        long = "breaker-namespace",
+        env = "FLEET_DELETE_GUARD_BREAKER_NAMESPACE"
+    )]
+    pub namespace: Option<String>,
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!("{s:?} must be a fraction between 0 and 1")),
+    }
+}
+
+impl BreakerArgs {
+    /// The pure breaker's configuration; `pod_namespace` unless --breaker-namespace.
+    pub fn config(&self, pod_namespace: &str) -> crate::breaker::BreakerConfig {
+        crate::breaker::BreakerConfig {
+            mode: self.mode,
+            max_deletions: self.max_deletions,
+            max_fraction: self.max_fraction,
+            window: self.window,
+            protected_kinds: self
+                .protect
+                .iter()
+                .map(|k| k.trim().to_ascii_lowercase())
+                .filter(|k| !k.is_empty())
+                .collect(),
+            namespace: self
+                .namespace
+                .clone()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| pod_namespace.to_string()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -568,6 +650,48 @@ mod tests {
         assert_eq!(a.fleet_identities, DEFAULT_FLEET_IDENTITIES);
         assert_eq!(a.controller_identities, DEFAULT_CONTROLLER_IDENTITIES);
         assert!(a.break_glass_groups.is_empty());
+        let b = a.breaker.config("cattle-fleet-system");
+        assert_eq!(b, crate::breaker::BreakerConfig::default());
+    }
+
+    #[test]
+    fn breaker_flags_parse_and_reject_bad_values() {
+        let cli = Cli::try_parse_from([
+            "fleet-delete-guard",
+            "serve",
+            "--breaker",
+            "enforce",
+            "--breaker-max-deletions",
+            "5",
+            "--breaker-max-fraction",
+            "0",
+            "--breaker-window",
+            "0.5",
+            "--breaker-protect",
+            "Namespace, Secret",
+            "--breaker-namespace",
+            "guard",
+        ])
+        .expect("parse");
+        let Command::Serve(a) = cli.command else {
+            panic!("serve")
+        };
+        let b = a.breaker.config("ignored");
+        assert_eq!(b.mode, crate::breaker::BreakerMode::Enforce);
+        assert_eq!((b.max_deletions, b.max_fraction), (5, 0.0));
+        assert_eq!(b.window, Duration::from_millis(500));
+        assert_eq!(b.protected_kinds, ["namespace", "secret"]);
+        assert_eq!(b.namespace, "guard");
+        for bad in [
+            ["--breaker", "on"],
+            ["--breaker-max-fraction", "1.5"],
+            ["--breaker-max-fraction", "x"],
+            ["--breaker-window", "0"],
+        ] {
+            let mut args = vec!["fleet-delete-guard", "serve"];
+            args.extend(bad);
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

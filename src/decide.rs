@@ -95,6 +95,12 @@ pub struct Owner {
     /// Fleet's agent does not monitor the bundle now (`paused`, `off schedule`,
     /// `waiting for values`): the deletion is warned about but not counted.
     pub unmonitored: Option<&'static str>,
+    /// The owner's `desiredReady` on this cluster: its BundleDeployments'
+    /// `status.resourceCounts.desiredReady` summed (the breaker's fraction rule).
+    pub desired_ready: Option<u64>,
+    /// The object's BundleDeployment is being deleted (its owner was deleted): Fleet's
+    /// agent uninstalling it is meant.
+    pub bundle_deleting: bool,
 }
 
 impl Owner {
@@ -183,6 +189,8 @@ pub enum Outcome {
     BreakGlass,
     /// Policy `deny`.
     Denied,
+    /// The owner's mass-deletion breaker is open (`--breaker enforce`).
+    BreakerOpen,
 }
 
 impl Outcome {
@@ -199,6 +207,7 @@ impl Outcome {
             Outcome::Warned => "warned",
             Outcome::BreakGlass => "break-glass",
             Outcome::Denied => "denied",
+            Outcome::BreakerOpen => "breaker-open",
         }
     }
 

@@ -52,6 +52,11 @@ pub struct PatchLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OwnerKindLabels {
+    pub owner_kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ObjectLabels {
     pub object: &'static str,
 }
@@ -146,6 +151,10 @@ pub struct Metrics {
     pub ready: Gauge,
     /// Each readiness check (`tls`, `counting`, …): 1 passing, 0 failing.
     pub readiness_checks: Family<CheckLabels, Gauge>,
+    /// Mass-deletion breakers tripped by this replica, by owner kind.
+    pub breaker_trips: Family<OwnerKindLabels, Counter>,
+    /// Mass-deletion breakers open (known to this replica).
+    pub breakers_open: Gauge,
 }
 
 impl Default for Metrics {
@@ -331,8 +340,22 @@ impl Metrics {
         for result in ["failed", "dropped"] {
             events.get_or_create(&ResultLabels { result }).inc_by(0);
         }
+        let breaker_trips = Family::<OwnerKindLabels, Counter>::default();
+        registry.register(
+            "breaker_trips",
+            "Mass-deletion breakers tripped by this replica, by owner kind",
+            breaker_trips.clone(),
+        );
+        let breakers_open = Gauge::default();
+        registry.register(
+            "breakers_open",
+            "Mass-deletion breakers open, as this replica knows them",
+            breakers_open.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            breaker_trips,
+            breakers_open,
             reviews,
             review_duration,
             errors,

@@ -92,22 +92,68 @@ impl BundleDeploymentRef {
     }
 }
 
+/// What a BundleDeployment's status says of its size, for the breaker's fraction rule.
+pub trait DesiredReady {
+    /// `status.resourceCounts.desiredReady`.
+    fn desired_ready(&self) -> Option<u64>;
+}
+
+impl<const R: bool> DesiredReady for crate::fleet::view::BundleDeploymentView<R> {
+    fn desired_ready(&self) -> Option<u64> {
+        self.status.desired_ready
+    }
+}
+
+impl DesiredReady for kube::api::DynamicObject {
+    fn desired_ready(&self) -> Option<u64> {
+        self.data
+            .get("status")
+            .and_then(|s| s.get("resourceCounts"))
+            .and_then(|c| c.get("desiredReady"))
+            .and_then(serde_json::Value::as_u64)
+    }
+}
+
+/// One indexed BundleDeployment.
+#[derive(Debug)]
+struct Indexed {
+    bd: Arc<BundleDeploymentRef>,
+    /// It has a deletionTimestamp: its owner was deleted, Fleet's agent uninstalls it.
+    deleting: bool,
+    desired_ready: u64,
+}
+
 #[derive(Default)]
 struct Maps {
     /// setID and hash → owner.
-    by_key: HashMap<String, Arc<BundleDeploymentRef>>,
+    by_key: HashMap<String, Arc<Indexed>>,
     /// BD `ns/name` → the keys it put in `by_key`, to remove them on delete.
     keys_of: HashMap<String, Vec<String>>,
+    /// Per owner, its BundleDeployments' desiredReady summed.
+    desired: HashMap<OwnerRef, u64>,
 }
 
 impl Maps {
-    fn insert(&mut self, bd: BundleDeploymentRef, scopes: &[String]) {
+    fn insert(
+        &mut self,
+        bd: BundleDeploymentRef,
+        deleting: bool,
+        desired_ready: u64,
+        scopes: &[String],
+    ) {
         let id = format!("{}/{}", bd.namespace, bd.name);
         self.remove(&id);
-        let owner = Arc::new(bd);
+        if desired_ready > 0 {
+            *self.desired.entry(bd.owner.clone()).or_default() += desired_ready;
+        }
+        let owner = Arc::new(Indexed {
+            bd: Arc::new(bd),
+            deleting,
+            desired_ready,
+        });
         let mut keys = Vec::with_capacity(scopes.len() * 2);
         for scope in scopes {
-            let set_id = set_id(&owner.name, DEFAULT_LABEL_PREFIX, scope);
+            let set_id = set_id(&owner.bd.name, DEFAULT_LABEL_PREFIX, scope);
             keys.push(object_set_hash(&set_id));
             keys.push(set_id);
         }
@@ -118,14 +164,24 @@ impl Maps {
     }
 
     fn remove(&mut self, id: &str) {
-        if let Some(keys) = self.keys_of.remove(id) {
-            for key in keys {
-                if self
-                    .by_key
-                    .get(&key)
-                    .is_some_and(|o| format!("{}/{}", o.namespace, o.name) == id)
-                {
-                    self.by_key.remove(&key);
+        let Some(keys) = self.keys_of.remove(id) else {
+            return;
+        };
+        let mut removed: Option<Arc<Indexed>> = None;
+        for key in keys {
+            if self
+                .by_key
+                .get(&key)
+                .is_some_and(|o| format!("{}/{}", o.bd.namespace, o.bd.name) == id)
+            {
+                removed = self.by_key.remove(&key).or(removed);
+            }
+        }
+        if let Some(gone) = removed {
+            if let Some(sum) = self.desired.get_mut(&gone.bd.owner) {
+                *sum = sum.saturating_sub(gone.desired_ready);
+                if *sum == 0 {
+                    self.desired.remove(&gone.bd.owner);
                 }
             }
         }
@@ -185,17 +241,22 @@ impl OwnerIndex {
     }
 
     /// Apply one BundleDeployment watch event.
-    pub fn apply_bundle_deployment_event<K: BundleDeploymentObject>(&self, event: &Event<K>) {
+    pub fn apply_bundle_deployment_event<K: BundleDeploymentObject + DesiredReady>(
+        &self,
+        event: &Event<K>,
+    ) {
         let mut state = self.write();
         match event {
             Event::Init => state.relisting = Some(Maps::default()),
             Event::InitApply(bd) => {
                 if let Some(owner) = BundleDeploymentRef::from_object(bd) {
                     let scopes = self.scopes.clone();
-                    state
-                        .relisting
-                        .get_or_insert_with(Maps::default)
-                        .insert(owner, &scopes);
+                    state.relisting.get_or_insert_with(Maps::default).insert(
+                        owner,
+                        bd.meta().deletion_timestamp.is_some(),
+                        bd.desired_ready().unwrap_or(0),
+                        &scopes,
+                    );
                 }
             }
             Event::InitDone => {
@@ -207,7 +268,12 @@ impl OwnerIndex {
             }
             Event::Apply(bd) => {
                 if let Some(owner) = BundleDeploymentRef::from_object(bd) {
-                    state.live.insert(owner, &self.scopes);
+                    state.live.insert(
+                        owner,
+                        bd.meta().deletion_timestamp.is_some(),
+                        bd.desired_ready().unwrap_or(0),
+                        &self.scopes,
+                    );
                 }
             }
             Event::Delete(bd) => {
@@ -287,7 +353,7 @@ impl OwnerIndex {
         set_id
             .and_then(|id| state.live.by_key.get(id))
             .or_else(|| hash.and_then(|h| state.live.by_key.get(h)))
-            .cloned()
+            .map(|i| i.bd.clone())
     }
 
     /// Number of BundleDeployments indexed.
@@ -328,9 +394,12 @@ impl OwnerResolver for OwnerIndex {
             .objectset_id
             .as_deref()
             .and_then(|id| state.live.by_key.get(id));
-        if let Some(bd) = bd {
+        if let Some(indexed) = bd {
+            let bd = &indexed.bd;
             owner.bundle = Some(bd.bundle.clone());
             owner.policy = state.policies.get(&bd.owner).copied();
+            owner.desired_ready = state.live.desired.get(&bd.owner).copied();
+            owner.bundle_deleting = indexed.deleting;
             owner.owned_by = Some(bd.owner.clone());
             owner.unmonitored = bd.unmonitored;
         }
@@ -431,6 +500,47 @@ mod tests {
             b.owner.kind,
             OwnerKind::Bundle,
             "no repo-name label, no GitRepo"
+        );
+    }
+
+    #[test]
+    fn desired_ready_is_summed_per_owner_and_a_deleting_bundle_is_told() {
+        let with = |name: &str, desired: u64, deleting: bool| {
+            let mut o = bd(name, Some("lots"));
+            o.data["status"] =
+                serde_json::json!({"resourceCounts": {"ready": 1, "desiredReady": desired}});
+            if deleting {
+                o.metadata.deletion_timestamp =
+                    Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                        k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                    ));
+            }
+            o
+        };
+        let idx = index();
+        idx.apply_bundle_deployment_event(&Event::Apply(with("lots-config1", 4, false)));
+        idx.apply_bundle_deployment_event(&Event::Apply(with("lots-config2", 4, false)));
+        idx.apply_bundle_deployment_event(&Event::Apply(with("lots-config3", 3, true)));
+        idx.apply_bundle_deployment_event(&Event::Apply(bd("other", Some("other"))));
+        let o = idx.resolve(&object(Some("default-lots-config2"), None));
+        assert_eq!(o.desired_ready, Some(11));
+        assert!(!o.bundle_deleting);
+        assert!(
+            idx.resolve(&object(Some("default-lots-config3"), None))
+                .bundle_deleting
+        );
+        // An update replaces the BundleDeployment's share, a delete removes it.
+        idx.apply_bundle_deployment_event(&Event::Apply(with("lots-config2", 2, false)));
+        let o = idx.resolve(&object(Some("default-lots-config1"), None));
+        assert_eq!(o.desired_ready, Some(9));
+        idx.apply_bundle_deployment_event(&Event::Delete(with("lots-config1", 4, false)));
+        let o = idx.resolve(&object(Some("default-lots-config2"), None));
+        assert_eq!(o.desired_ready, Some(5));
+        // No status counts: zero.
+        assert_eq!(
+            idx.resolve(&object(Some("default-other"), None))
+                .desired_ready,
+            None
         );
     }
 

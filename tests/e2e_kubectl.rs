@@ -50,16 +50,32 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with a chance to edit the rendered deploy/ objects first.
     async fn start_with(test: &str, edit: impl FnOnce(&mut Vec<Value>)) -> Option<Cluster> {
+        Self::start_overlay(test, "", edit).await
+    }
+
+    /// With the overlay `deploy/<sub>` installed instead of deploy/.
+    async fn start_overlay(
+        test: &str,
+        sub: &str,
+        edit: impl FnOnce(&mut Vec<Value>),
+    ) -> Option<Cluster> {
         let kubectl = kubectl::require(test)?;
         support::init_logging();
         fleet_delete_guard::tls::install_crypto_provider();
-        // HTTPS: kubectl sends its token (and so its user) only over TLS.
+        // HTTPS: kubectl sends its token (and so its user) only over TLS. Leases: the
+        // breaker's shared state.
         let double = ApiDouble::start(Options {
             https: true,
+            extra_resources: vec![kube_api_double::ResourceDef::builtin(
+                "coordination.k8s.io",
+                "v1",
+                "leases",
+                "Lease",
+            )],
             ..Options::default()
         })
         .await;
-        let mut objects = kubectl::render(&kubectl, "");
+        let mut objects = kubectl::render(&kubectl, sub);
         edit(&mut objects);
         for obj in objects {
             double.seed(obj).expect("seed deploy/ object");
@@ -862,4 +878,112 @@ async fn the_serving_certificate_is_renewed_before_expiry_and_served_without_res
         w.logs()
     );
     c.assert_rbac_was_enough();
+}
+
+/// The breaker end to end (deploy/breaker-fail-closed: the agent's deletions are sent,
+/// protected kinds through the failurePolicy Fail entry): Fleet's agent deleting a
+/// Namespace of GitRepo lots trips it at once, kubectl shows the refusal with the reset
+/// command, that very command (as alice) closes it, then the 4th of a burst of agent
+/// deletions trips it again (--breaker-max-deletions 3). RBAC is deploy/'s.
+#[tokio::test]
+async fn the_breaker_refuses_the_agent_and_its_reset_command_closes_it() {
+    let Some(c) = Cluster::start_overlay(
+        "the_breaker_refuses_the_agent",
+        "breaker-fail-closed",
+        |_| {},
+    )
+    .await
+    else {
+        return;
+    };
+    // A Namespace GitRepo lots deploys (bundle lots-config1).
+    let cm = c
+        .double
+        .get(&gvr::CONFIGMAPS, "default", "test-config1-one")
+        .expect("cm");
+    c.double
+        .seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+            "name": "prod",
+            "labels": {"kubernetes.io/metadata.name": "prod",
+                       "objectset.rio.cattle.io/hash": cm["metadata"]["labels"]["objectset.rio.cattle.io/hash"]},
+            "annotations": {"objectset.rio.cattle.io/id": cm["metadata"]["annotations"]["objectset.rio.cattle.io/id"]}}}))
+        .expect("seed namespace");
+    let w = Webhook::start(
+        &c,
+        "a",
+        &["--breaker", "enforce", "--breaker-max-deletions", "3"],
+    )
+    .await;
+    let agent = |args: &[&str]| kubectl::run(c.kubectl_as("agent.kubeconfig", args));
+
+    let run = agent(&["delete", "namespace", "prod"]).await;
+    assert!(!run.ok, "refused: {run}");
+    let want = "admission webhook \"protect.delete-guard.fleet.cattle.io\" denied the request: \
+                fleet-delete-guard: mass-deletion breaker open for Fleet GitRepo fleet-local/lots";
+    assert!(run.stderr.contains(want), "{run}");
+    assert!(
+        run.stderr
+            .contains("Fleet's agent deleted namespace prod (protected kind)"),
+        "{run}"
+    );
+    // The exact command the message ends with, run as an admin.
+    let reset = run
+        .stderr
+        .trim()
+        .rsplit_once("then reset: ")
+        .map(|(_, cmd)| cmd.to_string())
+        .expect("reset command in the message");
+    assert_eq!(
+        reset,
+        format!("kubectl -n {NS} delete lease breaker-gitrepo.fleet-local.lots")
+    );
+    let lease = c.double.get(
+        &kube_api_double::Gvr::new("coordination.k8s.io", "v1", "leases"),
+        NS,
+        "breaker-gitrepo.fleet-local.lots",
+    );
+    assert!(lease.is_some(), "recorded in a Lease");
+    let args: Vec<&str> = reset.split_whitespace().skip(1).collect();
+    let run = c.alice(&args).await;
+    assert!(run.ok, "{run}");
+    // Closed within about a second: the agent's deletions pass again, the 4th trips it.
+    let start = Instant::now();
+    let mut names = [
+        "test-config1-one",
+        "test-config1-two",
+        "test-config2-one",
+        "test-config2-two",
+    ]
+    .into_iter();
+    let first = names.next().expect("name");
+    loop {
+        let run = agent(&["delete", "configmap", first]).await;
+        if run.ok {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "still refused: {run}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for name in names.by_ref().take(2) {
+        let run = agent(&["delete", "configmap", name]).await;
+        assert!(run.ok, "{run}");
+    }
+    let run = agent(&["delete", "configmap", "test-config2-two"]).await;
+    assert!(!run.ok, "{run}");
+    assert!(
+        run.stderr
+            .contains("4 deletions within 60s (limit 3)); deletion of configmap default/test-config2-two by Fleet's agent refused"),
+        "{run}"
+    );
+    // People deleting an open owner's objects are refused too.
+    let run = c.alice(&["delete", "configmap", "test-config3-one"]).await;
+    assert!(
+        !run.ok && run.stderr.contains("mass-deletion breaker open"),
+        "{run}"
+    );
+    c.assert_rbac_was_enough();
+    w.stop().await;
 }

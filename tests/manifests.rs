@@ -578,6 +578,22 @@ fn rbac_is_least_privilege_and_matches_the_configuration() {
             );
         }
     }
+    // The breaker's Role: Leases in its own namespace; create, list, watch and nothing
+    // else (only an operator closes a breaker, by deleting its Lease).
+    let breaker = &roles["fleet-delete-guard-breaker"];
+    assert_eq!(breaker.len(), 1);
+    assert_eq!(
+        breaker[0].api_groups.clone().unwrap_or_default(),
+        ["coordination.k8s.io"]
+    );
+    assert_eq!(breaker[0].resources.clone().unwrap_or_default(), ["leases"]);
+    let verbs: BTreeSet<&str> = breaker[0].verbs.iter().map(String::as_str).collect();
+    assert_eq!(verbs, BTreeSet::from(["create", "list", "watch"]));
+    let role = by_kind["Role"]
+        .iter()
+        .find(|r| r["metadata"]["name"] == "fleet-delete-guard-breaker")
+        .expect("breaker role");
+    assert_eq!(role["metadata"]["namespace"], NAMESPACE);
     // Every role is bound to the webhook's ServiceAccount, and only to it.
     let sa: ServiceAccount = one(&by_kind, "ServiceAccount");
     let bound: BTreeSet<String> = ["ClusterRoleBinding", "RoleBinding"]
@@ -602,9 +618,9 @@ fn the_cert_manager_overlay_swaps_the_bootstrap_for_cert_manager() {
         return;
     };
     let by_kind = parse_all(&objects);
-    // Only the Role that reads Fleet's version remains: no Secret rights.
+    // The Roles that stay: Fleet's version and the breaker's Leases; no Secret rights.
     for kind in ["Role", "RoleBinding"] {
-        let names: Vec<&str> = by_kind
+        let mut names: Vec<&str> = by_kind
             .get(kind)
             .map(|v| {
                 v.iter()
@@ -612,9 +628,13 @@ fn the_cert_manager_overlay_swaps_the_bootstrap_for_cert_manager() {
                     .collect()
             })
             .unwrap_or_default();
+        names.sort();
         assert_eq!(
             names,
-            ["fleet-delete-guard-fleet-version"],
+            [
+                "fleet-delete-guard-breaker",
+                "fleet-delete-guard-fleet-version"
+            ],
             "{kind}: no Secret rights"
         );
     }
@@ -885,4 +905,114 @@ fn env_of_container(c: &k8s_openapi::api::core::v1::Container) -> BTreeMap<Strin
         .flatten()
         .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
         .collect()
+}
+
+/// The webhooks of a rendered overlay.
+fn webhooks_of(
+    sub: &str,
+) -> Option<Vec<k8s_openapi::api::admissionregistration::v1::ValidatingWebhook>> {
+    let objects = render(sub)?;
+    let by_kind = parse_all(&objects);
+    let vwc: ValidatingWebhookConfiguration = one(&by_kind, "ValidatingWebhookConfiguration");
+    Some(vwc.webhooks.unwrap_or_default())
+}
+
+const AGENT_GROUPS: [&str; 2] = [
+    "system:serviceaccounts:cattle-fleet-system",
+    "system:serviceaccounts:cattle-fleet-local-system",
+];
+
+#[test]
+fn the_breaker_overlay_sends_the_agents_deletions_and_changes_nothing_else() {
+    let (Some(base), Some(breaker)) = (webhooks_of(""), webhooks_of("breaker")) else {
+        return;
+    };
+    assert_eq!(breaker.len(), 1);
+    let names = |w: &k8s_openapi::api::admissionregistration::v1::ValidatingWebhook| {
+        w.match_conditions
+            .iter()
+            .flatten()
+            .map(|c| c.name.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&base[0]), ["not-fleet-itself"]);
+    assert!(
+        names(&breaker[0]).is_empty(),
+        "the agent's deletions are sent"
+    );
+    // Everything else is the base's: Ignore, selectors, rules, timeout.
+    let mut same = breaker[0].clone();
+    same.match_conditions = base[0].match_conditions.clone();
+    assert_eq!(same, base[0]);
+    // The rest of the install is the base's.
+    let (Some(a), Some(b)) = (render(""), render("breaker")) else {
+        return;
+    };
+    let others = |v: Vec<Value>| -> Vec<Value> {
+        v.into_iter()
+            .filter(|o| o["kind"] != "ValidatingWebhookConfiguration")
+            .collect()
+    };
+    assert_eq!(others(a), others(b));
+}
+
+#[test]
+fn the_fail_closed_overlay_fails_closed_only_for_the_agents_protected_kinds() {
+    let (Some(breaker), Some(fail)) = (webhooks_of("breaker"), webhooks_of("breaker-fail-closed"))
+    else {
+        return;
+    };
+    assert_eq!(fail.len(), 2);
+    let (main, protect) = (&fail[0], &fail[1]);
+    assert_eq!(main.name, DEFAULT_WEBHOOK_NAME);
+    assert_eq!(main.failure_policy.as_deref(), Some("Ignore"));
+    assert_eq!(main.rules, breaker[0].rules, "everything else, as before");
+    let cond = main.match_conditions.clone().unwrap_or_default();
+    assert_eq!(cond.len(), 1);
+    assert!(
+        cond[0].expression.starts_with("!("),
+        "{}",
+        cond[0].expression
+    );
+    for g in AGENT_GROUPS {
+        assert!(cond[0].expression.contains(g), "{}", cond[0].expression);
+    }
+
+    assert_eq!(protect.name, "protect.delete-guard.fleet.cattle.io");
+    assert_eq!(protect.failure_policy.as_deref(), Some("Fail"));
+    assert_eq!(protect.side_effects, "NoneOnDryRun");
+    assert_eq!(protect.timeout_seconds, main.timeout_seconds);
+    assert_eq!(
+        protect.client_config, main.client_config,
+        "the same Service"
+    );
+    assert_eq!(protect.object_selector, main.object_selector);
+    assert_eq!(protect.namespace_selector, main.namespace_selector);
+    let resources: BTreeSet<String> = protect
+        .rules
+        .iter()
+        .flatten()
+        .flat_map(|r| {
+            assert_eq!(r.operations, Some(vec!["DELETE".to_string()]));
+            r.resources.clone().unwrap_or_default()
+        })
+        .collect();
+    let protected: BTreeSet<String> = [
+        "customresourcedefinitions",
+        "namespaces",
+        "persistentvolumeclaims",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(resources, protected);
+    // The main entry skips exactly these, for the agent: each deletion is reviewed once.
+    for r in &protected {
+        assert!(cond[0].expression.contains(&format!("\"{r}\"")), "{r}");
+    }
+    let only = protect.match_conditions.clone().unwrap_or_default();
+    assert_eq!(only.len(), 1);
+    for g in AGENT_GROUPS {
+        assert!(only[0].expression.contains(g));
+    }
+    assert!(!only[0].expression.starts_with('!'));
 }

@@ -14,7 +14,7 @@
 
 use std::{borrow::Cow, collections::BTreeMap, fmt};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::core::{NamespaceResourceScope, Resource};
 use serde::{
     de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor},
@@ -52,6 +52,8 @@ pub struct StatusView {
     /// `status.resourceCounts` (`None` unless the view reads `status.resources`, or
     /// when absent or of an unexpected shape).
     pub resource_counts: Option<ResourceCounts>,
+    /// `status.resourceCounts.desiredReady` (the breaker's fraction rule).
+    pub desired_ready: Option<u64>,
 }
 
 /// One entry of `modifiedStatus` or `resources`.
@@ -152,6 +154,7 @@ struct SlimMeta {
     uid: Option<String>,
     resource_version: Option<String>,
     labels: Option<BTreeMap<String, String>>,
+    deletion_timestamp: Option<Time>,
 }
 
 impl SlimMeta {
@@ -162,6 +165,7 @@ impl SlimMeta {
             uid: self.uid,
             resource_version: self.resource_version,
             labels: self.labels,
+            deletion_timestamp: self.deletion_timestamp,
             ..ObjectMeta::default()
         }
     }
@@ -253,13 +257,17 @@ impl<'de> LenientVisitor<'de> for StatusSeed {
                 Field::NonReady if self.resources => {
                     status.non_ready = map.next_value::<Entries>()?.0
                 }
-                // Eight numbers: read as a value, then as counts; a wrong shape reads
-                // as absent.
-                Field::Counts if self.resources => {
+                // Read as a value, then: `desiredReady` leniently (the breaker's fraction
+                // rule), and with the resources view all eight counts; a wrong shape
+                // reads as absent.
+                Field::Counts => {
                     let value = map.next_value::<serde_json::Value>()?;
-                    status.resource_counts = ResourceCounts::deserialize(value).ok();
+                    status.desired_ready = DesiredReady::deserialize(&value).ok().and_then(|d| d.0);
+                    if self.resources {
+                        status.resource_counts = ResourceCounts::deserialize(value).ok();
+                    }
                 }
-                Field::Resources | Field::NonReady | Field::Counts | Field::Other => {
+                Field::Resources | Field::NonReady | Field::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
@@ -347,6 +355,90 @@ impl<'de> Deserialize<'de> for Entry {
             }
         }
         d.deserialize_any(Lenient(Map)).map(Entry)
+    }
+}
+
+/// `resourceCounts.desiredReady`; anything else reads as `None`.
+struct DesiredReady(Option<u64>);
+
+impl<'de> Deserialize<'de> for DesiredReady {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Counts;
+        impl<'de> LenientVisitor<'de> for Counts {
+            type Value = Option<u64>;
+            fn expecting() -> &'static str {
+                "resource counts"
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                #[derive(Deserialize)]
+                #[serde(field_identifier)]
+                enum Field {
+                    #[serde(rename = "desiredReady")]
+                    DesiredReady,
+                    #[serde(other)]
+                    Other,
+                }
+                let mut desired = None;
+                while let Some(key) = map.next_key::<Field>()? {
+                    match key {
+                        Field::DesiredReady => desired = map.next_value::<Count>()?.0,
+                        Field::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(desired)
+            }
+        }
+        d.deserialize_any(Lenient(Counts)).map(DesiredReady)
+    }
+}
+
+/// A non-negative integer; any other JSON value reads as `None`.
+struct Count(Option<u64>);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Num;
+        impl<'de> Visitor<'de> for Num {
+            type Value = Option<u64>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a count")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Option<u64>, E> {
+                Ok(Some(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Option<u64>, E> {
+                Ok(u64::try_from(v).ok())
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Option<u64>, E> {
+                Ok(None)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<u64>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(None)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<u64>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(None)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Option<u64>, E> {
+                Ok(None)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<u64>, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Option<u64>, E> {
+                Ok(None)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Option<u64>, E> {
+                Ok(None)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<u64>, D::Error> {
+                d.deserialize_any(self)
+            }
+        }
+        d.deserialize_any(Num).map(Count)
     }
 }
 
@@ -590,6 +682,30 @@ mod tests {
         assert_eq!(view.status.modified[0].key.kind, "");
         assert_eq!(view.status.modified[0].key.name, "n");
         assert!(view.status.modified[0].is_missing());
+    }
+
+    #[test]
+    fn desired_ready_and_the_deletion_timestamp_are_read_leniently() {
+        let mut v = bd(json!({"resourceCounts": {"ready": 3, "desiredReady": 4, "missing": 1}}));
+        v["metadata"]["deletionTimestamp"] = json!("2026-08-20T09:01:12Z");
+        let view: WatchedBundleDeployment = serde_json::from_str(&v.to_string()).expect("view");
+        assert_eq!(view.status.desired_ready, Some(4));
+        assert!(view.metadata.deletion_timestamp.is_some());
+        for counts in [
+            json!(null),
+            json!("x"),
+            json!({"desiredReady": -1}),
+            json!({"desiredReady": 1.5}),
+            json!({"desiredReady": "4"}),
+            json!({"desiredReady": [4]}),
+            json!({"desiredReady": {"n": 4}}),
+            json!({"ready": 4}),
+        ] {
+            let text = bd(json!({"resourceCounts": counts.clone()})).to_string();
+            let view: ListedBundleDeployment =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{counts}: {e}"));
+            assert_eq!(view.status.desired_ready, None, "{counts}");
+        }
     }
 
     #[test]

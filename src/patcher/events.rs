@@ -149,6 +149,9 @@ fn truncate(mut s: String, max: usize) -> String {
 #[derive(Debug)]
 pub struct Pending {
     pub regarding: ObjectReference,
+    /// [`EVENT_REASON`] for counted deletions; the breaker's `BreakerTripped`.
+    pub reason: &'static str,
+    pub action: &'static str,
     pub note: String,
 }
 
@@ -187,8 +190,9 @@ impl EventQueue {
                 tracing::warn!(
                     kind = pending.regarding.kind.as_deref().unwrap_or(""),
                     name = pending.regarding.name.as_deref().unwrap_or(""),
+                    reason = pending.reason,
                     why,
-                    "ResourceDeleted event dropped (the deletions are counted all the same)"
+                    "event dropped (the deletions are counted all the same)"
                 );
                 false
             }
@@ -209,9 +213,9 @@ pub async fn publish(
     while let Some(p) = rx.recv().await {
         let event = Event {
             type_: EventType::Warning,
-            reason: EVENT_REASON.into(),
+            reason: p.reason.into(),
             note: Some(p.note),
-            action: EVENT_ACTION.into(),
+            action: p.action.into(),
             secondary: None,
         };
         // A fresh Recorder: its cache dies with it (see the module documentation).
@@ -226,14 +230,15 @@ pub async fn publish(
             Ok(Ok(())) => count(&metrics, "published"),
             Ok(Err(e)) => {
                 count(&metrics, "failed");
-                tracing::warn!(%owner, error = %e, "cannot publish the ResourceDeleted event");
+                tracing::warn!(%owner, reason = event.reason, error = %e, "cannot publish the event");
             }
             Err(_) => {
                 count(&metrics, "failed");
                 tracing::warn!(
                     %owner,
+                    reason = event.reason,
                     timeout_ms = timeout.as_millis() as u64,
-                    "publishing the ResourceDeleted event timed out"
+                    "publishing the event timed out"
                 );
             }
         }
@@ -345,6 +350,8 @@ mod tests {
                 name: Some(name.into()),
                 ..ObjectReference::default()
             },
+            reason: EVENT_REASON,
+            action: EVENT_ACTION,
             note: "n".into(),
         }
     }

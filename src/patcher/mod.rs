@@ -180,6 +180,11 @@ impl Patcher {
         }
     }
 
+    /// The queue of the Event publisher the worker starts (the breaker's Events use it too).
+    pub fn event_queue(&self) -> EventQueue {
+        self.shared.events.clone()
+    }
+
     /// The worker; spawn it once. It starts the Event publisher.
     pub async fn run(self) {
         let shared = self.shared;
@@ -681,6 +686,8 @@ impl Shared {
         };
         self.events.offer(Pending {
             regarding: events::regarding(owner, object),
+            reason: events::EVENT_REASON,
+            action: events::EVENT_ACTION,
             note,
         });
     }

@@ -6,6 +6,10 @@
 use std::{sync::Arc, time::Duration};
 
 use fleet_delete_guard::{
+    breaker::{
+        shared::{BreakerContext, Breakers},
+        BreakerConfig,
+    },
     counting::{self, Clients, Counting, FleetCluster},
     delta::{merge_patch::merge_patch_diff, recompute::gitrepo_status_from_bundle_deployments},
     fleet::status::{BundleDeployment, GitRepoStatus},
@@ -175,6 +179,67 @@ impl CountingServer {
             separate_fleet: false,
         };
         Self::start_with_clients(&clients, config, options).await
+    }
+
+    /// With the mass-deletion breaker on (its Leases in `breaker.namespace` of `double`).
+    pub async fn start_with_breaker(
+        double: &ApiDouble,
+        config: PatcherConfig,
+        options: ServerOptions,
+        breaker: BreakerConfig,
+        instance: &str,
+    ) -> (CountingServer, Breakers) {
+        let client = client(double);
+        let clients = Clients {
+            cluster: client.clone(),
+            fleet: client,
+            separate_fleet: false,
+        };
+        let metrics = Metrics::new();
+        let readiness = Readiness::default();
+        let counting = Self::start_counting(&clients, config, &metrics, &readiness);
+        let breakers = Breakers::start(
+            breaker,
+            options.decision.clone(),
+            BreakerContext {
+                client: clients.cluster.clone(),
+                events: Some(counting.patcher.event_queue()),
+                metrics: metrics.clone(),
+                readiness: readiness.clone(),
+                instance: instance.to_string(),
+            },
+        );
+        let server = TestServer::start(ServerOptions {
+            owners: counting.index.clone(),
+            sink: Some(Arc::new(counting.patcher.clone())),
+            breaker: Some(Arc::new(breakers.clone())),
+            ..options
+        })
+        .await;
+        let s = CountingServer {
+            server,
+            counting,
+            metrics,
+            readiness,
+        };
+        (s, breakers)
+    }
+
+    fn start_counting(
+        clients: &Clients,
+        config: PatcherConfig,
+        metrics: &Metrics,
+        readiness: &Readiness,
+    ) -> Counting {
+        let cluster: FleetCluster = "fleet-local/local".parse().expect("cluster");
+        counting::start(
+            clients,
+            &cluster,
+            DEFAULT_AGENT_SCOPES.iter().map(|s| s.to_string()).collect(),
+            config,
+            metrics.clone(),
+            readiness.clone(),
+        )
     }
 
     /// With clients of one's own (other identities, a separate Fleet cluster).

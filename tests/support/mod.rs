@@ -13,7 +13,7 @@ use std::{
 
 use axum_server::tls_rustls::RustlsConfig;
 use fleet_delete_guard::{
-    admission::{Admission, CountedDeletion, DeletionSink, ObjectOnly, OwnerResolver},
+    admission::{Admission, BreakerGate, CountedDeletion, DeletionSink, ObjectOnly, OwnerResolver},
     health::Readiness,
     metrics::Metrics,
     policy::DecisionConfig,
@@ -101,6 +101,8 @@ pub struct ServerOptions {
     pub owners: Arc<dyn OwnerResolver>,
     /// Where counted deletions go; a [`RecordingSink`] when `None`.
     pub sink: Option<Arc<dyn DeletionSink>>,
+    /// The mass-deletion breaker, when on.
+    pub breaker: Option<Arc<dyn BreakerGate>>,
 }
 
 impl Default for ServerOptions {
@@ -111,6 +113,7 @@ impl Default for ServerOptions {
             reload_interval: Duration::from_millis(100),
             owners: Arc::new(ObjectOnly),
             sink: None,
+            breaker: None,
         }
     }
 }
@@ -148,7 +151,9 @@ impl TestServer {
             Some(s) => s,
             None => sink.clone(),
         };
-        let admission = Arc::new(Admission::new(options.decision, options.owners, counted));
+        let admission = Arc::new(
+            Admission::new(options.decision, options.owners, counted).with_breaker(options.breaker),
+        );
         let (stop, stopped) = oneshot::channel::<()>();
         let services = Services {
             admission,
