@@ -218,8 +218,8 @@ fn the_default_install_renders_into_valid_objects() {
             ("ClusterRoleBinding", 3),
             ("Deployment", 1),
             ("PodDisruptionBudget", 1),
-            ("Role", 2),
-            ("RoleBinding", 2),
+            ("Role", 3),
+            ("RoleBinding", 3),
             ("Service", 1),
             ("ServiceAccount", 1),
             ("ValidatingWebhookConfiguration", 1),
@@ -935,10 +935,14 @@ fn the_breaker_overlay_sends_the_agents_deletions_and_changes_nothing_else() {
             .map(|c| c.name.clone())
             .collect::<Vec<_>>()
     };
-    assert_eq!(names(&base[0]), ["not-fleet-itself"]);
-    assert!(
-        names(&breaker[0]).is_empty(),
-        "the agent's deletions are sent"
+    assert_eq!(
+        names(&base[0]),
+        ["not-fleet-itself", "agent-shaped-objectset-id"]
+    );
+    assert_eq!(
+        names(&breaker[0]),
+        ["agent-shaped-objectset-id"],
+        "the agent's deletions are sent (of Fleet's agent's objects only)"
     );
     // Everything else is the base's: Ignore, selectors, rules, timeout.
     let mut same = breaker[0].clone();
@@ -968,15 +972,26 @@ fn the_fail_closed_overlay_fails_closed_only_for_the_agents_protected_kinds() {
     assert_eq!(main.failure_policy.as_deref(), Some("Ignore"));
     assert_eq!(main.rules, breaker[0].rules, "everything else, as before");
     let cond = main.match_conditions.clone().unwrap_or_default();
-    assert_eq!(cond.len(), 1);
+    assert_eq!(cond.len(), 2);
+    assert_eq!(cond[0].name, "agent-shaped-objectset-id");
     assert!(
-        cond[0].expression.starts_with("!("),
+        cond[1].expression.starts_with("!("),
         "{}",
-        cond[0].expression
+        cond[1].expression
     );
     for g in AGENT_GROUPS {
-        assert!(cond[0].expression.contains(g), "{}", cond[0].expression);
+        assert!(cond[1].expression.contains(g), "{}", cond[1].expression);
     }
+    let protect_conditions: Vec<String> = protect
+        .match_conditions
+        .iter()
+        .flatten()
+        .map(|c| c.name.clone())
+        .collect();
+    assert_eq!(
+        protect_conditions,
+        ["agent-shaped-objectset-id", "fleet-agent-only"]
+    );
 
     assert_eq!(protect.name, "protect.delete-guard.fleet.cattle.io");
     assert_eq!(protect.failure_policy.as_deref(), Some("Fail"));
@@ -1007,12 +1022,12 @@ fn the_fail_closed_overlay_fails_closed_only_for_the_agents_protected_kinds() {
     assert_eq!(resources, protected);
     // The main entry skips exactly these, for the agent: each deletion is reviewed once.
     for r in &protected {
-        assert!(cond[0].expression.contains(&format!("\"{r}\"")), "{r}");
+        assert!(cond[1].expression.contains(&format!("\"{r}\"")), "{r}");
     }
     let only = protect.match_conditions.clone().unwrap_or_default();
-    assert_eq!(only.len(), 1);
+    assert_eq!(only.len(), 2);
     for g in AGENT_GROUPS {
-        assert!(only[0].expression.contains(g));
+        assert!(only[1].expression.contains(g));
     }
-    assert!(!only[0].expression.starts_with('!'));
+    assert!(!only[1].expression.starts_with('!'));
 }

@@ -200,6 +200,7 @@ pub const BUILTIN_RESOURCES: &[ResourceDef] = &[
         .cluster_scoped()
         .with_status(),
     ResourceDef::builtin("events.k8s.io", "v1", "events", "Event"),
+    ResourceDef::builtin("coordination.k8s.io", "v1", "leases", "Lease"),
     ResourceDef::builtin("apps", "v1", "deployments", "Deployment")
         .with_status()
         .with_generation(),
