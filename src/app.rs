@@ -180,11 +180,11 @@ async fn start_counting(args: &ServeArgs, metrics: &Metrics, readiness: &Readine
     if !args.counting {
         return off("disabled by --counting=false".into());
     }
-    let cluster: FleetCluster = match args.fleet_cluster.parse::<FleetCluster>() {
-        Ok(c) => c.with_bundle_deployment_namespace(args.fleet_cluster_namespace.as_deref()),
+    let cluster: FleetCluster = match args.fleet.fleet_cluster.parse::<FleetCluster>() {
+        Ok(c) => c.with_bundle_deployment_namespace(args.fleet.fleet_cluster_namespace.as_deref()),
         Err(e) => return off(e.to_string()),
     };
-    let clients = match counting::connect(args.fleet_kubeconfig.as_ref()).await {
+    let clients = match counting::connect(args.fleet.fleet_kubeconfig.as_ref()).await {
         Ok(c) => c,
         Err(e) => return off(e.to_string()),
     };
@@ -210,7 +210,7 @@ async fn start_counting(args: &ServeArgs, metrics: &Metrics, readiness: &Readine
     let counting = counting::start(
         &clients,
         &cluster,
-        args.agent_scopes.clone(),
+        args.fleet.agent_scopes.clone(),
         config,
         metrics.clone(),
         readiness.clone(),

@@ -178,22 +178,8 @@ pub struct ServeArgs {
     #[arg(long, env = "FLEET_DELETE_GUARD_COUNTING", default_value_t = true, action = clap::ArgAction::Set)]
     pub counting: bool,
 
-    /// Kubeconfig of the Fleet management cluster, when it is not this cluster.
-    #[arg(long, env = "FLEET_DELETE_GUARD_FLEET_KUBECONFIG")]
-    pub fleet_kubeconfig: Option<PathBuf>,
-
-    /// This cluster's Fleet Cluster object, NAMESPACE/NAME.
-    #[arg(
-        long,
-        env = "FLEET_DELETE_GUARD_FLEET_CLUSTER",
-        default_value = "fleet-local/local"
-    )]
-    pub fleet_cluster: String,
-
-    /// Namespace of this cluster's BundleDeployments in the Fleet cluster (the Cluster's
-    /// status.namespace). Default: derived from --fleet-cluster by Fleet's naming rule.
-    #[arg(long, env = "FLEET_DELETE_GUARD_FLEET_CLUSTER_NAMESPACE")]
-    pub fleet_cluster_namespace: Option<String>,
+    #[command(flatten)]
+    pub fleet: FleetClusterArgs,
 
     /// Patch the GitRepo status too (auto: only without --fleet-kubeconfig).
     #[arg(
@@ -210,11 +196,6 @@ pub struct ServeArgs {
     #[arg(long, env = "FLEET_DELETE_GUARD_FLEET_VERSION", default_value = "auto",
           value_parser = parse_fleet_version)]
     pub fleet_version: String,
-
-    /// Fleet agent scopes (AGENT_SCOPE) tried when matching setIDs; "" is standalone Fleet.
-    #[arg(long = "agent-scope", env = "FLEET_DELETE_GUARD_AGENT_SCOPE", value_delimiter = ',',
-          default_values = DEFAULT_AGENT_SCOPES)]
-    pub agent_scopes: Vec<String>,
 
     /// Deletions waiting to be counted at most; more are refused and counted in a metric.
     #[arg(
@@ -460,6 +441,32 @@ impl CertsArgs {
     }
 }
 
+/// Where this cluster's Fleet objects are: `serve` and `verify` alike.
+#[derive(Debug, Clone, Args)]
+pub struct FleetClusterArgs {
+    /// Kubeconfig of the Fleet management cluster, when it is not this cluster.
+    #[arg(long, env = "FLEET_DELETE_GUARD_FLEET_KUBECONFIG")]
+    pub fleet_kubeconfig: Option<PathBuf>,
+
+    /// This cluster's Fleet Cluster object, NAMESPACE/NAME.
+    #[arg(
+        long,
+        env = "FLEET_DELETE_GUARD_FLEET_CLUSTER",
+        default_value = "fleet-local/local"
+    )]
+    pub fleet_cluster: String,
+
+    /// Namespace of this cluster's BundleDeployments in the Fleet cluster (the Cluster's
+    /// status.namespace). Default: derived from --fleet-cluster by Fleet's naming rule.
+    #[arg(long, env = "FLEET_DELETE_GUARD_FLEET_CLUSTER_NAMESPACE")]
+    pub fleet_cluster_namespace: Option<String>,
+
+    /// Fleet agent scopes (AGENT_SCOPE) of setIDs and hash labels; "" is standalone Fleet.
+    #[arg(long = "agent-scope", env = "FLEET_DELETE_GUARD_AGENT_SCOPE", value_delimiter = ',',
+          default_values = DEFAULT_AGENT_SCOPES)]
+    pub agent_scopes: Vec<String>,
+}
+
 /// `fleet-delete-guard verify` flags.
 #[derive(Debug, Clone, Args)]
 pub struct VerifyArgs {
@@ -476,27 +483,8 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub namespace: Option<String>,
 
-    /// Kubeconfig of the Fleet management cluster, when it is not this cluster.
-    #[arg(long, env = "FLEET_DELETE_GUARD_FLEET_KUBECONFIG")]
-    pub fleet_kubeconfig: Option<PathBuf>,
-
-    /// This cluster's Fleet Cluster object, NAMESPACE/NAME.
-    #[arg(
-        long,
-        env = "FLEET_DELETE_GUARD_FLEET_CLUSTER",
-        default_value = "fleet-local/local"
-    )]
-    pub fleet_cluster: String,
-
-    /// Namespace of this cluster's BundleDeployments in the Fleet cluster. Default:
-    /// derived from --fleet-cluster by Fleet's naming rule.
-    #[arg(long, env = "FLEET_DELETE_GUARD_FLEET_CLUSTER_NAMESPACE")]
-    pub fleet_cluster_namespace: Option<String>,
-
-    /// Fleet agent scopes (AGENT_SCOPE) whose hash label an object may carry.
-    #[arg(long = "agent-scope", env = "FLEET_DELETE_GUARD_AGENT_SCOPE", value_delimiter = ',',
-          default_values = crate::owners::DEFAULT_AGENT_SCOPES)]
-    pub agent_scopes: Vec<String>,
+    #[command(flatten)]
+    pub fleet: FleetClusterArgs,
 
     /// Bound on each API request (duration).
     #[arg(long, default_value = "30", value_parser = parse_duration)]

@@ -143,7 +143,8 @@ pub(crate) fn set_bundle_deployment_fields(
 
     // summary.SetReadyConditions(gitrepo, "Bundle", summary)
     let own = ready_message(&summary, "Bundle");
-    let reason = if own.is_empty() {
+    // The reason stays, except that v0.15 clears it when Ready becomes True.
+    let reason = if own.is_empty() && rules.ready_true_clears_reason {
         String::new()
     } else {
         status
@@ -182,16 +183,7 @@ pub(crate) fn set_bundle_deployment_fields(
     match bundle_msg {
         Some(msg) => set_condition(&mut status.conditions, "Ready", "False", &msg, "", now),
         None if own.is_empty() => {
-            // v0.15 clears the reason of a Ready condition that becomes True.
-            let kept = if rules.ready_true_clears_reason {
-                String::new()
-            } else {
-                status
-                    .condition("Ready")
-                    .map(|c| c.reason.clone())
-                    .unwrap_or_default()
-            };
-            set_condition(&mut status.conditions, "Ready", "True", "", &kept, now)
+            set_condition(&mut status.conditions, "Ready", "True", "", &reason, now)
         }
         None => set_condition(&mut status.conditions, "Ready", "False", &own, &reason, now),
     };

@@ -84,17 +84,7 @@ pub fn bundle_deployment_resource_states(
 /// Name of the `perClusterState` list a state is filed under (`None` for
 /// states Fleet does not file, e.g. `in-progress` or a BD state like `OutOfSync`).
 pub fn per_cluster_list(state: &str) -> Option<&'static str> {
-    Some(match state {
-        "Ready" => "Ready",
-        "WaitApplied" => "WaitApplied",
-        "Pending" => "Pending",
-        "Modified" => "Modified",
-        "NotReady" | "updating" | "error" => "NotReady",
-        "Orphaned" => "Orphaned",
-        "Missing" => "Missing",
-        "Unknown" => "Unknown",
-        _ => return None,
-    })
+    crate::fleet::release::StatusRules::default().per_cluster_list(state)
 }
 
 #[cfg(test)]

@@ -64,10 +64,11 @@ async fn run_inner(args: &VerifyArgs) -> Result<Report, VerifyError> {
         namespace: args.namespace.clone().filter(|n| !n.is_empty()),
     };
     let cluster = args
+        .fleet
         .fleet_cluster
         .parse::<FleetCluster>()?
-        .with_bundle_deployment_namespace(args.fleet_cluster_namespace.as_deref());
-    let clients = counting::connect(args.fleet_kubeconfig.as_ref()).await?;
+        .with_bundle_deployment_namespace(args.fleet.fleet_cluster_namespace.as_deref());
+    let clients = counting::connect(args.fleet.fleet_kubeconfig.as_ref()).await?;
     let selector = cluster.selector();
     let cluster_key = cluster.to_string();
     let target = Target {
@@ -83,7 +84,7 @@ async fn run_inner(args: &VerifyArgs) -> Result<Report, VerifyError> {
         "verifying Fleet cluster {cluster_key} (BundleDeployments in {})",
         cluster.bundle_deployment_namespace
     );
-    let mut comparison = Comparison::new(args.agent_scopes.clone(), filter);
+    let mut comparison = Comparison::new(args.fleet.agent_scopes.clone(), filter);
     let mut progress = |p: Progress<'_>| match p {
         Progress::BundleDeployments(n) => eprintln!("  {n} BundleDeployments listed"),
         Progress::Kind { index, total, kind } => {
@@ -152,8 +153,8 @@ mod tests {
             a.owners,
             ["GitRepo/fleet-local/lots", "fleet-default/redis"]
         );
-        assert_eq!(a.fleet_cluster, "fleet-local/local");
-        assert_eq!(a.agent_scopes, crate::owners::DEFAULT_AGENT_SCOPES);
+        assert_eq!(a.fleet.fleet_cluster, "fleet-local/local");
+        assert_eq!(a.fleet.agent_scopes, crate::owners::DEFAULT_AGENT_SCOPES);
         assert_eq!(a.timeout, std::time::Duration::from_secs(30));
         assert!(Cli::try_parse_from(["fleet-delete-guard", "verify", "-o", "yaml"]).is_err());
     }
