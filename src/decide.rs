@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use crate::fleet::recognize::{provenance, Provenance};
+use crate::fleet::recognize::{provenance_known, Provenance};
 use crate::fleet::{OwnerKind, OwnerRef};
 use crate::policy::{matches_identity, DecisionConfig, Policy};
 
@@ -92,6 +92,9 @@ pub struct Owner {
     pub bundle: Option<String>,
     /// A per-GitRepo/HelmOp override of the cluster-wide policy.
     pub policy: Option<Policy>,
+    /// Whether the object's hash label is sha1 of its id, when the owner index already
+    /// knows (it resolved the id); `None`: computed by [`decide`].
+    pub hash_agrees: Option<bool>,
     /// Fleet's agent does not monitor the bundle now (`paused`, `off schedule`,
     /// `waiting for values`): the deletion is warned about but not counted.
     pub unmonitored: Option<&'static str>,
@@ -270,10 +273,11 @@ pub fn decide(review: &Review, owner: &Owner, config: &DecisionConfig) -> Verdic
     let Some(object) = &review.object else {
         return Verdict::silent(Outcome::NoObject);
     };
-    match provenance(
+    match provenance_known(
         object.objectset_id.as_deref(),
         object.objectset_hash.as_deref(),
         owner.bundle.is_some(),
+        owner.hash_agrees,
     ) {
         Provenance::NoObjectset => return Verdict::silent(Outcome::NotManaged),
         Provenance::OtherWriter => return Verdict::silent(Outcome::NotFleet),

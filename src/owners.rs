@@ -125,8 +125,9 @@ struct Indexed {
 
 #[derive(Default)]
 struct Maps {
-    /// setID and hash → owner.
-    by_key: HashMap<String, Arc<Indexed>>,
+    /// setID and hash → owner, with the index of the agent scope the key was made for
+    /// (an id and a hash label agree when they map to the same entry and scope).
+    by_key: HashMap<String, (Arc<Indexed>, usize)>,
     /// BD `ns/name` → the keys it put in `by_key`, to remove them on delete.
     keys_of: HashMap<String, Vec<String>>,
     /// Per owner, its BundleDeployments' desiredReady summed.
@@ -152,13 +153,13 @@ impl Maps {
             desired_ready,
         });
         let mut keys = Vec::with_capacity(scopes.len() * 2);
-        for scope in scopes {
+        for (i, scope) in scopes.iter().enumerate() {
             let set_id = set_id(&owner.bd.name, DEFAULT_LABEL_PREFIX, scope);
-            keys.push(object_set_hash(&set_id));
+            let hash = object_set_hash(&set_id);
+            self.by_key.insert(hash.clone(), (owner.clone(), i));
+            self.by_key.insert(set_id.clone(), (owner.clone(), i));
+            keys.push(hash);
             keys.push(set_id);
-        }
-        for key in &keys {
-            self.by_key.insert(key.clone(), owner.clone());
         }
         self.keys_of.insert(id, keys);
     }
@@ -172,9 +173,9 @@ impl Maps {
             if self
                 .by_key
                 .get(&key)
-                .is_some_and(|o| format!("{}/{}", o.bd.namespace, o.bd.name) == id)
+                .is_some_and(|(o, _)| format!("{}/{}", o.bd.namespace, o.bd.name) == id)
             {
-                removed = self.by_key.remove(&key).or(removed);
+                removed = self.by_key.remove(&key).map(|(o, _)| o).or(removed);
             }
         }
         if let Some(gone) = removed {
@@ -353,7 +354,7 @@ impl OwnerIndex {
         set_id
             .and_then(|id| state.live.by_key.get(id))
             .or_else(|| hash.and_then(|h| state.live.by_key.get(h)))
-            .map(|i| i.bd.clone())
+            .map(|(i, _)| i.bd.clone())
     }
 
     /// Number of BundleDeployments indexed.
@@ -394,7 +395,16 @@ impl OwnerResolver for OwnerIndex {
             .objectset_id
             .as_deref()
             .and_then(|id| state.live.by_key.get(id));
-        if let Some(indexed) = bd {
+        if let Some((indexed, scope)) = bd {
+            // The hash label agrees with the id when it is the key made with it: no SHA-1
+            // on the admission path for objects of known bundles.
+            owner.hash_agrees = Some(object.objectset_hash.as_deref().is_none_or(|h| {
+                state
+                    .live
+                    .by_key
+                    .get(h)
+                    .is_some_and(|(o, s)| Arc::ptr_eq(o, indexed) && s == scope)
+            }));
             let bd = &indexed.bd;
             owner.bundle = Some(bd.bundle.clone());
             owner.policy = state.policies.get(&bd.owner).copied();
@@ -625,6 +635,33 @@ mod tests {
         idx.apply_owner_event(OwnerKind::HelmOp, &Event::Delete(op));
         assert_eq!(
             idx.resolve(&object(Some("default-redis"), None)).policy,
+            None
+        );
+    }
+
+    #[test]
+    fn the_index_says_whether_the_hash_label_belongs_to_the_id() {
+        let idx = index();
+        idx.apply_bundle_deployment_event(&Event::Apply(bd("lots-config2", Some("lots"))));
+        idx.apply_bundle_deployment_event(&Event::Apply(bd("lots-config1", Some("lots"))));
+        let id = "default-lots-config2";
+        let agrees = idx.resolve(&object(Some(id), Some(&object_set_hash(id))));
+        assert_eq!(agrees.hash_agrees, Some(true));
+        // Another bundle's hash, or the same bundle's hash for another agent scope.
+        let other = idx.resolve(&object(
+            Some(id),
+            Some(&object_set_hash("default-lots-config1")),
+        ));
+        assert_eq!(other.hash_agrees, Some(false));
+        let scope = object_set_hash("default-lots-config2-cattle-fleet-local-system");
+        assert_eq!(
+            idx.resolve(&object(Some(id), Some(&scope))).hash_agrees,
+            Some(false)
+        );
+        assert_eq!(idx.resolve(&object(Some(id), None)).hash_agrees, Some(true));
+        assert_eq!(
+            idx.resolve(&object(Some("default-elsewhere"), None))
+                .hash_agrees,
             None
         );
     }

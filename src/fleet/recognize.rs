@@ -28,6 +28,17 @@ pub enum Provenance {
 /// `objectset.rio.cattle.io/hash` label, and whether the owner index resolved the id to
 /// a BundleDeployment.
 pub fn provenance(id: Option<&str>, hash: Option<&str>, id_resolved: bool) -> Provenance {
+    provenance_known(id, hash, id_resolved, None)
+}
+
+/// [`provenance`] when whether the hash label is sha1(id) is already known (`Some`, the
+/// owner index's answer for an id it resolved); `None` computes it.
+pub fn provenance_known(
+    id: Option<&str>,
+    hash: Option<&str>,
+    id_resolved: bool,
+    hash_agrees: Option<bool>,
+) -> Provenance {
     let Some(id) = id else {
         return if hash.is_some() {
             Provenance::OtherWriter
@@ -35,7 +46,7 @@ pub fn provenance(id: Option<&str>, hash: Option<&str>, id_resolved: bool) -> Pr
             Provenance::NoObjectset
         };
     };
-    let hash_agrees = hash.is_none_or(|h| h == object_set_hash(id));
+    let hash_agrees = hash_agrees.unwrap_or_else(|| hash.is_none_or(|h| h == object_set_hash(id)));
     if hash_agrees && (id_resolved || has_agent_shape(id)) {
         Provenance::FleetAgent
     } else {
