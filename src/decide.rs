@@ -197,6 +197,27 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome: the `decision` values of the metrics and audit annotations.
+    pub const ALL: [Outcome; 12] = [
+        Outcome::NotDelete,
+        Outcome::NoObject,
+        Outcome::NotManaged,
+        Outcome::NotFleet,
+        Outcome::FleetDeletion,
+        Outcome::RepeatDeletion,
+        Outcome::ControllerDeletion,
+        Outcome::Allowed,
+        Outcome::Warned,
+        Outcome::BreakGlass,
+        Outcome::Denied,
+        Outcome::BreakerOpen,
+    ];
+
+    /// The outcome whose label is `label`.
+    pub fn from_label(label: &str) -> Option<Outcome> {
+        Outcome::ALL.into_iter().find(|o| o.as_str() == label)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::NotDelete => "not-delete",
@@ -804,5 +825,29 @@ mod tests {
                 "{v:?}"
             );
         }
+    }
+
+    #[test]
+    fn every_outcome_is_listed_once_with_its_label() {
+        // Exhaustive: a new outcome does not compile until it is placed here and in ALL.
+        let position = |o: Outcome| match o {
+            Outcome::NotDelete => 0,
+            Outcome::NoObject => 1,
+            Outcome::NotManaged => 2,
+            Outcome::NotFleet => 3,
+            Outcome::FleetDeletion => 4,
+            Outcome::RepeatDeletion => 5,
+            Outcome::ControllerDeletion => 6,
+            Outcome::Allowed => 7,
+            Outcome::Warned => 8,
+            Outcome::BreakGlass => 9,
+            Outcome::Denied => 10,
+            Outcome::BreakerOpen => 11,
+        };
+        for (i, o) in Outcome::ALL.into_iter().enumerate() {
+            assert_eq!(position(o), i, "{o}");
+            assert_eq!(Outcome::from_label(o.as_str()), Some(o));
+        }
+        assert_eq!(Outcome::from_label("bogus"), None);
     }
 }

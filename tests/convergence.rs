@@ -85,6 +85,20 @@ fn inject_faults(
     })
 }
 
+/// Waits until GitRepo `fleet-local/many` counts `want` (ready, desiredReady, missing).
+async fn wait_many(double: &ApiDouble, want: (i64, i64, i64), what: &str) -> Value {
+    double
+        .wait_for(
+            &gvr::GITREPOS,
+            "fleet-local",
+            "many",
+            |r| counts(r) == want,
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|t| panic!("{what}: {t}"))
+}
+
 async fn review(server: &support::TestServer, review: &Value) -> bool {
     let (status, text) = post(&server.client(), &server.url(), review.to_string()).await;
     assert_eq!(status, 200, "{text}");
@@ -204,16 +218,7 @@ async fn a_gitrepo_made_to_disagree_by_hand_is_repaired_while_marks_live() {
     let r = many_review(&double, "cm-000", "r-1");
     assert!(review(&a.server, &r).await);
     double.delete_object(&gvr::CONFIGMAPS, "default", "cm-000");
-    double
-        .wait_for(
-            &gvr::GITREPOS,
-            "fleet-local",
-            "many",
-            |r| counts(r) == (9, 10, 1),
-            WAIT,
-        )
-        .await
-        .expect("counted");
+    wait_many(&double, (9, 10, 1), "counted").await;
     // A stale writer puts the old counts back on the GitRepo, and the agent touches the
     // BundleDeployment (any status update): the watch sees it and the GitRepo is
     // re-derived from the BundleDeployment.
@@ -233,16 +238,7 @@ async fn a_gitrepo_made_to_disagree_by_hand_is_repaired_while_marks_live() {
             json!({"status": {"syncGeneration": 1}}),
         )
         .expect("agent touch");
-    double
-        .wait_for(
-            &gvr::GITREPOS,
-            "fleet-local",
-            "many",
-            |r| counts(r) == (9, 10, 1),
-            WAIT,
-        )
-        .await
-        .expect("repaired");
+    wait_many(&double, (9, 10, 1), "repaired").await;
 }
 
 #[tokio::test]
@@ -316,14 +312,5 @@ async fn the_resync_repairs_a_gitrepo_that_disagrees_with_its_bundle_deployments
         .synced()
         .await;
     // The resync at start re-derives the owner from its BundleDeployment.
-    double
-        .wait_for(
-            &gvr::GITREPOS,
-            "fleet-local",
-            "many",
-            |r| counts(r) == (10, 10, 0),
-            WAIT,
-        )
-        .await
-        .expect("repaired by the resync");
+    wait_many(&double, (10, 10, 0), "repaired by the resync").await;
 }

@@ -19,21 +19,6 @@ use crate::fleet::labels::{
 };
 use crate::fleet::recognize::{provenance, Provenance};
 
-/// Every value of the webhook's `decision` audit annotation.
-const DECISIONS: [&str; 11] = [
-    "not-delete",
-    "no-object",
-    "not-managed",
-    "not-fleet",
-    "fleet",
-    "repeat",
-    "controller",
-    "allowed",
-    "warned",
-    "break-glass",
-    "denied",
-];
-
 /// Decisions the webhook takes for objects that are not Fleet's.
 const UNMANAGED_DECISIONS: [&str; 4] = ["not-delete", "no-object", "not-managed", "not-fleet"];
 
@@ -492,7 +477,7 @@ fn webhook_prefix<'m>(
     }
     let mut first = None;
     for (prefix, decision) in prefixes() {
-        if prefix.is_empty() || !DECISIONS.contains(&decision) {
+        if prefix.is_empty() || crate::decide::Outcome::from_label(decision).is_none() {
             continue;
         }
         let has_owner = annotations

@@ -255,20 +255,7 @@ impl Checker {
         }
         // The decision labels are the metric's fixed set.
         assert!(
-            [
-                "not-delete",
-                "no-object",
-                "not-managed",
-                "not-fleet",
-                "fleet",
-                "repeat",
-                "controller",
-                "allowed",
-                "warned",
-                "break-glass",
-                "denied"
-            ]
-            .contains(&decision),
+            fleet_delete_guard::decide::Outcome::from_label(decision).is_some(),
             "unknown decision {decision}"
         );
         (Outcome::Decided(decision), String::new())
