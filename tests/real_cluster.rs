@@ -1,0 +1,1315 @@
+//! End to end against the real control plane: etcd, kube-apiserver and
+//! kube-controller-manager built from their Go modules (`scripts/real-cluster.sh`).
+//! deploy/ is applied with the real kubectl; its ValidatingWebhookConfiguration (with
+//! its matchConditions, evaluated by the real apiserver's CEL) points at a locally
+//! running `fleet-delete-guard serve`, which talks to the apiserver as its
+//! ServiceAccount through the RBAC deploy/ grants; `alice` deletes with the real
+//! kubectl; the real audit log is the evidence.
+//!
+//! Run with `scripts/real-cluster.sh test` (builds the binaries first, cached). It is not
+//! part of the default `cargo test`: it needs Go-built programs (required feature
+//! `real-cluster`). One control plane serves every test of this binary; the tests run
+//! one at a time (a lock), each in its own namespace with a freshly seeded GitRepo.
+
+#[path = "support/kubectl.rs"]
+mod kubectl;
+#[path = "support/real_cluster.rs"]
+mod real_cluster;
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock},
+    time::{Duration, Instant},
+};
+
+use real_cluster::ControlPlane;
+use serde_json::{json, Value};
+
+const NS: &str = "cattle-fleet-system";
+const SA: &str = "fleet-delete-guard";
+const WEBHOOK: &str = "delete-guard.fleet.cattle.io";
+const WEBHOOK_CONFIG: &str = "fleet-delete-guard";
+const SA_USER: &str = "system:serviceaccount:cattle-fleet-system:fleet-delete-guard";
+const BD_NS: &str = "cluster-fleet-local-local-1a3d67d0a899";
+/// Generous: a loaded 2-core machine. Nothing here asserts a speed.
+const WAIT: Duration = Duration::from_secs(60);
+const COUNTS: &str =
+    "jsonpath={.status.resourceCounts.ready}/{.status.resourceCounts.desiredReady}";
+
+/// The control plane every test shares, started once.
+fn plane() -> &'static ControlPlane {
+    static PLANE: OnceLock<ControlPlane> = OnceLock::new();
+    PLANE.get_or_init(|| {
+        fleet_delete_guard::tls::install_crypto_provider();
+        let kubectl = kubectl::find().expect("kubectl ($KUBECTL, /usr/bin/kubectl or $PATH)");
+        let cp = ControlPlane::start(kubectl);
+        install_fleet_and_deploy(&cp);
+        cp
+    })
+}
+
+/// One test at a time: each starts its own webhook, which sees every deletion.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn fixture(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("fixture JSON")
+}
+
+/// Server-assigned fields dropped, so the object can be created anew.
+fn fresh(mut obj: Value) -> Value {
+    if let Some(meta) = obj["metadata"].as_object_mut() {
+        for k in [
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "managedFields",
+            "generation",
+            "finalizers",
+        ] {
+            meta.remove(k);
+        }
+    }
+    obj
+}
+
+/// The Fleet CRD stand-ins, Fleet's namespaces, and deploy/ as kubectl renders it — with
+/// the webhook's clientConfig pointed at a URL on loopback instead of the Service
+/// (nothing runs pods here; envtest does the same).
+fn install_fleet_and_deploy(cp: &ControlPlane) {
+    let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/real-cluster/fleet-crds.yaml");
+    let out = cp
+        .kubectl("admin")
+        .args(["apply", "--server-side", "-f"])
+        .arg(&crds)
+        .output()
+        .expect("kubectl apply CRDs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cp.kubectl_stdout(
+        "admin",
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd",
+            "gitrepos.fleet.cattle.io",
+            "helmops.fleet.cattle.io",
+            "bundles.fleet.cattle.io",
+            "bundledeployments.fleet.cattle.io",
+            "clusters.fleet.cattle.io",
+        ],
+    );
+    let namespaces: Vec<Value> = [NS, "fleet-local", BD_NS]
+        .iter()
+        .map(|n| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}))
+        .collect();
+    cp.apply(&namespaces);
+    // deploy/ without its ValidatingWebhookConfiguration: each test installs that, with
+    // its own webhook's URL.
+    let objects: Vec<Value> = kubectl::render(&cp.kubectl, "")
+        .into_iter()
+        .filter(|o| o["kind"] != "ValidatingWebhookConfiguration")
+        .collect();
+    cp.apply(&objects);
+    cp.wait_for("the webhook's ServiceAccount", || {
+        cp.kubectl_ok("admin", &["get", "sa", SA, "-n", NS])
+    });
+}
+
+/// deploy/'s ValidatingWebhookConfiguration, calling `url` (with `edit` applied).
+fn webhook_configuration(cp: &ControlPlane, name: &str, url: &str) -> Value {
+    let mut vwc = kubectl::render(&cp.kubectl, "")
+        .into_iter()
+        .find(|o| o["kind"] == "ValidatingWebhookConfiguration")
+        .expect("deploy/ has a ValidatingWebhookConfiguration");
+    vwc["metadata"]["name"] = json!(name);
+    for hook in vwc["webhooks"].as_array_mut().expect("webhooks") {
+        hook["clientConfig"] = json!({ "url": url });
+    }
+    vwc
+}
+
+/// One test's world: a namespace holding the 11 ConfigMaps of the worked example, the
+/// GitRepo fleet-local/lots and its three BundleDeployments (status as Fleet wrote it),
+/// all created anew.
+struct World {
+    ns: String,
+}
+
+impl World {
+    fn seed(cp: &'static ControlPlane, ns: &str) -> World {
+        let _ = cp.kubectl_ok(
+            "admin",
+            &[
+                "delete",
+                "gitrepo,bundledeployment",
+                "--all",
+                "-A",
+                "--wait=true",
+            ],
+        );
+        cp.apply(&[json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})]);
+        // alice is a team member: Kubernetes' built-in `edit` role in this namespace only.
+        cp.apply(&[json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "alice-edit", "namespace": ns},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}]})]);
+        let in_ns = |v: &Value| -> Value {
+            let text = v.to_string().replace(
+                r#""namespace":"default""#,
+                &format!(r#""namespace":"{ns}""#),
+            );
+            serde_json::from_str(&text).expect("JSON")
+        };
+        let configmaps = fixture("configmaps-lots.json");
+        let cms: Vec<Value> = configmaps["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|o| fresh(in_ns(o)))
+            .collect();
+        cp.apply(&cms);
+
+        let gitrepo = fixture("gitrepo-lots.json");
+        let bds = fixture("bundledeployments-lots.json");
+        let bd_items: Vec<Value> = bds["items"].as_array().expect("items").clone();
+        let mut specs = vec![strip_status(fresh(gitrepo.clone()))];
+        specs.extend(bd_items.iter().map(|b| strip_status(fresh(b.clone()))));
+        cp.apply(&specs);
+        for bd in &bd_items {
+            let bd = in_ns(bd);
+            patch_status(cp, "bundledeployment", BD_NS, name_of(&bd), &bd["status"]);
+        }
+        patch_status(
+            cp,
+            "gitrepo",
+            "fleet-local",
+            "lots",
+            &in_ns(&gitrepo)["status"],
+        );
+        let w = World { ns: ns.to_string() };
+        assert_eq!(w.counts(cp), "11/11");
+        w
+    }
+
+    fn counts(&self, cp: &ControlPlane) -> String {
+        cp.kubectl_stdout(
+            "admin",
+            &["get", "gitrepo", "lots", "-n", "fleet-local", "-o", COUNTS],
+        )
+    }
+
+    /// Polls the GitRepo until it reads `want`.
+    fn wait_counts(&self, cp: &ControlPlane, want: &str) {
+        let start = Instant::now();
+        loop {
+            let have = self.counts(cp);
+            if have == want {
+                return;
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "GitRepo still reads {have}, not {want}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn bd(&self, cp: &ControlPlane, name: &str) -> Value {
+        let out = cp.kubectl_stdout(
+            "admin",
+            &["get", "bundledeployment", name, "-n", BD_NS, "-o", "json"],
+        );
+        serde_json::from_str(&out).expect("JSON")
+    }
+}
+
+fn strip_status(mut o: Value) -> Value {
+    if let Some(m) = o.as_object_mut() {
+        m.remove("status");
+    }
+    o
+}
+
+fn name_of(o: &Value) -> &str {
+    o["metadata"]["name"].as_str().expect("name")
+}
+
+fn patch_status(cp: &ControlPlane, kind: &str, ns: &str, name: &str, status: &Value) {
+    let patch = json!({ "status": status }).to_string();
+    cp.kubectl_stdout(
+        "admin",
+        &[
+            "patch",
+            kind,
+            name,
+            "-n",
+            ns,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch,
+        ],
+    );
+}
+
+/// `fleet-delete-guard serve` as a child process, as deploy/ configures it (certificate
+/// bootstrap into the Secret, caBundle written into its configuration), connected to
+/// the real apiserver with its ServiceAccount's token.
+struct Webhook {
+    child: Child,
+    metrics: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+    config: String,
+}
+
+impl Webhook {
+    /// Starts it, installs its ValidatingWebhookConfiguration, and waits until the
+    /// apiserver really calls it (a server-side dry-run deletion comes back warned).
+    fn start(cp: &'static ControlPlane, world: &World, config: &str, extra: &[&str]) -> Webhook {
+        let port = real_cluster::free_port();
+        let kubeconfig = cp.service_account_kubeconfig(NS, SA);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet-delete-guard"));
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("FLEET_DELETE_GUARD_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.arg("serve")
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-listen", "127.0.0.1:0", "--log-format", "json"])
+            .args([
+                "--cert-secret",
+                "fleet-delete-guard-tls",
+                "--webhook-config",
+                config,
+            ])
+            .args(["--cert-dns-name", "127.0.0.1", "--fleet-version", "v0.16.1"])
+            .arg("--cert-dir")
+            .arg(cp.path(&format!("certs-{config}-{port}")))
+            .args(["--shutdown-grace", "2"])
+            .args(extra)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("POD_NAMESPACE", NS)
+            .env("POD_NAME", format!("fleet-delete-guard-{port}"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // Installed first, without a caBundle: the webhook writes it.
+        cp.apply(&[webhook_configuration(
+            cp,
+            config,
+            &format!("https://127.0.0.1:{port}/validate"),
+        )]);
+        let mut child = real_cluster::spawn(cmd).expect("start fleet-delete-guard");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel::<SocketAddr>();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if v["message"] == "fleet-delete-guard serving" {
+                        if let Some(m) = v["metrics_listen"].as_str().and_then(|s| s.parse().ok()) {
+                            let _ = tx.send(m);
+                        }
+                    }
+                }
+                sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            }
+        });
+        let Ok(metrics) = rx.recv_timeout(WAIT) else {
+            let _ = child.kill();
+            panic!(
+                "fleet-delete-guard did not start:\n{}",
+                logs.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
+            );
+        };
+        let w = Webhook {
+            child,
+            metrics,
+            logs,
+            config: config.to_string(),
+        };
+        // The webhook bootstrapped its CA into the Secret; it syncs the caBundle only into
+        // entries that call its Service, and this one calls a URL (no pods, no Service
+        // routing here), so the test injects it — as cert-manager's CA injector would.
+        let ca = cp.kubectl_stdout(
+            "admin",
+            &[
+                "get",
+                "secret",
+                "fleet-delete-guard-tls",
+                "-n",
+                NS,
+                "-o",
+                "jsonpath={.data.ca\\.crt}",
+            ],
+        );
+        assert!(
+            !ca.is_empty(),
+            "the webhook bootstrapped its Secret:\n{}",
+            w.logs()
+        );
+        let patch =
+            json!([{"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": ca}])
+                .to_string();
+        cp.kubectl_stdout(
+            "admin",
+            &[
+                "patch",
+                "validatingwebhookconfiguration",
+                config,
+                "--type=json",
+                "-p",
+                &patch,
+            ],
+        );
+        w.wait_called(cp, world);
+        w
+    }
+
+    /// Until kube-apiserver calls the webhook: its caBundle is written and the apiserver's
+    /// webhook configuration cache has it.
+    fn wait_called(&self, cp: &ControlPlane, world: &World) {
+        let start = Instant::now();
+        loop {
+            let run = kubectl_run(cp.kubectl("alice").args([
+                "delete",
+                "configmap",
+                "test-config1-one",
+                "-n",
+                &world.ns,
+                "--dry-run=server",
+            ]));
+            if run.stderr.contains("is managed by Fleet") {
+                return;
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "kube-apiserver never called the webhook: {run}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn logs(&self) -> String {
+        self.logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n")
+    }
+
+    /// The JSON log lines of reviews (message "review").
+    fn review_lines(&self) -> Vec<Value> {
+        self.logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v.get("decision").is_some() || v["fields"].get("decision").is_some())
+            .collect()
+    }
+
+    fn metrics_text(&self) -> String {
+        let out = Command::new("curl")
+            .args([
+                "-fsS",
+                "--max-time",
+                "5",
+                &format!("http://{}/metrics", self.metrics),
+            ])
+            .output();
+        match out {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+            _ => http_get(self.metrics, "/metrics"),
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        self.kill();
+        if let Some(cp) = PLANE_FOR_DROP.get() {
+            let _ = cp.kubectl_ok(
+                "admin",
+                &[
+                    "delete",
+                    "validatingwebhookconfiguration",
+                    &self.config,
+                    "--ignore-not-found",
+                ],
+            );
+        }
+    }
+}
+
+static PLANE_FOR_DROP: OnceLock<&'static ControlPlane> = OnceLock::new();
+
+fn setup(ns: &str) -> (MutexGuard<'static, ()>, &'static ControlPlane, World) {
+    let guard = serial();
+    let cp = plane();
+    let _ = PLANE_FOR_DROP.set(cp);
+    let world = World::seed(cp, ns);
+    (guard, cp, world)
+}
+
+fn kubectl_run(cmd: &mut Command) -> kubectl::Run {
+    cmd.output().expect("kubectl runs").into()
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .expect("write");
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).expect("read");
+    buf.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+/// Audit events of `verb` on `name`, newest last, once the apiserver has written them.
+fn audit_events_for(cp: &ControlPlane, name: &str, verb: &str) -> Vec<Value> {
+    cp.audit_events()
+        .into_iter()
+        .filter(|e| {
+            e["objectRef"]["name"] == name && e["verb"] == verb && e["stage"] == "ResponseComplete"
+        })
+        .collect()
+}
+
+fn wait_audit(cp: &ControlPlane, name: &str, verb: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        if let Some(e) = audit_events_for(cp, name, verb).pop() {
+            return e;
+        }
+        assert!(start.elapsed() < WAIT, "no {verb} audit event for {name}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn resource_names(bd: &Value, list: &str) -> Vec<String> {
+    bd["status"][list]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r["name"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn alice_deletes_a_fleet_configmap_kubectl_warns_the_status_reads_10_of_11_and_the_audit_log_says_so(
+) {
+    let (_g, cp, world) = setup("rc-delete");
+    let w = Webhook::start(cp, &world, WEBHOOK_CONFIG, &[]);
+
+    let run = kubectl_run(cp.kubectl("alice").args([
+        "delete",
+        "configmap",
+        "test-config2-one",
+        "-n",
+        &world.ns,
+    ]));
+    assert!(run.ok, "{run}");
+    assert!(
+        run.stderr.contains(&format!(
+            "Warning: configmap {}/test-config2-one is managed by Fleet GitRepo fleet-local/lots (bundle lots-config2).",
+            world.ns
+        )),
+        "the real kubectl prints the webhook's warning:\n{run}"
+    );
+    world.wait_counts(cp, "10/11");
+
+    // The BundleDeployment Fleet recomputes the GitRepo from says the same.
+    let bd = world.bd(cp, "lots-config2");
+    assert_eq!(bd["status"]["resourceCounts"]["missing"], 1, "{bd:#}");
+    assert!(
+        resource_names(&bd, "modifiedStatus")
+            .iter()
+            .any(|n| n == "test-config2-one"),
+        "{bd:#}"
+    );
+
+    // The writes went through the real RBAC as the webhook's ServiceAccount.
+    let status_writes: Vec<Value> = cp
+        .audit_events()
+        .into_iter()
+        .filter(|e| e["user"]["username"] == SA_USER && e["objectRef"]["subresource"] == "status")
+        .collect();
+    assert!(
+        status_writes.is_empty(),
+        "the audit policy logs only deletions and webhook writes"
+    );
+
+    // The real audit log holds the webhook's annotations on alice's DELETE.
+    let event = wait_audit(cp, "test-config2-one", "delete");
+    assert_eq!(event["user"]["username"], "alice");
+    let a = &event["annotations"];
+    assert_eq!(a[format!("{WEBHOOK}/decision")], "warned", "{event:#}");
+    assert_eq!(
+        a[format!("{WEBHOOK}/gitrepo")],
+        "fleet-local/lots",
+        "{event:#}"
+    );
+    assert_eq!(a[format!("{WEBHOOK}/counted")], "true", "{event:#}");
+
+    // `fleet-delete-guard audit` reads the real log and reports the row.
+    let out = Command::new(env!("CARGO_BIN_EXE_fleet-delete-guard"))
+        .args(["audit", "-o", "json"])
+        .arg(cp.audit_log())
+        .output()
+        .expect("run audit");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let row = rows
+        .iter()
+        .find(|r| r.to_string().contains("test-config2-one"))
+        .unwrap_or_else(|| panic!("audit reports the deletion: {rows:#?}"));
+    assert!(row.to_string().contains("alice"), "{row:#}");
+    drop(w);
+}
+
+#[test]
+fn a_server_side_dry_run_is_warned_and_never_counted() {
+    let (_g, cp, world) = setup("rc-dry-run");
+    let _w = Webhook::start(cp, &world, WEBHOOK_CONFIG, &[]);
+    let run = kubectl_run(cp.kubectl("alice").args([
+        "delete",
+        "configmap",
+        "test-config3-one",
+        "-n",
+        &world.ns,
+        "--dry-run=server",
+    ]));
+    assert!(run.ok, "{run}");
+    assert!(
+        run.stderr
+            .contains("is managed by Fleet GitRepo fleet-local/lots"),
+        "{run}"
+    );
+    assert!(cp.kubectl_ok(
+        "admin",
+        &["get", "configmap", "test-config3-one", "-n", &world.ns]
+    ));
+    // A real deletion after it: the GitRepo reads 10/11, not 9/11, and only the real one
+    // is listed — the dry run was never counted.
+    let run = kubectl_run(cp.kubectl("alice").args([
+        "delete",
+        "configmap",
+        "test-config3-two",
+        "-n",
+        &world.ns,
+    ]));
+    assert!(run.ok, "{run}");
+    world.wait_counts(cp, "10/11");
+    let bd = world.bd(cp, "lots-config3");
+    let missing = resource_names(&bd, "modifiedStatus");
+    assert!(missing.contains(&"test-config3-two".to_string()), "{bd:#}");
+    assert!(!missing.contains(&"test-config3-one".to_string()), "{bd:#}");
+    // The apiserver recorded the dry run with the webhook's decision too.
+    let event = wait_audit(cp, "test-config3-one", "delete");
+    assert_eq!(
+        event["annotations"][format!("{WEBHOOK}/decision")],
+        "warned",
+        "{event:#}"
+    );
+}
+
+#[test]
+fn deletecollection_is_reviewed_item_by_item_and_each_is_counted() {
+    let (_g, cp, world) = setup("rc-collection");
+    let _w = Webhook::start(cp, &world, WEBHOOK_CONFIG, &[]);
+    // lots-config1's four ConfigMaps, by their objectset hash label.
+    let run = kubectl_run(cp.kubectl("alice").args([
+        "delete",
+        "configmap",
+        "-n",
+        &world.ns,
+        "-l",
+        "objectset.rio.cattle.io/hash=ba58bbccf47282ed0e4730455ed431fa5871d167",
+    ]));
+    assert!(run.ok, "{run}");
+    world.wait_counts(cp, "7/11");
+    let bd = world.bd(cp, "lots-config1");
+    assert_eq!(bd["status"]["resourceCounts"]["missing"], 4, "{bd:#}");
+    for name in [
+        "test-config1-one",
+        "test-config1-two",
+        "test-config1-three",
+        "test-config1-four",
+    ] {
+        let e = wait_audit(cp, name, "delete");
+        assert_eq!(
+            e["annotations"][format!("{WEBHOOK}/counted")],
+            "true",
+            "{e:#}"
+        );
+    }
+}
+
+#[test]
+fn deletecollection_over_one_request_is_one_review_per_item() {
+    let (_g, cp, world) = setup("rc-deletecollection");
+    let _w = Webhook::start(cp, &world, WEBHOOK_CONFIG, &[]);
+    // One DELETECOLLECTION request (kubectl deletes items one by one; the raw API does not).
+    let path = format!(
+        "/api/v1/namespaces/{}/configmaps?labelSelector=objectset.rio.cattle.io%2Fhash%3D1f6cbdedabb336dab13100bdf94ba7ff6d50ca9b",
+        world.ns
+    );
+    let run = kubectl_run(cp.kubectl("alice").args(["delete", "--raw", &path]));
+    assert!(run.ok, "{run}");
+    world.wait_counts(cp, "8/11");
+    let collection: Vec<Value> = cp
+        .audit_events()
+        .into_iter()
+        .filter(|e| {
+            e["verb"] == "deletecollection" && e["objectRef"]["namespace"] == world.ns.as_str()
+        })
+        .collect();
+    assert!(
+        !collection.is_empty(),
+        "the apiserver logged the DELETECOLLECTION"
+    );
+}
+
+#[test]
+fn the_namespace_controller_deleting_a_namespace_is_allowed_and_counted() {
+    let (_g, cp, world) = setup("rc-namespace");
+    let _w = Webhook::start(cp, &world, WEBHOOK_CONFIG, &["--policy", "deny"]);
+    let run =
+        kubectl_run(
+            cp.kubectl("admin")
+                .args(["delete", "namespace", &world.ns, "--wait=false"]),
+        );
+    assert!(run.ok, "{run}");
+    // Every one of the 11 lives in that namespace: the namespace controller deletes them,
+    // the webhook (even under --policy deny) lets it and counts each.
+    world.wait_counts(cp, "0/11");
+    let e = wait_audit(cp, "test-config2-three", "delete");
+    assert_eq!(
+        e["user"]["username"], "system:serviceaccount:kube-system:namespace-controller",
+        "{e:#}"
+    );
+    let decision = e["annotations"][format!("{WEBHOOK}/decision")]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_ne!(decision, "denied", "{e:#}");
+    assert!(!decision.is_empty(), "{e:#}");
+}
+
+#[test]
+fn the_garbage_collector_deleting_a_dependent_is_counted() {
+    let (_g, cp, world) = setup("rc-gc");
+    let _w = Webhook::start(cp, &world, WEBHOOK_CONFIG, &[]);
+    cp.apply(&[json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "gc-owner", "namespace": world.ns}})]);
+    let uid = cp.kubectl_stdout(
+        "admin",
+        &[
+            "get",
+            "configmap",
+            "gc-owner",
+            "-n",
+            &world.ns,
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ],
+    );
+    let patch = json!({"metadata": {"ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap",
+        "name": "gc-owner", "uid": uid}]}})
+    .to_string();
+    cp.kubectl_stdout(
+        "admin",
+        &[
+            "patch",
+            "configmap",
+            "test-config3-three",
+            "-n",
+            &world.ns,
+            "--type=merge",
+            "-p",
+            &patch,
+        ],
+    );
+    let run =
+        kubectl_run(
+            cp.kubectl("alice")
+                .args(["delete", "configmap", "gc-owner", "-n", &world.ns]),
+        );
+    assert!(run.ok, "{run}");
+    world.wait_counts(cp, "10/11");
+    let e = wait_audit(cp, "test-config3-three", "delete");
+    assert_eq!(
+        e["user"]["username"], "system:serviceaccount:kube-system:generic-garbage-collector",
+        "{e:#}"
+    );
+    assert_eq!(
+        e["annotations"][format!("{WEBHOOK}/counted")],
+        "true",
+        "{e:#}"
+    );
+}
+
+#[test]
+fn an_object_with_a_finalizer_is_counted_once_it_is_really_gone() {
+    let (_g, cp, world) = setup("rc-finalizer");
+    let w = Webhook::start(cp, &world, WEBHOOK_CONFIG, &[]);
+    let hold = json!({"metadata": {"finalizers": ["example.com/hold"]}}).to_string();
+    cp.kubectl_stdout(
+        "admin",
+        &[
+            "patch",
+            "configmap",
+            "test-config2-four",
+            "-n",
+            &world.ns,
+            "--type=merge",
+            "-p",
+            &hold,
+        ],
+    );
+    let run = kubectl_run(cp.kubectl("alice").args([
+        "delete",
+        "configmap",
+        "test-config2-four",
+        "-n",
+        &world.ns,
+        "--wait=false",
+    ]));
+    assert!(run.ok, "{run}");
+    let ts = cp.kubectl_stdout(
+        "admin",
+        &[
+            "get",
+            "configmap",
+            "test-config2-four",
+            "-n",
+            &world.ns,
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}",
+        ],
+    );
+    assert!(!ts.is_empty(), "the finalizer holds the object");
+    // While the object is still there, it is not counted: the webhook waits for it. An
+    // unrelated real deletion shows how far counting has got.
+    let run = kubectl_run(cp.kubectl("alice").args([
+        "delete",
+        "configmap",
+        "test-config1-four",
+        "-n",
+        &world.ns,
+    ]));
+    assert!(run.ok, "{run}");
+    world.wait_counts(cp, "10/11");
+    assert!(
+        !resource_names(&world.bd(cp, "lots-config2"), "modifiedStatus")
+            .contains(&"test-config2-four".to_string()),
+        "counted while it still exists"
+    );
+    let release = json!({"metadata": {"finalizers": null}}).to_string();
+    cp.kubectl_stdout(
+        "admin",
+        &[
+            "patch",
+            "configmap",
+            "test-config2-four",
+            "-n",
+            &world.ns,
+            "--type=merge",
+            "-p",
+            &release,
+        ],
+    );
+    world.wait_counts(cp, "9/11");
+    assert!(
+        resource_names(&world.bd(cp, "lots-config2"), "modifiedStatus")
+            .contains(&"test-config2-four".to_string()),
+        "{}",
+        w.logs()
+    );
+}
+
+#[test]
+fn a_deletion_refused_by_a_second_webhook_is_not_left_counted() {
+    let (_g, cp, world) = setup("rc-refused");
+    let counting = Webhook::start(cp, &world, WEBHOOK_CONFIG, &["--confirm-timeout", "1"]);
+    // A second webhook (the same binary, another configuration) that refuses humans'
+    // deletions and counts nothing.
+    let _refusing = Webhook::start(
+        cp,
+        &world,
+        "second-webhook",
+        &[
+            "--policy",
+            "deny",
+            "--counting",
+            "false",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let run = kubectl_run(cp.kubectl("alice").args([
+        "delete",
+        "configmap",
+        "test-config2-two",
+        "-n",
+        &world.ns,
+    ]));
+    assert!(!run.ok, "the second webhook refuses: {run}");
+    assert!(cp.kubectl_ok(
+        "admin",
+        &["get", "configmap", "test-config2-two", "-n", &world.ns]
+    ));
+    // The counting webhook reverts its mark: the deletion never happened.
+    let start = Instant::now();
+    while !counting
+        .metrics_text()
+        .contains("fleet_delete_guard_reverts_total 1")
+    {
+        assert!(
+            start.elapsed() < WAIT,
+            "no revert:\n{}\n{}",
+            counting.metrics_text(),
+            counting.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    world.wait_counts(cp, "11/11");
+    assert!(
+        !resource_names(&world.bd(cp, "lots-config2"), "modifiedStatus")
+            .contains(&"test-config2-two".to_string())
+    );
+}
+
+#[test]
+fn objects_of_other_objectset_writers_never_reach_the_webhook() {
+    let (_g, cp, world) = setup("rc-other-writers");
+    let w = Webhook::start(cp, &world, WEBHOOK_CONFIG, &[]);
+    cp.apply(&[json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "rancher-owned", "namespace": world.ns,
+            "labels": {"objectset.rio.cattle.io/hash": "0123456789abcdef0123456789abcdef01234567"},
+            "annotations": {"objectset.rio.cattle.io/id": "cluster-agent-rancher"}}})]);
+    let before = w.review_lines().len();
+    let run = kubectl_run(cp.kubectl("alice").args([
+        "delete",
+        "configmap",
+        "rancher-owned",
+        "-n",
+        &world.ns,
+    ]));
+    assert!(run.ok, "{run}");
+    assert!(!run.stderr.contains("Warning"), "{run}");
+    // The apiserver's CEL matchCondition kept it: no review, no annotation.
+    let e = wait_audit(cp, "rancher-owned", "delete");
+    assert!(
+        e["annotations"]
+            .get(format!("{WEBHOOK}/decision"))
+            .is_none(),
+        "{e:#}"
+    );
+    // A Fleet deletion afterwards is reviewed, and is the only new review.
+    let run = kubectl_run(cp.kubectl("alice").args([
+        "delete",
+        "configmap",
+        "test-config1-two",
+        "-n",
+        &world.ns,
+    ]));
+    assert!(run.ok, "{run}");
+    world.wait_counts(cp, "10/11");
+    let reviews: Vec<Value> = w.review_lines().into_iter().skip(before).collect();
+    assert!(
+        reviews
+            .iter()
+            .all(|r| !r.to_string().contains("rancher-owned")),
+        "{reviews:#?}"
+    );
+}
+
+#[test]
+fn with_the_webhook_stopped_deletions_succeed_and_the_audit_log_says_failed_open() {
+    let (_g, cp, world) = setup("rc-failed-open");
+    let mut w = Webhook::start(cp, &world, WEBHOOK_CONFIG, &[]);
+    w.kill();
+    let run = kubectl_run(cp.kubectl("alice").args([
+        "delete",
+        "configmap",
+        "test-config1-three",
+        "-n",
+        &world.ns,
+    ]));
+    assert!(run.ok, "failurePolicy Ignore: {run}");
+    let e = wait_audit(cp, "test-config1-three", "delete");
+    let failed_open = e["annotations"]
+        .as_object()
+        .map(|a| {
+            a.iter().any(|(k, v)| {
+                k.starts_with("failed-open.validating.webhook.admission.k8s.io/") && v == WEBHOOK
+            })
+        })
+        .unwrap_or(false);
+    assert!(
+        failed_open,
+        "kube-apiserver records the failed-open call: {e:#}"
+    );
+    assert_eq!(world.counts(cp), "11/11", "nothing could count it");
+}
+
+#[test]
+fn verify_against_the_real_apiserver_agrees_after_counting() {
+    let (_g, cp, world) = setup("rc-verify");
+    let _w = Webhook::start(cp, &world, WEBHOOK_CONFIG, &[]);
+    let run = kubectl_run(cp.kubectl("alice").args([
+        "delete",
+        "configmap",
+        "test-config2-three",
+        "-n",
+        &world.ns,
+    ]));
+    assert!(run.ok, "{run}");
+    world.wait_counts(cp, "10/11");
+    let out = Command::new(env!("CARGO_BIN_EXE_fleet-delete-guard"))
+        .args(["verify", "-o", "json"])
+        .env("KUBECONFIG", cp.kubeconfig("admin"))
+        .output()
+        .expect("run verify");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "verify: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("lots"), "{stdout}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Conformance: the same conversations with the API double and the real apiserver; what
+// the project relies on must be answered alike. Differences found are fixed in the
+// double or listed in docs/src/real-cluster.md with why they are acceptable.
+
+/// One request of a conversation: method, path, body; `{rv}` in path or body is the
+/// resourceVersion the previous answer carried in metadata.resourceVersion, `{cont}`
+/// its metadata.continue.
+struct Step {
+    what: &'static str,
+    identity: &'static str,
+    method: &'static str,
+    path: &'static str,
+    body: Option<Value>,
+    content_type: &'static str,
+    accept: &'static str,
+}
+
+fn step(what: &'static str, method: &'static str, path: &'static str, body: Option<Value>) -> Step {
+    Step {
+        what,
+        identity: "admin",
+        method,
+        path,
+        body,
+        content_type: "application/json",
+        accept: "application/json",
+    }
+}
+
+/// What is compared: the status code, the Status reason, the kind answered, whether a
+/// continue token came, and the `data` of an object when one was answered.
+#[derive(Debug, PartialEq)]
+struct Answer {
+    code: u16,
+    reason: Option<String>,
+    kind: Option<String>,
+    has_continue: bool,
+    items: Option<usize>,
+    data: Option<Value>,
+}
+
+fn conversation(ns: &'static str) -> Vec<Step> {
+    let cm = |name: &str, value: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": ns}, "data": {"v": value}})
+    };
+    let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "l1", "namespace": ns}, "spec": {"holderIdentity": "a"}});
+    let gitrepo = json!({"apiVersion": "fleet.cattle.io/v1alpha1", "kind": "GitRepo",
+        "metadata": {"name": "g1", "namespace": ns}, "spec": {"repo": "https://example.invalid/x"}});
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let cms = leak(format!("/api/v1/namespaces/{ns}/configmaps"));
+    let c1 = leak(format!("/api/v1/namespaces/{ns}/configmaps/c1"));
+    let leases = leak(format!(
+        "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
+    ));
+    let l1 = leak(format!(
+        "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/l1"
+    ));
+    let grs = leak(format!(
+        "/apis/fleet.cattle.io/v1alpha1/namespaces/{ns}/gitrepos"
+    ));
+    let g1 = leak(format!(
+        "/apis/fleet.cattle.io/v1alpha1/namespaces/{ns}/gitrepos/g1"
+    ));
+    let g1s = leak(format!(
+        "/apis/fleet.cattle.io/v1alpha1/namespaces/{ns}/gitrepos/g1/status"
+    ));
+    let secrets = leak(format!("/api/v1/namespaces/{ns}/secrets"));
+    vec![
+        step("get absent", "GET", c1, None),
+        step("create", "POST", cms, Some(cm("c1", "1"))),
+        step("create again", "POST", cms, Some(cm("c1", "1"))),
+        step("create c2", "POST", cms, Some(cm("c2", "2"))),
+        step("create c3", "POST", cms, Some(cm("c3", "3"))),
+        step(
+            "put with a stale resourceVersion",
+            "PUT",
+            c1,
+            Some({
+                let mut o = cm("c1", "x");
+                o["metadata"]["resourceVersion"] = json!("1");
+                o
+            }),
+        ),
+        Step {
+            content_type: "application/merge-patch+json",
+            ..step(
+                "merge patch with a stale resourceVersion",
+                "PATCH",
+                c1,
+                Some(json!({"metadata": {"resourceVersion": "1"}, "data": {"v": "y"}})),
+            )
+        },
+        Step {
+            content_type: "application/merge-patch+json",
+            ..step(
+                "merge patch",
+                "PATCH",
+                c1,
+                Some(json!({"data": {"v": "z"}})),
+            )
+        },
+        step(
+            "list, one per page",
+            "GET",
+            leak(format!("{cms}?limit=1")),
+            None,
+        ),
+        step(
+            "list, next page",
+            "GET",
+            leak(format!("{cms}?limit=1&continue={{cont}}")),
+            None,
+        ),
+        Step {
+            accept: "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+            ..step("metadata-only list", "GET", cms, None)
+        },
+        Step {
+            identity: "alice",
+            ..step("RBAC denies alice", "GET", secrets, None)
+        },
+        step("lease create", "POST", leases, Some(lease.clone())),
+        step("lease create again", "POST", leases, Some(lease.clone())),
+        step(
+            "lease update with a stale resourceVersion",
+            "PUT",
+            l1,
+            Some({
+                let mut l = lease.clone();
+                l["metadata"]["resourceVersion"] = json!("1");
+                l
+            }),
+        ),
+        step("gitrepo create", "POST", grs, Some(gitrepo)),
+        Step {
+            content_type: "application/merge-patch+json",
+            ..step(
+                "status patch with the current resourceVersion",
+                "PATCH",
+                g1s,
+                Some(
+                    json!({"metadata": {"resourceVersion": "{rv}"}, "status": {"display": {"readyBundleDeployments": "1/1"}}}),
+                ),
+            )
+        },
+        Step {
+            content_type: "application/merge-patch+json",
+            ..step(
+                "status patch with a stale resourceVersion",
+                "PATCH",
+                g1s,
+                Some(
+                    json!({"metadata": {"resourceVersion": "1"}, "status": {"display": {"readyBundleDeployments": "0/1"}}}),
+                ),
+            )
+        },
+        Step {
+            content_type: "application/merge-patch+json",
+            ..step(
+                "status on the main resource is ignored",
+                "PATCH",
+                g1,
+                Some(json!({"status": {"display": {"readyBundleDeployments": "9/9"}}})),
+            )
+        },
+        step("get after", "GET", g1, None),
+        step("delete", "DELETE", c1, None),
+        step("delete again", "DELETE", c1, None),
+    ]
+}
+
+async fn converse(
+    clients: &std::collections::HashMap<&'static str, kube::Client>,
+    steps: &[Step],
+) -> Vec<(String, Answer)> {
+    use http_body_util::BodyExt as _;
+    let mut answers = Vec::new();
+    let mut last = Value::Null;
+    for s in steps {
+        let rv = last["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let cont = last["metadata"]["continue"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let path = s.path.replace("{cont}", &cont);
+        let body = s
+            .body
+            .as_ref()
+            .map(|b| b.to_string().replace("{rv}", &rv))
+            .unwrap_or_default();
+        let req = http::Request::builder()
+            .method(s.method)
+            .uri(&path)
+            .header("content-type", s.content_type)
+            .header("accept", s.accept)
+            .body(kube::client::Body::from(body.into_bytes()))
+            .expect("request");
+        let resp = clients[s.identity].send(req).await.expect("send");
+        let code = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let answer = Answer {
+            code,
+            reason: v["reason"].as_str().map(String::from),
+            kind: v["kind"].as_str().map(String::from),
+            has_continue: v["metadata"]["continue"]
+                .as_str()
+                .is_some_and(|c| !c.is_empty()),
+            items: v["items"].as_array().map(|a| a.len()),
+            data: v
+                .get("data")
+                .cloned()
+                .or_else(|| v.get("status").filter(|_| v["kind"] == "GitRepo").cloned()),
+        };
+        if v["kind"] != "Status" {
+            last = v;
+        }
+        answers.push((s.what.to_string(), answer));
+    }
+    answers
+}
+
+async fn kube_client(kubeconfig: &Path) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .expect("config");
+    kube::Client::try_from(config).expect("client")
+}
+
+#[test]
+fn the_api_double_answers_the_projects_conversations_as_kube_apiserver_does() {
+    let _g = serial();
+    let cp = plane();
+    let ns = "conformance";
+    cp.apply(&[json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})]);
+    let steps = conversation(ns);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (real, double) = rt.block_on(async {
+        let mut real_clients = std::collections::HashMap::new();
+        real_clients.insert("admin", kube_client(&cp.kubeconfig("admin")).await);
+        real_clients.insert("alice", kube_client(&cp.kubeconfig("alice")).await);
+        let real = converse(&real_clients, &steps).await;
+
+        let double = kube_api_double::ApiDouble::start(kube_api_double::Options {
+            https: true,
+            extra_resources: vec![kube_api_double::ResourceDef::builtin(
+                "coordination.k8s.io",
+                "v1",
+                "leases",
+                "Lease",
+            )],
+            ..Default::default()
+        })
+        .await;
+        double.add_token("admin-token", kube_api_double::UserInfo::admin("admin"));
+        double.add_token(
+            "alice-token",
+            kube_api_double::UserInfo::new("alice", &["system:authenticated"]),
+        );
+        double.enforce_rbac(true);
+        double
+            .seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
+            .expect("namespace");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut double_clients = std::collections::HashMap::new();
+        for (who, token) in [("admin", "admin-token"), ("alice", "alice-token")] {
+            let path = dir.path().join(who);
+            double
+                .write_kubeconfig_for(&path, token, ns)
+                .expect("kubeconfig");
+            double_clients.insert(who, kube_client(&path).await);
+        }
+        let answers = converse(&double_clients, &steps).await;
+        double.shutdown().await;
+        (real, answers)
+    });
+    let differences: Vec<String> = real
+        .iter()
+        .zip(&double)
+        .filter(|((_, r), (_, d))| r != d)
+        .map(|((what, r), (_, d))| {
+            format!("{what}:\n  kube-apiserver: {r:?}\n  API double:     {d:?}")
+        })
+        .collect();
+    assert!(
+        differences.is_empty(),
+        "the double differs from kube-apiserver:\n{}",
+        differences.join("\n")
+    );
+}
