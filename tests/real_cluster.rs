@@ -129,9 +129,10 @@ fn install_fleet_and_deploy(cp: &ControlPlane) {
     });
 }
 
-/// deploy/'s ValidatingWebhookConfiguration, calling `url` (with `edit` applied).
-fn webhook_configuration(cp: &ControlPlane, name: &str, url: &str) -> Value {
-    let mut vwc = kubectl::render(&cp.kubectl, "")
+/// The ValidatingWebhookConfiguration of deploy/`overlay`, named `name`, every entry
+/// calling `url`.
+fn webhook_configuration(cp: &ControlPlane, overlay: &str, name: &str, url: &str) -> Value {
+    let mut vwc = kubectl::render(&cp.kubectl, overlay)
         .into_iter()
         .find(|o| o["kind"] == "ValidatingWebhookConfiguration")
         .expect("deploy/ has a ValidatingWebhookConfiguration");
@@ -308,6 +309,17 @@ impl Webhook {
     /// Starts it, installs its ValidatingWebhookConfiguration, and waits until the
     /// apiserver really calls it (a server-side dry-run deletion comes back warned).
     fn start(cp: &'static ControlPlane, world: &World, config: &str, extra: &[&str]) -> Webhook {
+        Self::start_overlay(cp, world, "", config, extra)
+    }
+
+    /// Like [`Webhook::start`], with the webhook configuration of deploy/`overlay`.
+    fn start_overlay(
+        cp: &'static ControlPlane,
+        world: &World,
+        overlay: &str,
+        config: &str,
+        extra: &[&str],
+    ) -> Webhook {
         let port = real_cluster::free_port();
         let kubeconfig = cp.service_account_kubeconfig(NS, SA);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet-delete-guard"));
@@ -340,6 +352,7 @@ impl Webhook {
         // Installed first, without a caBundle: the webhook writes it.
         cp.apply(&[webhook_configuration(
             cp,
+            overlay,
             config,
             &format!("https://127.0.0.1:{port}/validate"),
         )]);
@@ -393,9 +406,20 @@ impl Webhook {
             "the webhook bootstrapped its Secret:\n{}",
             w.logs()
         );
-        let patch =
-            json!([{"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": ca}])
-                .to_string();
+        let entries = cp.kubectl_stdout(
+            "admin",
+            &[
+                "get",
+                "validatingwebhookconfiguration",
+                config,
+                "-o",
+                "jsonpath={.webhooks[*].name}",
+            ],
+        );
+        let patch: Vec<Value> = (0..entries.split_whitespace().count())
+            .map(|i| json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": ca}))
+            .collect();
+        let patch = Value::Array(patch).to_string();
         cp.kubectl_stdout(
             "admin",
             &[
@@ -1371,4 +1395,63 @@ fn the_api_double_answers_the_projects_conversations_as_kube_apiserver_does() {
         "the double differs from kube-apiserver:\n{}",
         differences.join("\n")
     );
+}
+
+#[test]
+fn the_breaker_refuses_fleets_agent_records_a_lease_and_deleting_the_lease_closes_it() {
+    let (_g, cp, world) = setup("rc-breaker");
+    // Fleet's agent: its ServiceAccount, with the rights it has in that namespace.
+    cp.apply(&[
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": "fleet-agent", "namespace": NS}}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "fleet-agent-edit", "namespace": world.ns},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+            "subjects": [{"kind": "ServiceAccount", "name": "fleet-agent", "namespace": NS}]}),
+    ]);
+    let agent = cp.service_account_kubeconfig(NS, "fleet-agent");
+    let agent_delete = |name: &str| {
+        let mut c = cp.kubectl("admin");
+        c.env("KUBECONFIG", &agent);
+        kubectl_run(c.args(["delete", "configmap", name, "-n", &world.ns]))
+    };
+    let _w = Webhook::start_overlay(
+        cp,
+        &world,
+        "breaker",
+        WEBHOOK_CONFIG,
+        &["--breaker", "enforce", "--breaker-max-deletions", "3"],
+    );
+    for name in ["test-config1-one", "test-config1-two", "test-config2-one"] {
+        let run = agent_delete(name);
+        assert!(run.ok, "{run}");
+    }
+    let run = agent_delete("test-config2-two");
+    assert!(!run.ok, "the fourth is refused: {run}");
+    assert!(
+        run.stderr
+            .contains("mass-deletion breaker open for Fleet GitRepo fleet-local/lots"),
+        "{run}"
+    );
+    assert!(cp.kubectl_ok(
+        "admin",
+        &["get", "configmap", "test-config2-two", "-n", &world.ns]
+    ));
+    // The open breaker is a Lease in the real apiserver, shared by every replica.
+    let lease = "breaker-gitrepo.fleet-local.lots";
+    assert!(cp.kubectl_ok("admin", &["get", "lease", lease, "-n", NS]));
+    // The reset: an admin deletes the Lease; the agent's deletions pass again.
+    cp.kubectl_stdout("admin", &["delete", "lease", lease, "-n", NS]);
+    let start = Instant::now();
+    loop {
+        let run = agent_delete("test-config2-two");
+        if run.ok {
+            break;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "still refused after the reset: {run}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
