@@ -1,6 +1,7 @@
 //! A real control plane for tests, like controller-runtime's envtest: etcd,
 //! kube-apiserver and kube-controller-manager built from their Go modules
-//! (`scripts/real-cluster.sh build`, pinned in tests/real-cluster/go.mod), started on
+//! (`scripts/real-cluster.sh build`, pinned in tests/real-cluster/go.mod, cached outside
+//! the work tree), started on
 //! loopback with free ports, TLS, a service-account signing key, the RBAC and Node
 //! authorizers, admission webhooks, a JSON audit log, and the controller manager's
 //! garbage collector, namespace controller, service-account controllers and the
@@ -52,12 +53,19 @@ rules:
   - level: None
 "#;
 
-/// Where the Go-built binaries are: `$REAL_CLUSTER_BIN`, else target/real-cluster/bin.
+/// Where the Go-built binaries are: `$REAL_CLUSTER_BIN` (scripts/real-cluster.sh sets
+/// it), else the script's default cache, `$FLEET_DELETE_GUARD_CACHE` or
+/// `${XDG_CACHE_HOME:-$HOME/.cache}/fleet-delete-guard`, then `real-cluster/bin`.
 pub fn binaries() -> PathBuf {
-    match std::env::var_os("REAL_CLUSTER_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/real-cluster/bin"),
+    if let Some(p) = std::env::var_os("REAL_CLUSTER_BIN") {
+        return PathBuf::from(p);
     }
+    let cache = std::env::var_os("FLEET_DELETE_GUARD_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("fleet-delete-guard")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/fleet-delete-guard")))
+        .unwrap_or_else(|| PathBuf::from("/tmp/fleet-delete-guard"));
+    cache.join("real-cluster/bin")
 }
 
 fn binary(name: &str) -> PathBuf {
