@@ -578,6 +578,8 @@ fn resource_names(bd: &Value, list: &str) -> Vec<String> {
 fn alice_deletes_a_fleet_configmap_kubectl_warns_the_status_reads_10_of_11_and_the_audit_log_says_so(
 ) {
     let (_g, cp, world) = setup("rc-delete");
+    // The audit log is the whole suite's: only this test's events count here.
+    let mark = cp.audit_events().len();
     let w = Webhook::start(cp, &world, WEBHOOK_CONFIG, &[]);
 
     let run = kubectl_run(cp.kubectl("alice").args([
@@ -607,15 +609,30 @@ fn alice_deletes_a_fleet_configmap_kubectl_warns_the_status_reads_10_of_11_and_t
         "{bd:#}"
     );
 
-    // The writes went through the real RBAC as the webhook's ServiceAccount.
-    let status_writes: Vec<Value> = cp
+    // The writes went through the real RBAC as the webhook's ServiceAccount, and
+    // deploy/'s RBAC let every request it made.
+    let by_webhook: Vec<Value> = cp
         .audit_events()
         .into_iter()
-        .filter(|e| e["user"]["username"] == SA_USER && e["objectRef"]["subresource"] == "status")
+        .skip(mark)
+        .filter(|e| e["user"]["username"] == SA_USER && e["stage"] == "ResponseComplete")
+        .collect();
+    let status_writes = by_webhook
+        .iter()
+        .filter(|e| e["objectRef"]["subresource"] == "status" && e["verb"] == "patch")
+        .count();
+    assert!(
+        status_writes >= 2,
+        "BundleDeployment and GitRepo status patched: {by_webhook:#?}"
+    );
+    let refused: Vec<String> = by_webhook
+        .iter()
+        .filter(|e| e["responseStatus"]["code"] == 403)
+        .map(|e| format!("{} {}", e["verb"], e["requestURI"]))
         .collect();
     assert!(
-        status_writes.is_empty(),
-        "the audit policy logs only deletions and webhook writes"
+        refused.is_empty(),
+        "deploy/'s RBAC refused the webhook: {refused:#?}"
     );
 
     // The real audit log holds the webhook's annotations on alice's DELETE.

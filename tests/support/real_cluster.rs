@@ -37,12 +37,15 @@ use serde_json::Value;
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The audit policy: Metadata for every deletion (the webhook's audit annotations and
-/// the apiserver's own `failed-open` annotation land there) and for writes to
-/// admission configuration; nothing else.
+/// the apiserver's own `failed-open` annotation land there), for writes to admission
+/// configuration, and for every request of the webhook's ServiceAccount (so a test can
+/// show deploy/'s RBAC was enough); nothing else.
 const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: ["RequestReceived"]
 rules:
+  - level: Metadata
+    users: ["system:serviceaccount:cattle-fleet-system:fleet-delete-guard"]
   - level: Metadata
     verbs: ["delete", "deletecollection"]
   - level: Metadata
@@ -62,8 +65,12 @@ pub fn binaries() -> PathBuf {
     }
     let cache = std::env::var_os("FLEET_DELETE_GUARD_CACHE")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("fleet-delete-guard")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/fleet-delete-guard")))
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("fleet-delete-guard"))
+        })
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/fleet-delete-guard"))
+        })
         .unwrap_or_else(|| PathBuf::from("/tmp/fleet-delete-guard"));
     cache.join("real-cluster/bin")
 }
