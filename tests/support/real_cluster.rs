@@ -251,8 +251,9 @@ impl ControlPlane {
     /// Start etcd, kube-apiserver and kube-controller-manager; wait until the apiserver
     /// is ready and the `default` ServiceAccount exists (the controller manager runs).
     pub fn start(kubectl: PathBuf) -> ControlPlane {
+        remove_dirs_of_dead_runs();
         let dir = tempfile::Builder::new()
-            .prefix("real-cluster-")
+            .prefix(&format!("real-cluster-{}-", std::process::id()))
             .tempdir()
             .expect("tempdir");
         let pki = Pki::new();
@@ -563,6 +564,28 @@ impl Drop for ControlPlane {
         for p in procs.iter_mut().rev() {
             let _ = p.child.kill();
             let _ = p.child.wait();
+        }
+    }
+}
+
+/// A control plane shared through a `static` is never dropped, so its directory (etcd's
+/// data, logs, certificates) outlives the test process. Each run names its directory
+/// after its pid; the next run removes those whose process is gone.
+fn remove_dirs_of_dead_runs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("real-cluster-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }
