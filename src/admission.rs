@@ -1,8 +1,11 @@
 //! The admission adapter: body bytes → facts → [`decide`] → AdmissionReview bytes.
 //!
-//! Synchronous and I/O-free, so the HTTP handler and the benchmarks call the same code.
-//! Owner lookup and deletion counting are injected ([`OwnerResolver`], [`DeletionSink`])
-//! so that this module never waits on the network.
+//! Synchronous and I/O-free ([`Admission::review`]), so the benchmarks and the fuzzer call
+//! the same code as the HTTP handler. Owner lookup and deletion counting are injected
+//! ([`OwnerResolver`], [`DeletionSink`]) so that this module never waits on the network;
+//! the one exception is the mass-deletion breaker shared between replicas
+//! ([`Admission::review_shared`], the HTTP handler's): a counted deletion waits for one
+//! bounded write of the window counts ([`BreakerGate::judge_shared`]).
 
 use std::{sync::Arc, time::Instant};
 
@@ -66,8 +69,9 @@ impl DeletionSink for NoCounting {
 }
 
 /// Applies the mass-deletion breaker to a verdict (counting the deletion in its owner's
-/// window). Must not block: it only takes an in-memory lock.
+/// window).
 pub trait BreakerGate: Send + Sync {
+    /// On this replica's counts. Must not block: it only takes an in-memory lock.
     fn judge(
         &self,
         review: &crate::decide::Review,
@@ -75,6 +79,28 @@ pub trait BreakerGate: Send + Sync {
         verdict: Verdict,
         received: Instant,
     ) -> Verdict;
+
+    /// On every replica's counts: may wait for one write of the shared counts, bounded
+    /// (by default the same as [`BreakerGate::judge`]).
+    fn judge_shared<'a>(
+        &'a self,
+        review: &'a crate::decide::Review,
+        owner: &'a Owner,
+        verdict: Verdict,
+        received: Instant,
+    ) -> futures::future::BoxFuture<'a, Verdict> {
+        Box::pin(std::future::ready(
+            self.judge(review, owner, verdict, received),
+        ))
+    }
+}
+
+/// A review read and decided, before the breaker.
+struct Prepared<'b> {
+    request: Box<Request<'b>>,
+    facts: crate::decide::Review,
+    owner: Owner,
+    verdict: Verdict,
 }
 
 /// What the handler logs and counts about one answered review.
@@ -141,16 +167,56 @@ impl Admission {
         &self.config
     }
 
-    /// Answer one review body. Errors mean the body is not a review (HTTP 400).
+    /// Answer one review body, the breaker on this replica's counts alone. Errors mean
+    /// the body is not a review (HTTP 400).
     pub fn review(&self, body: &[u8], received: Instant) -> Result<Answer, ReviewError> {
+        let mut p = match self.prepare(body)? {
+            Ok(p) => p,
+            Err(answer) => return Ok(answer),
+        };
+        if let Some(breaker) = self.breaker_for(&p.verdict) {
+            p.verdict = breaker.judge(&p.facts, &p.owner, p.verdict, received);
+        }
+        Ok(self.finish(p, received))
+    }
+
+    /// [`Admission::review`] with the breaker on every replica's counts: a counted
+    /// deletion waits for one bounded write of the shared window counts.
+    pub async fn review_shared(
+        &self,
+        body: &[u8],
+        received: Instant,
+    ) -> Result<Answer, ReviewError> {
+        let mut p = match self.prepare(body)? {
+            Ok(p) => p,
+            Err(answer) => return Ok(answer),
+        };
+        if let Some(breaker) = self.breaker_for(&p.verdict) {
+            p.verdict = breaker
+                .judge_shared(&p.facts, &p.owner, p.verdict, received)
+                .await;
+        }
+        Ok(self.finish(p, received))
+    }
+
+    /// The breaker, for verdicts it looks at.
+    fn breaker_for(&self, verdict: &Verdict) -> Option<&Arc<dyn BreakerGate>> {
+        self.breaker.as_ref().filter(|_| !verdict.is_fast_path())
+    }
+
+    /// Parsed and decided; `Err` carries the answer to a body that is no usable review.
+    #[allow(clippy::type_complexity)]
+    fn prepare<'b>(&self, body: &'b [u8]) -> Result<Result<Prepared<'b>, Answer>, ReviewError> {
         let request = match review::parse(body)? {
             Parsed::Request(request) => request,
-            Parsed::UnexpectedShape { uid, detail } => return Ok(unexpected_shape(&uid, detail)),
+            Parsed::UnexpectedShape { uid, detail } => {
+                return Ok(Err(unexpected_shape(&uid, detail)))
+            }
         };
         // --- identifier bound (fuzzing, RELIABILITY.md): see MAX_IDENTIFIER_BYTES ---
         if let Some(field) = oversized_identifier(&request) {
             let detail = format!("{field} is longer than {MAX_IDENTIFIER_BYTES} bytes");
-            return Ok(unexpected_shape(&request.uid, detail));
+            return Ok(Err(unexpected_shape(&request.uid, detail)));
         }
         let facts = review::facts(&request);
         let owner = match &facts.object {
@@ -158,12 +224,22 @@ impl Admission {
             _ => Owner::default(),
         };
         let verdict = decide(&facts, &owner, &self.config);
-        let verdict = match &self.breaker {
-            Some(breaker) if !verdict.is_fast_path() => {
-                breaker.judge(&facts, &owner, verdict, received)
-            }
-            _ => verdict,
-        };
+        Ok(Ok(Prepared {
+            request,
+            facts,
+            owner,
+            verdict,
+        }))
+    }
+
+    /// Metrics, counting and the answer of a judged review.
+    fn finish(&self, p: Prepared<'_>, received: Instant) -> Answer {
+        let Prepared {
+            request,
+            facts,
+            owner,
+            verdict,
+        } = p;
         let summary = summarize(&request, &facts, &verdict);
         if let Some(metrics) = self
             .metrics
@@ -177,10 +253,10 @@ impl Admission {
         if verdict.count {
             self.sink.record(counted(&request, facts, owner, received));
         }
-        Ok(Answer {
+        Answer {
             review: review::respond(&request, verdict),
             summary,
-        })
+        }
     }
 }
 

@@ -155,6 +155,13 @@ pub struct Metrics {
     pub breaker_trips: Family<OwnerKindLabels, Counter>,
     /// Mass-deletion breakers open (known to this replica).
     pub breakers_open: Gauge,
+    // --- breaker shared state (issue 25): degraded gauge, counts Lease writes ---
+    /// 1 while the breaker has fallen back to this replica's own state (Leases cannot be
+    /// listed, watched, written or created), else 0.
+    pub breaker_degraded: Gauge,
+    /// Writes of the breaker's shared window counts (`ok`, `failed`).
+    pub breaker_count_writes: Family<ResultLabels, Counter>,
+    // --- end breaker shared state ---
 }
 
 impl Default for Metrics {
@@ -352,10 +359,37 @@ impl Metrics {
             "Mass-deletion breakers open, as this replica knows them",
             breakers_open.clone(),
         );
+        // --- breaker shared state (issue 25): degraded gauge, counts Lease writes ---
+        let breaker_degraded = Gauge::default();
+        registry.register(
+            "breaker_degraded",
+            "1 while the mass-deletion breaker judges on this replica's reviews only (its Leases fail)",
+            breaker_degraded.clone(),
+        );
+        let breaker_count_writes = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "breaker_count_writes",
+            "Writes of the mass-deletion breaker's shared window counts, by result",
+            breaker_count_writes.clone(),
+        );
+        // Trips from 0, so `increase()` sees the first.
+        for owner_kind in ["GitRepo", "HelmOp", "Bundle"] {
+            breaker_trips
+                .get_or_create(&OwnerKindLabels { owner_kind })
+                .inc_by(0);
+        }
+        for result in ["ok", "failed"] {
+            breaker_count_writes
+                .get_or_create(&ResultLabels { result })
+                .inc_by(0);
+        }
+        // --- end breaker shared state ---
         Metrics {
             registry: Arc::new(registry),
             breaker_trips,
             breakers_open,
+            breaker_degraded,
+            breaker_count_writes,
             reviews,
             review_duration,
             errors,

@@ -207,11 +207,13 @@ async fn validate(
         }
     };
 
-    // The review is synchronous and I/O-free. No tracing span around it: the log line
-    // carries the uid itself, and a span (created, uid recorded, entered, serialised into
-    // the line, closed) cost a third of the line's formatting time.
+    // The review is I/O-free but for a counted deletion with the breaker on, which waits
+    // for one bounded write of the shared window counts (src/breaker/share.rs). No tracing
+    // span around it: the log line carries the uid itself, and a span (created, uid
+    // recorded, entered, serialised into the line, closed) cost a third of the line's
+    // formatting time.
     app.metrics.in_flight.inc();
-    let result = app.admission.review(&body, received);
+    let result = app.admission.review_shared(&body, received).await;
     app.metrics.in_flight.dec();
 
     let answer = match result {

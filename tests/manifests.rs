@@ -579,17 +579,25 @@ fn rbac_is_least_privilege_and_matches_the_configuration() {
             );
         }
     }
-    // The breaker's Role: Leases in its own namespace; create, list, watch and nothing
-    // else (only an operator closes a breaker, by deleting its Lease).
+    // The breaker's Role: Leases in its own namespace; create, list, watch, and patch of
+    // the counts Lease only (only an operator closes a breaker, by deleting its Lease).
     let breaker = &roles["fleet-delete-guard-breaker"];
-    assert_eq!(breaker.len(), 1);
-    assert_eq!(
-        breaker[0].api_groups.clone().unwrap_or_default(),
-        ["coordination.k8s.io"]
-    );
-    assert_eq!(breaker[0].resources.clone().unwrap_or_default(), ["leases"]);
+    assert_eq!(breaker.len(), 2);
+    for rule in breaker {
+        assert_eq!(
+            rule.api_groups.clone().unwrap_or_default(),
+            ["coordination.k8s.io"]
+        );
+        assert_eq!(rule.resources.clone().unwrap_or_default(), ["leases"]);
+    }
     let verbs: BTreeSet<&str> = breaker[0].verbs.iter().map(String::as_str).collect();
     assert_eq!(verbs, BTreeSet::from(["create", "list", "watch"]));
+    assert_eq!(breaker[0].resource_names, None);
+    assert_eq!(breaker[1].verbs, ["patch"]);
+    assert_eq!(
+        breaker[1].resource_names.clone().unwrap_or_default(),
+        [fleet_delete_guard::breaker::counts::COUNTS_LEASE]
+    );
     let role = by_kind["Role"]
         .iter()
         .find(|r| r["metadata"]["name"] == "fleet-delete-guard-breaker")

@@ -363,6 +363,19 @@ const PANELS: &[(&str, &str, Labels)] = &[
     ("Replicas up, ready and queue depth", "A", &[]),
     ("Replicas up, ready and queue depth", "B", &[]),
     ("Replicas up, ready and queue depth", "C", &[("pod", POD)]),
+    // --- breaker and Fleet status panels (issue 25) ---
+    ("Mass-deletion breaker", "A", &[]),
+    ("Mass-deletion breaker", "B", &[("owner_kind", "GitRepo")]),
+    ("Mass-deletion breaker", "C", &[("pod", POD)]),
+    ("Mass-deletion breaker", "D", &[("result", "ok")]),
+    ("Fleet status discrepancies", "A", OWNER),
+    ("Fleet status discrepancies", "B", &[]),
+];
+
+const OWNER: Labels = &[
+    ("owner_kind", "GitRepo"),
+    ("owner_namespace", "fleet-local"),
+    ("owner_name", "lots"),
 ];
 
 const OWNER_WARNED: Labels = &[
@@ -405,6 +418,19 @@ const ALERTS: &[(&str, bool, Labels)] = &[
         "FleetDeleteGuardCertificateReloadFailing",
         false,
         &[("pod", POD)],
+    ),
+    // --- breaker and Fleet status alerts (issue 25) ---
+    (
+        "FleetDeleteGuardBreakerOpen",
+        false,
+        &[("namespace", "cattle-fleet-system")],
+    ),
+    ("FleetDeleteGuardBreakerDegraded", false, &[("pod", POD)]),
+    ("FleetDeleteGuardStatusDisagrees", false, OWNER),
+    (
+        "FleetDeleteGuardStatusCheckStale",
+        false,
+        &[("namespace", "cattle-fleet-system")],
     ),
 ];
 

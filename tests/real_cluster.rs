@@ -302,6 +302,8 @@ fn patch_status(cp: &ControlPlane, kind: &str, ns: &str, name: &str, status: &Va
 /// the real apiserver with its ServiceAccount's token.
 struct Webhook {
     child: Child,
+    /// The webhook's port on 127.0.0.1.
+    port: u16,
     metrics: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
     config: String,
@@ -384,6 +386,7 @@ impl Webhook {
         };
         let w = Webhook {
             child,
+            port,
             metrics,
             logs,
             config: config.to_string(),
@@ -1537,4 +1540,172 @@ fn the_helm_chart_installs_upgrades_and_uninstalls_with_the_real_helm() {
         "admin",
         &["get", "deployment", "fleet-delete-guard", "-n", NS]
     ));
+}
+
+// --- the breaker's shared window against the real apiserver (issue 25) ---------------
+
+/// The AdmissionReview of alice deleting ConfigMap `name` of `world` as it is now.
+fn delete_review(cp: &ControlPlane, world: &World, name: &str, uid: &str) -> Value {
+    let cm: Value = serde_json::from_str(&cp.kubectl_stdout(
+        "admin",
+        &["get", "configmap", name, "-n", &world.ns, "-o", "json"],
+    ))
+    .expect("configmap JSON");
+    let mut review = fixture("admissionreview-delete-configmap.json");
+    review["request"]["uid"] = uid.into();
+    review["request"]["name"] = name.into();
+    review["request"]["namespace"] = world.ns.clone().into();
+    review["request"]["oldObject"] = cm;
+    review["request"]["userInfo"] =
+        json!({"username": "alice", "groups": ["system:authenticated"]});
+    review
+}
+
+/// Each replica's answer to its review, the `i`-th review sent to `replicas[i]`'s
+/// webhook port with curl (in parallel), trusting `ca`.
+fn post_all(ca: &Path, sends: &[(u16, String)]) -> Vec<bool> {
+    let children: Vec<Child> = sends
+        .iter()
+        .map(|(port, body)| {
+            let mut c = Command::new("curl");
+            c.args(["-sS", "--max-time", "10", "--cacert"])
+                .arg(ca)
+                .args([
+                    "-H",
+                    "Content-Type: application/json",
+                    "--data-binary",
+                    body,
+                ])
+                .arg(format!("https://127.0.0.1:{port}/validate"))
+                .stdout(Stdio::piped());
+            c.spawn().expect("curl")
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().expect("curl output");
+            let v: Value = serde_json::from_slice(&out.stdout)
+                .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+            v["response"]["allowed"] == true
+        })
+        .collect()
+}
+
+#[test]
+fn a_burst_spread_over_three_replicas_trips_within_max_deletions_plus_three_with_the_real_leases() {
+    const R: usize = 3;
+    const MAX: usize = 5;
+    let (_guard, cp, world) = setup("breaker-burst");
+    let flags = [
+        "--breaker",
+        "enforce",
+        "--breaker-max-deletions",
+        "5",
+        "--breaker-max-fraction",
+        "0",
+    ];
+    let replicas: Vec<Webhook> = [
+        "fleet-delete-guard-a",
+        "fleet-delete-guard-b",
+        "fleet-delete-guard-c",
+    ]
+    .iter()
+    .map(|config| Webhook::start(cp, &world, config, &flags))
+    .collect();
+    let ca_b64 = cp.kubectl_stdout(
+        "admin",
+        &[
+            "get",
+            "secret",
+            "fleet-delete-guard-tls",
+            "-n",
+            NS,
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        ],
+    );
+    let ca = cp.path("breaker-burst-ca.pem");
+    {
+        use base64::Engine as _;
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(ca_b64.trim())
+            .expect("ca.crt base64");
+        std::fs::write(&ca, pem).expect("write CA");
+    }
+    // Reviews of deletions of lots' ConfigMaps (reviewed, not performed), 3 at a time,
+    // one to each replica.
+    let names = ["test-config1-one", "test-config1-two", "test-config2-one"];
+    let mut allowed = Vec::new();
+    for round in 0..6 {
+        let sends: Vec<(u16, String)> = replicas
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let review = delete_review(cp, &world, names[i], &format!("burst-{round}-{i}"));
+                (w.port, review.to_string())
+            })
+            .collect();
+        allowed.extend(post_all(&ca, &sends));
+    }
+    let first_refused = allowed.iter().position(|a| !*a);
+    let logs = || {
+        replicas
+            .iter()
+            .map(Webhook::logs)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(
+        first_refused.is_some_and(|i| i < MAX + R),
+        "tripped at deletion {:?}, not within {MAX} + {R}: {allowed:?}\n{}",
+        first_refused.map(|i| i + 1),
+        logs()
+    );
+    assert!(
+        allowed.iter().filter(|a| **a).count() <= MAX + R,
+        "{allowed:?}"
+    );
+    assert!(allowed[MAX + R..].iter().all(|a| !*a), "{allowed:?}");
+    eprintln!(
+        "tripped at deletion {}, {} admitted",
+        first_refused.map_or(0, |i| i + 1),
+        allowed.iter().filter(|a| **a).count()
+    );
+    // The counts Lease holds each replica's annotation; none of them is degraded.
+    let lease: Value = serde_json::from_str(&cp.kubectl_stdout(
+        "admin",
+        &[
+            "get",
+            "lease",
+            "fleet-delete-guard-breaker-counts",
+            "-n",
+            NS,
+            "-o",
+            "json",
+        ],
+    ))
+    .expect("lease JSON");
+    let keys: Vec<&String> = lease["metadata"]["annotations"]
+        .as_object()
+        .map(|a| a.keys().filter(|k| k.contains("/counts.")).collect())
+        .unwrap_or_default();
+    assert_eq!(keys.len(), R, "{lease}");
+    for w in &replicas {
+        let text = w.metrics_text();
+        assert!(
+            text.contains("fleet_delete_guard_breaker_degraded 0"),
+            "{text}"
+        );
+    }
+    // Reset, and the counts go too: the next tests start clean.
+    for lease in [
+        "breaker-gitrepo.fleet-local.lots",
+        "fleet-delete-guard-breaker-counts",
+    ] {
+        let _ = cp.kubectl_ok(
+            "admin",
+            &["delete", "lease", lease, "-n", NS, "--ignore-not-found"],
+        );
+    }
 }

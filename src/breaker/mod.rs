@@ -14,6 +14,9 @@
 //! [`crate::decide::decide`] and returns it with the breaker applied; `shared.rs` keeps
 //! the book in sync with the cluster (a Lease per open breaker).
 
+pub mod counts;
+pub mod degraded;
+pub mod share;
 pub mod shared;
 
 use std::{
@@ -303,6 +306,15 @@ impl Window {
         u32::try_from(end.saturating_sub(start)).unwrap_or(u32::MAX)
     }
 
+    /// The deletion times in `(now - window, now]`, oldest first.
+    pub fn within(&self, now: Duration, window: Duration) -> Vec<Duration> {
+        let end = self.stamps.partition_point(|t| *t <= now);
+        let start = self
+            .stamps
+            .partition_point(|t| t.saturating_add(window) <= now);
+        self.stamps.range(start..end.max(start)).copied().collect()
+    }
+
     fn evict(&mut self, now: Duration, window: Duration) {
         while self
             .stamps
@@ -398,6 +410,30 @@ pub struct Judgement {
     pub tripped: Option<(OpenBreaker, Trip)>,
 }
 
+/// The first half of a judgement ([`BreakerBook::begin`]).
+#[derive(Debug)]
+pub enum Step {
+    Done(Judgement),
+    /// A counted deletion of an owner whose breaker is closed, not tripping it on this
+    /// replica's count: [`BreakerBook::conclude`] adds the other replicas'.
+    Share(Pending),
+}
+
+/// A counted deletion awaiting the other replicas' counts.
+#[derive(Debug)]
+pub struct Pending {
+    candidate: Candidate,
+    verdict: Verdict,
+    /// Deletions of the owner in this replica's window, this one included.
+    local: u32,
+}
+
+impl Pending {
+    pub fn owner(&self) -> &OwnerRef {
+        &self.candidate.owner
+    }
+}
+
 /// Windows and open breakers of this replica. Pure: time comes in as an argument.
 #[derive(Debug, Default)]
 pub struct BreakerBook {
@@ -409,8 +445,10 @@ pub struct BreakerBook {
 
 impl BreakerBook {
     /// The breaker applied to `verdict` (from [`crate::decide::decide`]) for a review at
-    /// `now`; `tripped_at` gives the wall-clock time written into a new trip (called
-    /// only then, so reviews that trip nothing never format a time).
+    /// `now`, on this replica's counts alone ([`BreakerBook::begin`], then
+    /// [`BreakerBook::conclude`] with no other replica's deletions); `tripped_at` gives the
+    /// wall-clock time written into a new trip (called only then, so reviews that trip
+    /// nothing never format a time).
     #[allow(clippy::too_many_arguments)]
     pub fn judge(
         &mut self,
@@ -422,50 +460,145 @@ impl BreakerBook {
         now: Duration,
         tripped_at: &dyn Fn() -> String,
     ) -> Judgement {
-        if config.mode == BreakerMode::Off {
-            return Judgement {
+        match self.begin(config, decision, review, owner, verdict, now, tripped_at) {
+            Step::Done(judgement) => judgement,
+            Step::Share(pending) => self.conclude(config, pending, 0, tripped_at),
+        }
+    }
+
+    /// The first half of a judgement: the deletion is counted in this replica's window.
+    /// Done when nothing more can change the answer (the breaker is off, the review is
+    /// not a counted deletion, the owner's breaker is open, this replica's count alone
+    /// trips it); else the deletion awaits the other replicas' counts
+    /// ([`BreakerBook::conclude`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn begin(
+        &mut self,
+        config: &BreakerConfig,
+        decision: &DecisionConfig,
+        review: &Review,
+        owner: &Owner,
+        verdict: Verdict,
+        now: Duration,
+        tripped_at: &dyn Fn() -> String,
+    ) -> Step {
+        let done = |verdict| {
+            Step::Done(Judgement {
                 verdict,
                 tripped: None,
-            };
+            })
+        };
+        if config.mode == BreakerMode::Off {
+            return done(verdict);
         }
         let Some(candidate) = classify(review, owner, &verdict, decision, config) else {
-            return Judgement {
-                verdict,
-                tripped: None,
-            };
+            return done(verdict);
         };
-        let mut tripped = None;
         let was_open = self.open.contains_key(&candidate.owner);
-        if candidate.counts || candidate.protected {
-            let count = if candidate.counts {
-                let n = self
-                    .windows
-                    .entry(candidate.owner.clone())
-                    .or_default()
-                    .record(now, config.window);
-                self.prune(now, config.window);
-                n
-            } else {
-                0
-            };
-            if !was_open {
-                if let Some(trip) = detect(config, &candidate, count) {
-                    let open = OpenBreaker {
-                        owner: candidate.owner.clone(),
-                        reason: trip.to_string(),
-                        tripped_at: tripped_at(),
-                        recorded: false,
-                    };
-                    self.open.insert(candidate.owner.clone(), open.clone());
-                    tripped = Some((open, trip));
-                }
+        let mut local = 0;
+        if candidate.counts {
+            local = self
+                .windows
+                .entry(candidate.owner.clone())
+                .or_default()
+                .record(now, config.window);
+            self.prune(now, config.window);
+        }
+        if !was_open && (candidate.counts || candidate.protected) {
+            if let Some(trip) = detect(config, &candidate, local) {
+                return Step::Done(self.trip(config, candidate, verdict, trip, tripped_at));
+            }
+            if candidate.counts {
+                return Step::Share(Pending {
+                    candidate,
+                    verdict,
+                    local,
+                });
             }
         }
+        Step::Done(self.apply(config, &candidate, verdict, None))
+    }
+
+    /// The second half: `others` deletions of the owner within the window were counted
+    /// by the other replicas (0 when unknown), added to this replica's count.
+    pub fn conclude(
+        &mut self,
+        config: &BreakerConfig,
+        pending: Pending,
+        others: u32,
+        tripped_at: &dyn Fn() -> String,
+    ) -> Judgement {
+        let Pending {
+            candidate,
+            verdict,
+            local,
+        } = pending;
+        // Another review may have tripped it meanwhile.
+        if !self.open.contains_key(&candidate.owner) {
+            if let Some(trip) = detect(config, &candidate, local.saturating_add(others)) {
+                return self.trip(config, candidate, verdict, trip, tripped_at);
+            }
+        }
+        self.apply(config, &candidate, verdict, None)
+    }
+
+    fn trip(
+        &mut self,
+        config: &BreakerConfig,
+        candidate: Candidate,
+        verdict: Verdict,
+        trip: Trip,
+        tripped_at: &dyn Fn() -> String,
+    ) -> Judgement {
+        let open = OpenBreaker {
+            owner: candidate.owner.clone(),
+            reason: trip.to_string(),
+            tripped_at: tripped_at(),
+            recorded: false,
+        };
+        self.open.insert(candidate.owner.clone(), open.clone());
+        self.apply(config, &candidate, verdict, Some((open, trip)))
+    }
+
+    fn apply(
+        &self,
+        config: &BreakerConfig,
+        candidate: &Candidate,
+        verdict: Verdict,
+        tripped: Option<(OpenBreaker, Trip)>,
+    ) -> Judgement {
         let verdict = match self.open.get(&candidate.owner) {
-            Some(open) => apply_open(verdict, config, &candidate, open),
+            Some(open) => apply_open(verdict, config, candidate, open),
             None => verdict,
         };
         Judgement { verdict, tripped }
+    }
+
+    /// Every owner's deletion times within the window ending at `now`, the most recent
+    /// `max_deletions + 1` at most (one more never changes a verdict: the count rule has
+    /// tripped), owners with the latest deletion first, at most `max_owners`: what this
+    /// replica publishes for the others ([`counts`]).
+    pub fn recent(
+        &self,
+        config: &BreakerConfig,
+        now: Duration,
+        max_owners: usize,
+    ) -> Vec<(OwnerRef, Vec<Duration>)> {
+        let keep = usize::try_from(config.max_deletions)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
+        let mut out: Vec<(OwnerRef, Vec<Duration>)> = self
+            .windows
+            .iter()
+            .filter_map(|(owner, w)| {
+                let stamps = w.within(now, config.window);
+                let skip = stamps.len().saturating_sub(keep);
+                (!stamps.is_empty()).then(|| (owner.clone(), stamps[skip..].to_vec()))
+            })
+            .collect();
+        out.sort_by(|a, b| b.1.last().cmp(&a.1.last()).then_with(|| a.0.cmp(&b.0)));
+        out.truncate(max_owners);
+        out
     }
 
     /// The open breaker of `owner`, if any.

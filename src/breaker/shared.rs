@@ -12,10 +12,16 @@
 //!   timer. The watch then resets the breaker and its window on every replica.
 //! - A Lease that cannot be created (403, 5xx, timeouts) is retried with backoff while
 //!   the breaker stays open on this replica.
+//! - The window counts are shared through one more Lease (`share.rs`): each counted
+//!   deletion is judged on every replica's deletions of its owner.
+//! - Degrade, don't block: when the Leases cannot be listed, watched, written or created
+//!   (no Lease rights, a failing API), the replica is still ready; its breaker judges on
+//!   its own reviews, and says so — an error log line, `/readyz` `[+]breaker ok:
+//!   degraded: …` and the gauge `breaker_degraded` ([`super::degraded`]).
 
 use std::{
     collections::BTreeMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::{Duration, Instant},
 };
 
@@ -32,8 +38,12 @@ use kube::{
 use tokio::sync::{mpsc, watch};
 
 use super::{
-    lease_name, owner_of_lease, reset_command, BreakerBook, BreakerConfig, BreakerMode,
-    OpenBreaker, Trip, ANNOTATION_LAST_DELETION, ANNOTATION_OWNER_KIND, ANNOTATION_OWNER_NAME,
+    counts::COUNTS_LEASE,
+    degraded::{Change, Degradation, Part},
+    lease_name, owner_of_lease, reset_command,
+    share::{published_value, Sharing},
+    BreakerBook, BreakerConfig, BreakerMode, Judgement, OpenBreaker, Step, Trip,
+    ANNOTATION_LAST_DELETION, ANNOTATION_OWNER_KIND, ANNOTATION_OWNER_NAME,
     ANNOTATION_OWNER_NAMESPACE, ANNOTATION_REASON, ANNOTATION_TRIPPED_AT, ANNOTATION_TRIPPED_BY,
     LEASE_LABEL,
 };
@@ -50,7 +60,8 @@ use crate::{
     policy::DecisionConfig,
 };
 
-/// Readiness check name: the breaker Leases have been listed once.
+/// Readiness check name: the breaker Leases have been listed once, or cannot be (then
+/// it passes, degraded).
 pub const BREAKER_CHECK: &str = "breaker";
 /// Event reason on the owner when its breaker trips.
 pub const EVENT_REASON: &str = "BreakerTripped";
@@ -59,6 +70,9 @@ const EVENT_ACTION: &str = "Trip";
 const NOTE_MAX_BYTES: usize = 1024;
 const RETRY_FIRST: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(10);
+/// A watch that failed (after its list) counts as working again after this long
+/// without errors: a resumed watch delivers nothing when no Lease changes.
+const WATCH_QUIET: Duration = Duration::from_secs(120);
 
 /// A trip to record in the cluster.
 #[derive(Debug)]
@@ -78,6 +92,13 @@ struct Inner {
     trips: mpsc::UnboundedSender<Tripped>,
     metrics: Metrics,
     synced: watch::Sender<bool>,
+    /// Unix milliseconds at `origin`: the book's times as wall-clock times.
+    origin_unix_ms: u64,
+    degradation: Mutex<Degradation>,
+    /// The readiness check to keep current (none when detached).
+    readiness: Option<Readiness>,
+    /// The counts Lease's writer (none when detached).
+    sharing: OnceLock<Sharing>,
 }
 
 /// The breaker, running: the admission path's [`BreakerGate`]. Cheap to clone.
@@ -88,6 +109,10 @@ pub struct Breakers {
 
 fn lock(m: &Mutex<BreakerBook>) -> std::sync::MutexGuard<'_, BreakerBook> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn unix_ms_now() -> u64 {
+    u64::try_from(jiff::Timestamp::now().as_millisecond()).unwrap_or(0)
 }
 
 /// Where the breaker runs and what it reports through.
@@ -103,33 +128,25 @@ pub struct BreakerContext {
 }
 
 impl Breakers {
-    /// Start watching the Leases and recording trips. Readiness gets the `breaker`
-    /// check, which passes once the Leases have been listed.
+    /// Start watching the Leases, sharing the window counts and recording trips.
+    /// Readiness gets the `breaker` check, which passes once the Leases have been listed
+    /// — or once they cannot be (degraded).
     pub fn start(config: BreakerConfig, decision: DecisionConfig, ctx: BreakerContext) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let breakers = Breakers {
-            inner: Arc::new(Inner {
-                config,
-                decision,
-                book: Mutex::new(BreakerBook::default()),
-                origin: Instant::now(),
-                trips: tx,
-                metrics: ctx.metrics.clone(),
-                synced: watch::Sender::new(false),
-            }),
-        };
-        let namespace = breakers.inner.config.namespace.clone();
-        ctx.readiness.set(
-            BREAKER_CHECK,
+        let breakers = Breakers::new(
+            config,
+            decision,
+            tx,
+            ctx.metrics.clone(),
             false,
-            format!("waiting for the first list of breaker Leases in {namespace}"),
+            Some(ctx.readiness.clone()),
         );
+        breakers.report();
+        let namespace = breakers.inner.config.namespace.clone();
         let api: Api<Lease> = Api::namespaced(ctx.client.clone(), &namespace);
-        tokio::spawn(watch_leases(
-            api.clone(),
-            breakers.clone(),
-            ctx.readiness.clone(),
-        ));
+        let sharing = Sharing::start(api.clone(), breakers.clone(), &ctx.instance);
+        let _ = breakers.inner.sharing.set(sharing);
+        tokio::spawn(watch_leases(api.clone(), breakers.clone()));
         tokio::spawn(record_trips(
             rx,
             api,
@@ -140,21 +157,140 @@ impl Breakers {
         breakers
     }
 
-    /// The breaker without a cluster: trips are judged and counted in metrics but
-    /// recorded nowhere (benchmarks, tests of the admission path).
+    /// The breaker without a cluster: trips are judged on this replica's counts and
+    /// counted in metrics but recorded nowhere (benchmarks, tests of the admission path).
     pub fn detached(config: BreakerConfig, decision: DecisionConfig, metrics: Metrics) -> Self {
         let (tx, _rx) = mpsc::unbounded_channel();
+        Breakers::new(config, decision, tx, metrics, true, None)
+    }
+
+    fn new(
+        config: BreakerConfig,
+        decision: DecisionConfig,
+        trips: mpsc::UnboundedSender<Tripped>,
+        metrics: Metrics,
+        synced: bool,
+        readiness: Option<Readiness>,
+    ) -> Self {
+        metrics.breaker_degraded.set(0);
         Breakers {
             inner: Arc::new(Inner {
                 config,
                 decision,
                 book: Mutex::new(BreakerBook::default()),
                 origin: Instant::now(),
-                trips: tx,
+                origin_unix_ms: unix_ms_now(),
+                trips,
                 metrics,
-                synced: watch::Sender::new(true),
+                synced: watch::Sender::new(synced),
+                degradation: Mutex::new(Degradation::default()),
+                readiness,
+                sharing: OnceLock::new(),
             }),
         }
+    }
+
+    /// Whether the breaker has fallen back to this replica's own state, and why.
+    pub fn degradation(&self) -> Degradation {
+        self.inner
+            .degradation
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// `part` of the shared state fails: degraded, said loudly on the change.
+    pub(super) fn degrade(&self, part: Part, error: String) {
+        let change = self
+            .inner
+            .degradation
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set(part, error.clone());
+        if matches!(change, Change::Degraded | Change::Changed) {
+            let detail = self.degradation().detail().unwrap_or_default();
+            tracing::error!(
+                error = %error,
+                namespace = %self.inner.config.namespace,
+                "mass-deletion breaker {detail}: each replica now counts only the deletions \
+                 it reviews (a burst spread over R replicas trips after up to R times the \
+                 thresholds); check the Role fleet-delete-guard-breaker and the Lease API"
+            );
+            self.report();
+        }
+    }
+
+    /// `part` works again.
+    pub(super) fn recover(&self, part: Part) {
+        let change = self
+            .inner
+            .degradation
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear(part);
+        match change {
+            Change::Recovered => {
+                tracing::info!("mass-deletion breaker no longer degraded: shared state works");
+                self.report();
+            }
+            Change::Changed => self.report(),
+            Change::Degraded | Change::Same => {}
+        }
+    }
+
+    /// The readiness check and the `breaker_degraded` gauge from the current state.
+    fn report(&self) {
+        let inner = &self.inner;
+        let degradation = self.degradation();
+        inner
+            .metrics
+            .breaker_degraded
+            .set(i64::from(degradation.is_degraded()));
+        let Some(readiness) = &inner.readiness else {
+            return;
+        };
+        let namespace = &inner.config.namespace;
+        match degradation.detail() {
+            Some(detail) => readiness.set(BREAKER_CHECK, true, detail),
+            None if *inner.synced.borrow() => readiness.set(
+                BREAKER_CHECK,
+                true,
+                format!(
+                    "mode {}, breaker Leases in {namespace} listed, window counts shared in \
+                     Lease {COUNTS_LEASE}",
+                    inner.config.mode.as_str()
+                ),
+            ),
+            None => readiness.set(
+                BREAKER_CHECK,
+                false,
+                format!("waiting for the first list of breaker Leases in {namespace}"),
+            ),
+        }
+    }
+
+    /// Now as Unix milliseconds on the book's clock.
+    pub(super) fn now_unix_ms(&self) -> u64 {
+        let since = self.inner.origin.elapsed().as_millis() as u64;
+        self.inner.origin_unix_ms.saturating_add(since)
+    }
+
+    /// This replica's annotation of the counts Lease.
+    pub(super) fn published(&self, max_owners: usize) -> String {
+        let now = self.inner.origin.elapsed();
+        let recent = lock(&self.inner.book).recent(&self.inner.config, now, max_owners);
+        published_value(recent, self.inner.origin_unix_ms)
+    }
+
+    /// One write of the counts Lease went through or failed.
+    pub(super) fn count_write(&self, ok: bool) {
+        self.inner
+            .metrics
+            .breaker_count_writes
+            .get_or_create(&crate::metrics::ResultLabels {
+                result: if ok { "ok" } else { "failed" },
+            })
+            .inc();
     }
 
     pub fn config(&self) -> &BreakerConfig {
@@ -186,28 +322,10 @@ impl Breakers {
     }
 }
 
-impl BreakerGate for Breakers {
-    fn judge(
-        &self,
-        review: &Review,
-        owner: &Owner,
-        verdict: Verdict,
-        received: Instant,
-    ) -> Verdict {
+impl Breakers {
+    /// The trip of `judgement`, if any, reported and queued for recording.
+    fn conclude(&self, review: &Review, judgement: Judgement) -> Verdict {
         let inner = &self.inner;
-        let now = received.saturating_duration_since(inner.origin);
-        let judgement = {
-            let mut book = lock(&inner.book);
-            book.judge(
-                &inner.config,
-                &inner.decision,
-                review,
-                owner,
-                verdict,
-                now,
-                &now_rfc3339,
-            )
-        };
         if let Some((open, trip)) = judgement.tripped {
             let m = &inner.metrics;
             m.breaker_trips
@@ -236,6 +354,70 @@ impl BreakerGate for Breakers {
             let _ = inner.trips.send(Tripped { open, trip, last });
         }
         judgement.verdict
+    }
+
+    fn now(&self, received: Instant) -> Duration {
+        received.saturating_duration_since(self.inner.origin)
+    }
+}
+
+impl BreakerGate for Breakers {
+    fn judge(
+        &self,
+        review: &Review,
+        owner: &Owner,
+        verdict: Verdict,
+        received: Instant,
+    ) -> Verdict {
+        let inner = &self.inner;
+        let now = self.now(received);
+        let judgement = lock(&inner.book).judge(
+            &inner.config,
+            &inner.decision,
+            review,
+            owner,
+            verdict,
+            now,
+            &now_rfc3339,
+        );
+        self.conclude(review, judgement)
+    }
+
+    fn judge_shared<'a>(
+        &'a self,
+        review: &'a Review,
+        owner: &'a Owner,
+        verdict: Verdict,
+        received: Instant,
+    ) -> futures::future::BoxFuture<'a, Verdict> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let now = self.now(received);
+            let step = lock(&inner.book).begin(
+                &inner.config,
+                &inner.decision,
+                review,
+                owner,
+                verdict,
+                now,
+                &now_rfc3339,
+            );
+            let pending = match step {
+                Step::Done(judgement) => return self.conclude(review, judgement),
+                Step::Share(pending) => pending,
+            };
+            let others = match inner.sharing.get() {
+                Some(sharing) => {
+                    let now_ms = inner.origin_unix_ms.saturating_add(now.as_millis() as u64);
+                    let since = now_ms.saturating_sub(inner.config.window.as_millis() as u64);
+                    sharing.others(pending.owner(), since).await
+                }
+                None => 0,
+            };
+            let judgement =
+                lock(&inner.book).conclude(&inner.config, pending, others, &now_rfc3339);
+            self.conclude(review, judgement)
+        })
     }
 }
 
@@ -298,49 +480,66 @@ fn open_of(l: &Lease) -> Option<OpenBreaker> {
     })
 }
 
-async fn watch_leases(api: Api<Lease>, breakers: Breakers, readiness: Readiness) {
+async fn watch_leases(api: Api<Lease>, breakers: Breakers) {
     let config = watcher::Config::default().labels(LEASE_LABEL);
     let namespace = breakers.inner.config.namespace.clone();
-    watcher(api, config)
-        .default_backoff()
-        .for_each(|event| {
-            match event {
-                Ok(watcher::Event::Init) => breakers.with_book(|b| b.relist_start()),
-                Ok(watcher::Event::InitApply(l)) | Ok(watcher::Event::Apply(l)) => {
-                    if let Some(open) = open_of(&l) {
-                        breakers.with_book(|b| b.recorded(open));
-                    }
+    let mut events = std::pin::pin!(watcher(api, config).default_backoff());
+    let mut tick = tokio::time::interval(WATCH_QUIET / 4);
+    // A failed list leaves the open breakers unknown until a list completes; a failed
+    // watch (after its list) until it has run quietly for a while.
+    let mut list_failed = false;
+    let mut last_error: Option<Instant> = None;
+    loop {
+        let event = tokio::select! {
+            e = events.next() => match e {
+                Some(e) => e,
+                None => return,
+            },
+            _ = tick.tick() => {
+                if !list_failed && last_error.is_some_and(|t| t.elapsed() >= WATCH_QUIET) {
+                    last_error = None;
+                    breakers.recover(Part::Watch);
                 }
-                Ok(watcher::Event::InitDone) => {
-                    let open = breakers.with_book(|b| {
-                        b.relist_done();
-                        b.open_count()
-                    });
-                    if !breakers.inner.synced.send_replace(true) {
-                        tracing::info!(open, namespace = %namespace, "breaker Leases listed");
-                    }
-                    readiness.set(
-                        BREAKER_CHECK,
-                        true,
-                        format!(
-                            "mode {}, breaker Leases in {namespace} listed",
-                            breakers.inner.config.mode.as_str()
-                        ),
-                    );
-                }
-                Ok(watcher::Event::Delete(l)) => {
-                    if let Some(open) = open_of(&l) {
-                        breakers.with_book(|b| b.reset(&open.owner));
-                        tracing::warn!(owner = %open.owner, lease = %l.name_any(), "mass-deletion breaker reset (its Lease was deleted)");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "breaker Lease watch failed; retrying with backoff")
+                continue;
+            }
+        };
+        match event {
+            Ok(watcher::Event::Init) => breakers.with_book(|b| b.relist_start()),
+            Ok(watcher::Event::InitApply(l)) | Ok(watcher::Event::Apply(l)) => {
+                if let Some(open) = open_of(&l) {
+                    breakers.with_book(|b| b.recorded(open));
                 }
             }
-            std::future::ready(())
-        })
-        .await;
+            Ok(watcher::Event::InitDone) => {
+                let open = breakers.with_book(|b| {
+                    b.relist_done();
+                    b.open_count()
+                });
+                if !breakers.inner.synced.send_replace(true) {
+                    tracing::info!(open, namespace = %namespace, "breaker Leases listed");
+                }
+                list_failed = false;
+                last_error = None;
+                breakers.recover(Part::Watch);
+                breakers.report();
+            }
+            Ok(watcher::Event::Delete(l)) => {
+                if let Some(open) = open_of(&l) {
+                    breakers.with_book(|b| b.reset(&open.owner));
+                    if let Some(sharing) = breakers.inner.sharing.get() {
+                        sharing.reset(&open.owner, breakers.now_unix_ms());
+                    }
+                    tracing::warn!(owner = %open.owner, lease = %l.name_any(), "mass-deletion breaker reset (its Lease was deleted)");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "breaker Lease watch failed; retrying with backoff");
+                list_failed |= matches!(e, watcher::Error::InitialListFailed(_));
+                last_error = Some(Instant::now());
+                breakers.degrade(Part::Watch, e.to_string());
+            }
+        }
+    }
 }
 
 /// Records every trip in its own task (trips are at most one per owner until reset).
@@ -382,6 +581,7 @@ async fn record(
         let error = match result {
             Ok(Ok(_)) => {
                 breakers.with_book(|b| b.confirm(&t.open.owner));
+                breakers.recover(Part::Record);
                 tracing::info!(owner = %t.open.owner, lease = %name, "breaker recorded");
                 if let Some(events) = &events {
                     events.offer(event(&t, &breakers.inner.config));
@@ -391,14 +591,17 @@ async fn record(
             Ok(Err(kube::Error::Api(s))) if s.code == 409 => {
                 // Another replica recorded it first (its Event is the one).
                 breakers.with_book(|b| b.confirm(&t.open.owner));
+                breakers.recover(Part::Record);
                 return;
             }
             Ok(Err(e)) => e.to_string(),
             Err(_) => "timed out".to_string(),
         };
         if breakers.open_breaker(&t.open.owner).is_none() {
+            breakers.recover(Part::Record);
             return;
         }
+        breakers.degrade(Part::Record, error.clone());
         breakers
             .inner
             .metrics

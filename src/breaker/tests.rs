@@ -516,3 +516,113 @@ proptest! {
         }
     }
 }
+
+// --- shared window (begin / conclude, recent) -------------------------------------------
+
+impl Run {
+    fn begin(&mut self, now: Duration, r: &Review, o: &Owner) -> Step {
+        let v = decide(r, o, &self.decision);
+        self.book
+            .begin(&self.config, &self.decision, r, o, v, now, &|| {
+                T.to_string()
+            })
+    }
+}
+
+#[test]
+fn the_other_replicas_deletions_count_with_this_ones() {
+    let mut run = Run::new(cfg(BreakerMode::Enforce));
+    let o = owner(Some(1000));
+    // This replica's 5th deletion, with 15 of the others: 20, allowed.
+    for i in 0..4 {
+        let j = run.at(ms(i), &agent("configmap", &format!("cm-{i}")), &o);
+        assert!(j.verdict.allowed);
+    }
+    let Step::Share(p) = run.begin(ms(10), &agent("configmap", "cm-4"), &o) else {
+        panic!("a counted deletion awaits the others' counts");
+    };
+    assert_eq!(p.owner(), &gitrepo());
+    let j = run.book.conclude(&run.config, p, 15, &|| T.to_string());
+    assert!(j.verdict.allowed && j.tripped.is_none());
+    // The 6th with 15 others: 21, trips.
+    let Step::Share(p) = run.begin(ms(20), &agent("configmap", "cm-5"), &o) else {
+        panic!("shared");
+    };
+    let j = run.book.conclude(&run.config, p, 15, &|| T.to_string());
+    let (open, _) = j.tripped.expect("trips on the sum");
+    assert_eq!(open.reason, "21 deletions within 60s (limit 20)");
+    assert!(!j.verdict.allowed);
+    // Open now: the next is done at once, refused, nothing to share.
+    let Step::Done(j) = run.begin(ms(30), &agent("configmap", "cm-6"), &o) else {
+        panic!("open: done");
+    };
+    assert!(!j.verdict.allowed && j.tripped.is_none());
+}
+
+#[test]
+fn the_fraction_rule_applies_to_the_sum_and_a_concurrent_trip_is_not_repeated() {
+    let mut run = Run::new(cfg(BreakerMode::Enforce));
+    let o = owner(Some(10));
+    let Step::Share(first) = run.begin(ms(0), &agent("configmap", "cm-0"), &o) else {
+        panic!("shared");
+    };
+    let Step::Share(second) = run.begin(ms(1), &agent("configmap", "cm-1"), &o) else {
+        panic!("shared");
+    };
+    // 2 here + 4 elsewhere = 6 of 10 desired > 50 %.
+    let j = run.book.conclude(&run.config, second, 4, &|| T.to_string());
+    let (_, trip) = j.tripped.expect("fraction");
+    assert!(matches!(trip, Trip::Fraction { count: 6, .. }), "{trip:?}");
+    // The first, concluded after the trip: refused, not tripping again.
+    let j = run.book.conclude(&run.config, first, 4, &|| T.to_string());
+    assert!(j.tripped.is_none() && !j.verdict.allowed);
+}
+
+#[test]
+fn what_is_not_a_counted_deletion_is_done_at_once() {
+    let mut run = Run::new(cfg(BreakerMode::Enforce));
+    let o = owner(Some(1000));
+    for r in [
+        review(NS_CONTROLLER, &["system:serviceaccounts"], "configmap", "a"),
+        agent("customresourcedefinition", "widgets.example.com"),
+    ] {
+        assert!(matches!(run.begin(ms(0), &r, &o), Step::Done(_)), "{r:?}");
+    }
+    let mut off = Run::new(cfg(BreakerMode::Off));
+    assert!(matches!(off.begin(ms(0), &alice("a"), &o), Step::Done(_)));
+}
+
+#[test]
+fn recent_deletions_are_the_window_s_newest_per_owner_newest_owner_first() {
+    let mut run = Run::new(cfg(BreakerMode::Observe));
+    let other = Owner {
+        owned_by: Some(OwnerRef::new(OwnerKind::HelmOp, "fleet-local", "h")),
+        ..owner(None)
+    };
+    for i in 0..30u64 {
+        run.at(
+            Duration::from_secs(i),
+            &alice(&format!("cm-{i}")),
+            &owner(None),
+        );
+    }
+    run.at(Duration::from_secs(5), &alice("x"), &other);
+    let recent = run.book.recent(&run.config, Duration::from_secs(64), 10);
+    assert_eq!(recent.len(), 2);
+    assert_eq!(recent[0].0, gitrepo(), "latest deletion first");
+    // Within (4 s, 64 s]: 5..=29 are 25; the newest 21 kept.
+    assert_eq!(recent[0].1.len(), 21);
+    assert_eq!(recent[0].1[0], Duration::from_secs(9));
+    assert_eq!(recent[0].1[20], Duration::from_secs(29));
+    assert_eq!(recent[1].1, vec![Duration::from_secs(5)]);
+    assert_eq!(
+        run.book
+            .recent(&run.config, Duration::from_secs(64), 1)
+            .len(),
+        1
+    );
+    assert!(run
+        .book
+        .recent(&run.config, Duration::from_secs(200), 10)
+        .is_empty());
+}

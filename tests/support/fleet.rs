@@ -196,9 +196,20 @@ impl CountingServer {
             fleet: client,
             separate_fleet: false,
         };
+        Self::start_with_breaker_clients(&clients, config, options, breaker, instance).await
+    }
+
+    /// With the mass-deletion breaker on, through clients of one's own.
+    pub async fn start_with_breaker_clients(
+        clients: &Clients,
+        config: PatcherConfig,
+        options: ServerOptions,
+        breaker: BreakerConfig,
+        instance: &str,
+    ) -> (CountingServer, Breakers) {
         let metrics = Metrics::new();
         let readiness = Readiness::default();
-        let counting = Self::start_counting(&clients, config, &metrics, &readiness);
+        let counting = Self::start_counting(clients, config, &metrics, &readiness);
         let breakers = Breakers::start(
             breaker,
             options.decision.clone(),

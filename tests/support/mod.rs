@@ -340,6 +340,27 @@ impl ServeProcess {
         }
     }
 
+    /// The first log line containing each of `needles`, in any order, parsed (at most
+    /// 20 s each).
+    pub fn wait_logs(&self, needles: &[&str]) -> Vec<serde_json::Value> {
+        let mut found: Vec<Option<serde_json::Value>> = vec![None; needles.len()];
+        while found.iter().any(Option::is_none) {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("no log line with each of {needles:?}"));
+            for (i, needle) in needles.iter().enumerate() {
+                if found[i].is_none() && line.contains(needle) {
+                    found[i] = Some(
+                        serde_json::from_str(&line)
+                            .unwrap_or_else(|e| panic!("log is JSON ({e}): {line}")),
+                    );
+                }
+            }
+        }
+        found.into_iter().flatten().collect()
+    }
+
     /// The webhook and metrics addresses from the "serving" line.
     pub fn serving(&self) -> (std::net::SocketAddr, std::net::SocketAddr) {
         let v = self.wait_log("fleet-delete-guard serving");
