@@ -98,7 +98,10 @@ fn the_alerts_the_documentation_names_are_the_rule_files_and_each_has_a_runbook(
         "named in the documentation but not in the PrometheusRule: {missing:?}; in the \
          PrometheusRule but never named: {undocumented:?}"
     );
-    assert_eq!(runbooks, rules, "one runbook section (a heading `### NAME`) per alert");
+    assert_eq!(
+        runbooks, rules,
+        "one runbook section (a heading `### NAME`) per alert"
+    );
 }
 
 #[test]
