@@ -164,6 +164,28 @@ impl World {
                 "--wait=true",
             ],
         );
+        // No breaker open, no window counts of an earlier test's webhooks (a webhook
+        // counts its predecessors' deletions within the window, as a restarted replica must).
+        for args in [
+            &[
+                "delete",
+                "lease",
+                "-n",
+                NS,
+                "-l",
+                "delete-guard.fleet.cattle.io/breaker",
+            ][..],
+            &[
+                "delete",
+                "lease",
+                "-n",
+                NS,
+                "fleet-delete-guard-breaker-counts",
+                "--ignore-not-found",
+            ][..],
+        ] {
+            let _ = cp.kubectl_ok("admin", args);
+        }
         cp.apply(&[json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})]);
         // alice is a team member: Kubernetes' built-in `edit` role in this namespace only.
         cp.apply(&[json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
@@ -1698,7 +1720,7 @@ fn a_burst_spread_over_three_replicas_trips_within_max_deletions_plus_three_with
             "{text}"
         );
     }
-    // Reset, and the counts go too: the next tests start clean.
+    // Reset, and the counts go too (World::seed clears them as well).
     for lease in [
         "breaker-gitrepo.fleet-local.lots",
         "fleet-delete-guard-breaker-counts",
