@@ -28,3 +28,4 @@ pub mod server;
 pub mod tls;
 pub mod verify;
 pub mod watch;
+pub mod webhook_config;

@@ -81,6 +81,14 @@ pub struct OwnerDeletionLabels {
     pub decision: String,
 }
 
+// --- webhook configuration tamper evidence (src/webhook_config/) -------------------
+/// Why the webhook configuration is not intact (`none` while it is).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TamperLabels {
+    pub reason: &'static str,
+}
+// --- end webhook configuration tamper evidence ---------------------------------------
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CheckLabels {
     pub check: &'static str,
@@ -155,6 +163,14 @@ pub struct Metrics {
     pub breaker_trips: Family<OwnerKindLabels, Counter>,
     /// Mass-deletion breakers open (known to this replica).
     pub breakers_open: Gauge,
+    // --- webhook configuration tamper evidence (src/webhook_config/) ---
+    /// 1 with `reason="none"` while the webhook configuration is as installed; else one
+    /// series at 0 per reason (see [`Metrics::set_webhook_configuration`]).
+    pub webhook_configuration_intact: Family<TamperLabels, Gauge>,
+    /// Repairs of the webhook configuration (`--restore-webhook-configuration`) by
+    /// result (`restored`, `failed`).
+    pub webhook_configuration_restores: Family<ResultLabels, Counter>,
+    // --- end webhook configuration tamper evidence ---
 }
 
 impl Default for Metrics {
@@ -352,8 +368,24 @@ impl Metrics {
             "Mass-deletion breakers open, as this replica knows them",
             breakers_open.clone(),
         );
+        // --- webhook configuration tamper evidence (src/webhook_config/) ---
+        let webhook_configuration_intact = Family::<TamperLabels, Gauge>::default();
+        registry.register(
+            "webhook_configuration_intact",
+            "1 (reason=none) while the webhook's ValidatingWebhookConfiguration is as installed; 0 per reason it is not",
+            webhook_configuration_intact.clone(),
+        );
+        let webhook_configuration_restores = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "webhook_configuration_restores",
+            "Repairs of the webhook's ValidatingWebhookConfiguration, by result (restored, failed)",
+            webhook_configuration_restores.clone(),
+        );
+        // --- end webhook configuration tamper evidence ---
         Metrics {
             registry: Arc::new(registry),
+            webhook_configuration_intact,
+            webhook_configuration_restores,
             breaker_trips,
             breakers_open,
             reviews,
@@ -452,6 +484,37 @@ impl Metrics {
         };
         self.owner_deletions.get_or_create(&labels).inc();
     }
+
+    // --- webhook configuration tamper evidence (src/webhook_config/) ---
+    /// `webhook_configuration_intact`: `{reason="none"} 1` when `reasons` is empty, else
+    /// `{reason=R} 0` for each reason and no other series.
+    pub fn set_webhook_configuration(&self, reasons: &[crate::webhook_config::Reason]) {
+        // Set the new series first, then remove the others: a scrape in between sees
+        // the new verdict, never none.
+        let family = &self.webhook_configuration_intact;
+        if reasons.is_empty() {
+            family
+                .get_or_create(&TamperLabels { reason: "none" })
+                .set(1);
+        }
+        for r in reasons {
+            family
+                .get_or_create(&TamperLabels { reason: r.as_str() })
+                .set(0);
+        }
+        let all = crate::webhook_config::Reason::ALL.map(|r| r.as_str());
+        for label in std::iter::once("none").chain(all) {
+            let wanted = if reasons.is_empty() {
+                label == "none"
+            } else {
+                reasons.iter().any(|r| r.as_str() == label)
+            };
+            if !wanted {
+                family.remove(&TamperLabels { reason: label });
+            }
+        }
+    }
+    // --- end webhook configuration tamper evidence ---
 
     /// Count one request error of `kind`.
     pub fn error(&self, kind: &'static str) {
@@ -584,6 +647,38 @@ mod tests {
         }
         assert_eq!(text.matches("owner_deletions_total{").count(), 5, "{text}");
     }
+
+    // --- webhook configuration tamper evidence (src/webhook_config/) ---
+    #[test]
+    fn webhook_configuration_intact_has_one_series_per_verdict() {
+        use crate::webhook_config::Reason;
+        let m = Metrics::new();
+        assert!(
+            !m.encode().contains("webhook_configuration_intact{"),
+            "nothing before the first look"
+        );
+        m.set_webhook_configuration(&[Reason::RulesNarrowed, Reason::FailurePolicyChanged]);
+        let text = m.encode();
+        assert!(
+            text.contains(
+                r#"fleet_delete_guard_webhook_configuration_intact{reason="rules_narrowed"} 0"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"fleet_delete_guard_webhook_configuration_intact{reason="failure_policy_changed"} 0"#), "{text}");
+        m.set_webhook_configuration(&[]);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"fleet_delete_guard_webhook_configuration_intact{reason="none"} 1"#),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("webhook_configuration_intact{").count(),
+            1,
+            "{text}"
+        );
+    }
+    // --- end webhook configuration tamper evidence ---
 
     #[test]
     fn failure_series_the_alerts_use_exist_at_zero_from_the_start() {

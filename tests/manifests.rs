@@ -1031,3 +1031,114 @@ fn the_fail_closed_overlay_fails_closed_only_for_the_agents_protected_kinds() {
     }
     assert!(!only[1].expression.starts_with('!'));
 }
+
+// --- webhook configuration tamper evidence (src/webhook_config/) ---------------------
+
+/// The configuration the webhook compares with by default (compiled in) is the one
+/// deploy/ installs: a fresh install is intact, not "tampered".
+#[test]
+fn the_compiled_in_manifest_is_the_installed_configuration() {
+    use fleet_delete_guard::webhook_config::{compare, Intended};
+    for overlay in ["", "restore-webhook-configuration"] {
+        let Some(objects) = render(overlay) else {
+            return;
+        };
+        let by_kind = parse_all(&objects);
+        let d: Deployment = one(&by_kind, "Deployment");
+        let env = env_of(&d);
+        let vwc: ValidatingWebhookConfiguration = one(&by_kind, "ValidatingWebhookConfiguration");
+        let intended = Intended::default_for(
+            &env["FLEET_DELETE_GUARD_WEBHOOK_CONFIG"],
+            NAMESPACE,
+            &env["FLEET_DELETE_GUARD_SERVICE_NAME"],
+        )
+        .expect("compiled-in manifest");
+        assert_eq!(compare(&intended, Some(&vwc), None), [], "deploy/{overlay}");
+    }
+}
+
+#[test]
+fn the_webhook_watches_its_configuration_by_name_and_only_the_overlay_may_restore_it() {
+    let Some(objects) = render("") else { return };
+    let by_kind = parse_all(&objects);
+    let env = env_of(&one::<Deployment>(&by_kind, "Deployment"));
+    let name = env["FLEET_DELETE_GUARD_WEBHOOK_CONFIG"].clone();
+    assert!(
+        !env.contains_key("FLEET_DELETE_GUARD_RESTORE_WEBHOOK_CONFIGURATION"),
+        "repair is off by default"
+    );
+    let vwc_rules = |roles: &BTreeMap<String, Vec<PolicyRule>>| -> Vec<(String, PolicyRule)> {
+        roles
+            .iter()
+            .flat_map(|(n, rs)| rs.iter().map(move |r| (n.clone(), r.clone())))
+            .filter(|(_, r)| {
+                r.resources
+                    .iter()
+                    .flatten()
+                    .any(|x| x == "validatingwebhookconfigurations")
+            })
+            .collect()
+    };
+    let base = vwc_rules(&rules(&by_kind, "ClusterRole"));
+    let verbs: BTreeSet<&str> = base
+        .iter()
+        .flat_map(|(_, r)| r.verbs.iter().map(String::as_str))
+        .collect();
+    assert_eq!(
+        verbs,
+        BTreeSet::from(["get", "list", "patch", "watch"]),
+        "watch, and the caBundle"
+    );
+    for (_, r) in &base {
+        assert_eq!(r.resource_names.clone().unwrap_or_default(), [name.clone()]);
+    }
+
+    let Some(objects) = render("restore-webhook-configuration") else {
+        return;
+    };
+    let by_kind = parse_all(&objects);
+    let env = env_of(&one::<Deployment>(&by_kind, "Deployment"));
+    assert_eq!(
+        env["FLEET_DELETE_GUARD_RESTORE_WEBHOOK_CONFIGURATION"],
+        "true"
+    );
+    let cluster_roles = rules(&by_kind, "ClusterRole");
+    let restore = &cluster_roles["fleet-delete-guard-restore-webhook-config"];
+    for r in restore {
+        assert_eq!(
+            r.api_groups.clone().unwrap_or_default(),
+            ["admissionregistration.k8s.io"]
+        );
+        assert_eq!(
+            r.resources.clone().unwrap_or_default(),
+            ["validatingwebhookconfigurations"]
+        );
+        match r.verbs.as_slice() {
+            [v] if v == "create" => {} // cannot be limited to a name
+            [v] if v == "update" => {
+                assert_eq!(r.resource_names.clone().unwrap_or_default(), [name.clone()])
+            }
+            other => panic!("only create and update: {other:?}"),
+        }
+    }
+    let binding = by_kind["ClusterRoleBinding"]
+        .iter()
+        .find(|b| b["roleRef"]["name"] == "fleet-delete-guard-restore-webhook-config")
+        .expect("bound");
+    assert_eq!(binding["subjects"][0]["name"], "fleet-delete-guard");
+    assert_eq!(binding["subjects"][0]["namespace"], NAMESPACE);
+    // Everything else is the base's.
+    let (Some(a), Some(b)) = (render(""), render("restore-webhook-configuration")) else {
+        return;
+    };
+    let others = |v: Vec<Value>| -> Vec<Value> {
+        v.into_iter()
+            .filter(|o| {
+                o["kind"] != "Deployment"
+                    && o["metadata"]["name"] != "fleet-delete-guard-restore-webhook-config"
+            })
+            .collect()
+    };
+    assert_eq!(others(a), others(b));
+}
+// --- end webhook configuration tamper evidence ----------------------------------------
