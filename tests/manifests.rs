@@ -1090,7 +1090,10 @@ fn the_webhook_watches_its_configuration_by_name_and_only_the_overlay_may_restor
         "watch, and the caBundle"
     );
     for (_, r) in &base {
-        assert_eq!(r.resource_names.clone().unwrap_or_default(), [name.clone()]);
+        assert_eq!(
+            r.resource_names.clone().unwrap_or_default(),
+            [name.as_str()]
+        );
     }
 
     let Some(objects) = render("restore-webhook-configuration") else {
@@ -1116,7 +1119,10 @@ fn the_webhook_watches_its_configuration_by_name_and_only_the_overlay_may_restor
         match r.verbs.as_slice() {
             [v] if v == "create" => {} // cannot be limited to a name
             [v] if v == "update" => {
-                assert_eq!(r.resource_names.clone().unwrap_or_default(), [name.clone()])
+                assert_eq!(
+                    r.resource_names.clone().unwrap_or_default(),
+                    [name.as_str()]
+                )
             }
             other => panic!("only create and update: {other:?}"),
         }

@@ -1338,7 +1338,10 @@ async fn a_name_selected_list_and_watch_are_authorized_by_resource_names() {
     ] {
         double.seed(obj).expect("seed");
     }
-    double.add_token("sa-token", kube_api_double::UserInfo::service_account("ns", "sa"));
+    double.add_token(
+        "sa-token",
+        kube_api_double::UserInfo::service_account("ns", "sa"),
+    );
     double.enforce_rbac(true);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut config = kube::Config::new(double.url().parse().expect("url"));
@@ -1358,7 +1361,12 @@ async fn a_name_selected_list_and_watch_are_authorized_by_resource_names() {
         .expect("named list allowed");
     assert_eq!(mine.items.len(), 1);
     let stream = api
-        .watch(&WatchParams::default().fields("metadata.name=mine").timeout(1), "0")
+        .watch(
+            &WatchParams::default()
+                .fields("metadata.name=mine")
+                .timeout(1),
+            "0",
+        )
         .await
         .expect("named watch allowed");
     drop(stream);
