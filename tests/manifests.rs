@@ -129,6 +129,8 @@ fn parse_all(objects: &[Value]) -> BTreeMap<String, Vec<Value>> {
             "Role" => drop(strictly::<Role>(obj)),
             "RoleBinding" => drop(strictly::<RoleBinding>(obj)),
             "Service" => drop(strictly::<Service>(obj)),
+            // The configuration as installed, mounted for the tamper watch.
+            "ConfigMap" => drop(strictly::<k8s_openapi::api::core::v1::ConfigMap>(obj)),
             "Deployment" => drop(strictly::<Deployment>(obj)),
             "PodDisruptionBudget" => drop(strictly::<PodDisruptionBudget>(obj)),
             "ValidatingWebhookConfiguration" => {
@@ -639,10 +641,16 @@ fn the_cert_manager_overlay_swaps_the_bootstrap_for_cert_manager() {
         );
     }
     let cluster_roles = rules(&by_kind, "ClusterRole");
-    assert!(
-        !cluster_roles.contains_key("fleet-delete-guard-webhook-config"),
-        "no webhook configuration rights"
-    );
+    // The webhook configuration: watched (read-only), never written.
+    for r in &cluster_roles["fleet-delete-guard-webhook-config"] {
+        if r.resources
+            .iter()
+            .flatten()
+            .any(|x| x == "validatingwebhookconfigurations")
+        {
+            assert_eq!(r.verbs, ["get", "list", "watch"], "read-only");
+        }
+    }
     let d: Deployment = one(&by_kind, "Deployment");
     let env = env_of(&d);
     assert!(
@@ -955,9 +963,39 @@ fn the_breaker_overlay_sends_the_agents_deletions_and_changes_nothing_else() {
     let others = |v: Vec<Value>| -> Vec<Value> {
         v.into_iter()
             .filter(|o| o["kind"] != "ValidatingWebhookConfiguration")
+            .filter_map(without_the_webhook_config_manifest)
             .collect()
     };
     assert_eq!(others(a), others(b));
+}
+
+/// The install without what tells the webhook its configuration as installed (the
+/// mounted manifest of an overlay that changes the configuration): `None` for that
+/// ConfigMap, the Deployment without its env, mount and volume.
+fn without_the_webhook_config_manifest(mut o: Value) -> Option<Value> {
+    const CM: &str = "fleet-delete-guard-webhook-config-manifest";
+    if o["kind"] == "ConfigMap"
+        && o["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with(CM))
+    {
+        return None;
+    }
+    if o["kind"] == "Deployment" {
+        let pod = &mut o["spec"]["template"]["spec"];
+        if let Some(v) = pod["volumes"].as_array_mut() {
+            v.retain(|v| v["name"] != "webhook-config-manifest");
+        }
+        for c in pod["containers"].as_array_mut().into_iter().flatten() {
+            if let Some(m) = c["volumeMounts"].as_array_mut() {
+                m.retain(|m| m["name"] != "webhook-config-manifest");
+            }
+            if let Some(e) = c["env"].as_array_mut() {
+                e.retain(|e| e["name"] != "FLEET_DELETE_GUARD_WEBHOOK_CONFIG_MANIFEST");
+            }
+        }
+    }
+    Some(o)
 }
 
 #[test]
@@ -1034,27 +1072,66 @@ fn the_fail_closed_overlay_fails_closed_only_for_the_agents_protected_kinds() {
 
 // --- webhook configuration tamper evidence (src/webhook_config/) ---------------------
 
-/// The configuration the webhook compares with by default (compiled in) is the one
-/// deploy/ installs: a fresh install is intact, not "tampered".
+/// In every overlay that watches its configuration, the manifest the webhook compares
+/// with (compiled in, or mounted and named by FLEET_DELETE_GUARD_WEBHOOK_CONFIG_MANIFEST)
+/// is the configuration the overlay installs: a fresh install is intact, not "tampered".
 #[test]
-fn the_compiled_in_manifest_is_the_installed_configuration() {
+fn every_install_gives_the_webhook_the_configuration_it_installs() {
     use fleet_delete_guard::webhook_config::{compare, Intended};
-    for overlay in ["", "restore-webhook-configuration"] {
+    let mut watched = 0;
+    for overlay in [
+        "",
+        "breaker",
+        "breaker-fail-closed",
+        "restore-webhook-configuration",
+        "multi-cluster/downstream",
+        "cert-manager",
+    ] {
         let Some(objects) = render(overlay) else {
             return;
         };
         let by_kind = parse_all(&objects);
         let d: Deployment = one(&by_kind, "Deployment");
         let env = env_of(&d);
+        let Some(name) = env.get("FLEET_DELETE_GUARD_WEBHOOK_CONFIG") else {
+            panic!("deploy/{overlay}: the configuration is not watched");
+        };
+        watched += 1;
+        let intended = match env.get("FLEET_DELETE_GUARD_WEBHOOK_CONFIG_MANIFEST") {
+            None => Intended::default_for(name, NAMESPACE, &env["FLEET_DELETE_GUARD_SERVICE_NAME"])
+                .expect("compiled-in manifest"),
+            Some(path) => {
+                let (dir, file) = path
+                    .rsplit_once('/')
+                    .expect("a file in a mounted directory");
+                let volume = volume_holding(d.clone(), dir, "the manifest is mounted");
+                let cm_name = volume
+                    .config_map
+                    .as_ref()
+                    .map(|c| c.name.clone())
+                    .expect("a ConfigMap volume");
+                let cm = by_kind["ConfigMap"]
+                    .iter()
+                    .find(|c| c["metadata"]["name"] == cm_name.as_str())
+                    .unwrap_or_else(|| panic!("deploy/{overlay}: ConfigMap {cm_name} is rendered"));
+                assert_eq!(
+                    cm["metadata"]["namespace"], NAMESPACE,
+                    "beside the Deployment"
+                );
+                let text = cm["data"][file].as_str().expect("the manifest file");
+                Intended::parse(text, &format!("deploy/{overlay} ConfigMap {cm_name}"))
+                    .expect("the mounted manifest parses")
+            }
+        };
         let vwc: ValidatingWebhookConfiguration = one(&by_kind, "ValidatingWebhookConfiguration");
-        let intended = Intended::default_for(
-            &env["FLEET_DELETE_GUARD_WEBHOOK_CONFIG"],
-            NAMESPACE,
-            &env["FLEET_DELETE_GUARD_SERVICE_NAME"],
-        )
-        .expect("compiled-in manifest");
-        assert_eq!(compare(&intended, Some(&vwc), None), [], "deploy/{overlay}");
+        assert_eq!(intended.name(), name.as_str());
+        assert_eq!(
+            compare(&intended, Some(&vwc), None),
+            [],
+            "deploy/{overlay}: the webhook would report its own install as tampered"
+        );
     }
+    assert_eq!(watched, 6, "every install watches its configuration");
 }
 
 #[test]
