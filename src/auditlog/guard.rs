@@ -28,20 +28,29 @@ pub struct GuardObjects {
     pub secrets: Vec<String>,
     /// `"name"` for each name: what a line must contain to be read.
     needles: Vec<Vec<u8>>,
+    /// `"` and the names' common prefix (`"fleet-delete-guard` by default): one search
+    /// rules out almost every line before the per-name searches.
+    prefilter: Vec<u8>,
 }
 
 impl GuardObjects {
     pub fn new(namespace: &str, name: &str, secrets: &[String]) -> Self {
-        let needles = std::iter::once(name)
+        let needles: Vec<Vec<u8>> = std::iter::once(name)
             .chain(secrets.iter().map(String::as_str))
             .filter(|n| !n.is_empty())
             .map(|n| format!("\"{n}\"").into_bytes())
             .collect();
+        let mut prefilter = needles.first().cloned().unwrap_or_default();
+        for n in &needles {
+            let common = prefilter.iter().zip(n).take_while(|(a, b)| a == b).count();
+            prefilter.truncate(common);
+        }
         GuardObjects {
             namespace: namespace.to_string(),
             name: name.to_string(),
             secrets: secrets.to_vec(),
             needles,
+            prefilter,
         }
     }
 
@@ -166,10 +175,10 @@ const PATCH_MAX_CHARS: usize = 200;
 /// The change to a guard object this line records, if it is one. Lines that are not
 /// (most) cost one substring search per name.
 pub(crate) fn parse(line: &[u8], guard: &GuardObjects) -> Option<GuardChange> {
-    if !guard
-        .needles
-        .iter()
-        .any(|n| memchr::memmem::find(line, n).is_some())
+    let has = |needle: &[u8]| memchr::memmem::find(line, needle).is_some();
+    if guard.needles.is_empty()
+        || (guard.prefilter.len() > 1 && !has(&guard.prefilter))
+        || !guard.needles.iter().any(|n| has(n))
     {
         return None;
     }

@@ -108,6 +108,20 @@ fn reads_other_objects_and_other_stages_are_not_rows() {
 }
 
 #[test]
+fn the_prefilter_is_the_names_common_prefix() {
+    assert_eq!(guard().prefilter, b"\"fleet-delete-guard");
+    let unrelated = GuardObjects::new("ns", "guard", &["tls".to_string()]);
+    assert_eq!(unrelated.prefilter, b"\"", "only the quote in common");
+    let mut other = vwc_delete();
+    other["objectRef"]["name"] = json!("guard");
+    assert!(parse(
+        other.to_string().as_bytes(),
+        &GuardObjects::new("", "guard", &[])
+    )
+    .is_some());
+}
+
+#[test]
 fn long_patches_are_cut() {
     let mut p = vwc_delete();
     p["verb"] = json!("patch");
