@@ -4,25 +4,29 @@
 # k8s.io/kubernetes pins), kube-apiserver and kube-controller-manager (k8s.io/kubernetes).
 # No sources are vendored: the Go module proxy serves them, `go build` compiles them.
 #
-#   scripts/real-cluster.sh build     # into target/real-cluster/bin (a no-op when up to date)
+#   scripts/real-cluster.sh build     # into the cache below (a no-op when up to date)
 #   scripts/real-cluster.sh test      # build, then run the real-cluster suite
 #   scripts/real-cluster.sh env       # print REAL_CLUSTER_BIN=… for your shell
 #
-# The stamp file records the inputs (go.mod, go.sum, this script, `go version`): a
+# The stamp file records the inputs (go.mod, go.sum, `go version`, the flags): a
 # second run with the same inputs does nothing. A cold build takes about
 # 20 minutes on a 2-core machine (docs/src/real-cluster.md has the measured figures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 module=tests/real-cluster
-bin=${REAL_CLUSTER_BIN:-$root/target/real-cluster/bin}
+# Outside the work tree, so every clone on this machine (CI's too) reuses one build.
+cache=${FLEET_DELETE_GUARD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fleet-delete-guard}
+bin=${REAL_CLUSTER_BIN:-$cache/real-cluster/bin}
 k8s_version=v1.36.3
 minor=36
 
 export GOTOOLCHAIN=local GOFLAGS=-modcacherw CGO_ENABLED=0
 
+# What the binaries are made from: the module's pins, the Go toolchain, the flags.
+flags="-trimpath -tags selinux,notest version=$k8s_version"
 stamp_of() {
-  { cat "$module/go.mod" "$module/go.sum" "$0"; go version; } | sha256sum | cut -d' ' -f1
+  { cat "$module/go.mod" "$module/go.sum"; go version; echo "$flags"; } | sha256sum | cut -d' ' -f1
 }
 
 build() {

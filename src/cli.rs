@@ -555,7 +555,7 @@ pub enum Output {
     Json,
 }
 
-/// The mass-deletion breaker (README, "Mass-deletion breaker").
+/// The mass-deletion breaker (docs/src/breaker.md).
 #[derive(Debug, Clone, Args)]
 pub struct BreakerArgs {
     /// off, observe (report trips only) or enforce (also refuse deletions of a tripped

@@ -983,7 +983,7 @@ async fn downstream_counting_needs_only_the_management_role_in_its_cluster_names
     };
     let double = seeded_double().await;
     // deploy/multi-cluster/management as shipped, its Role placed in this cluster's
-    // BundleDeployment namespace as the README says.
+    // BundleDeployment namespace as docs/src/multi-cluster.md says.
     for mut obj in kubectl::render(&kubectl, "multi-cluster/management") {
         if matches!(obj["kind"].as_str(), Some("Role" | "RoleBinding")) {
             obj["metadata"]["namespace"] = BD_NAMESPACE.into();

@@ -1,6 +1,7 @@
 //! deploy/ as `kubectl kustomize` renders it: every object parses into its k8s-openapi
-//! type with no unknown field, and the install has the properties the README promises
-//! (webhook registration, hardening, least-privilege RBAC, cert-manager overlay).
+//! type with no unknown field, and the install has the properties docs/src/install.md
+//! and docs/src/rbac.md promise (webhook registration, hardening, least-privilege RBAC,
+//! cert-manager overlay).
 //! That the RBAC is *enough* is proven by tests/e2e_kubectl.rs, which runs the real
 //! binary against an API double enforcing these rules.
 

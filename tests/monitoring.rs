@@ -1,4 +1,4 @@
-//! Observability an SRE can install (deploy/monitoring/, README "Monitoring"):
+//! Observability an SRE can install (deploy/monitoring/, docs/src/monitoring.md):
 //!
 //! - `owner_deletions_total` as the admission path counts it (no server, no Prometheus);
 //! - the PrometheusRule's groups through the real `promtool check rules` and
@@ -290,8 +290,9 @@ fn promtool_checks_the_rules_and_every_alert_has_unit_tests_firing_and_not() {
 }
 
 #[test]
-fn every_alert_has_a_summary_a_description_and_a_runbook_in_the_readme() {
-    let readme = std::fs::read_to_string(kubectl::root().join("README.md")).expect("README");
+fn every_alert_has_a_summary_a_description_and_a_runbook_in_the_docs() {
+    let runbooks = std::fs::read_to_string(kubectl::root().join("docs/src/monitoring.md"))
+        .expect("docs/src/monitoring.md");
     let rule = prometheus_rule();
     let mut count = 0;
     for group in rule["spec"]["groups"].as_array().expect("groups") {
@@ -307,13 +308,13 @@ fn every_alert_has_a_summary_a_description_and_a_runbook_in_the_readme() {
             }
             assert!(
                 a["description"].as_str().is_some_and(
-                    |d| d.contains(&format!("Runbook: README.md, Monitoring, {name}."))
+                    |d| d.contains(&format!("Runbook: docs/src/monitoring.md, {name}."))
                 ),
                 "{name}: the description points at its runbook"
             );
             assert!(
-                readme.contains(&format!("#### {name}\n")),
-                "README.md has no runbook section `#### {name}`"
+                runbooks.contains(&format!("### {name}\n")),
+                "docs/src/monitoring.md has no runbook section `### {name}`"
             );
             assert!(r["labels"]["severity"].is_string(), "{name}: severity");
             assert!(
@@ -322,7 +323,7 @@ fn every_alert_has_a_summary_a_description_and_a_runbook_in_the_readme() {
             );
         }
     }
-    assert_eq!(count, 8, "the alerts README.md documents");
+    assert_eq!(count, 8, "the alerts docs/src/monitoring.md documents");
 }
 
 // --- a real Prometheus scraping the real binary ---------------------------------------

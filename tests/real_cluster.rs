@@ -129,9 +129,10 @@ fn install_fleet_and_deploy(cp: &ControlPlane) {
     });
 }
 
-/// deploy/'s ValidatingWebhookConfiguration, calling `url` (with `edit` applied).
-fn webhook_configuration(cp: &ControlPlane, name: &str, url: &str) -> Value {
-    let mut vwc = kubectl::render(&cp.kubectl, "")
+/// The ValidatingWebhookConfiguration of deploy/`overlay`, named `name`, every entry
+/// calling `url`.
+fn webhook_configuration(cp: &ControlPlane, overlay: &str, name: &str, url: &str) -> Value {
+    let mut vwc = kubectl::render(&cp.kubectl, overlay)
         .into_iter()
         .find(|o| o["kind"] == "ValidatingWebhookConfiguration")
         .expect("deploy/ has a ValidatingWebhookConfiguration");
@@ -189,8 +190,36 @@ impl World {
         let mut specs = vec![strip_status(fresh(gitrepo.clone()))];
         specs.extend(bd_items.iter().map(|b| strip_status(fresh(b.clone()))));
         cp.apply(&specs);
+        // The agent records each object's creation time; these were created just now.
+        let created: std::collections::HashMap<String, String> = {
+            let out = cp.kubectl_stdout("admin", &["get", "configmaps", "-n", ns, "-o", "json"]);
+            let list: Value = serde_json::from_str(&out).expect("JSON");
+            list["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|o| {
+                    (
+                        name_of(o).to_string(),
+                        o["metadata"]["creationTimestamp"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                    )
+                })
+                .collect()
+        };
         for bd in &bd_items {
-            let bd = in_ns(bd);
+            let mut bd = in_ns(bd);
+            for r in bd["status"]["resources"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+            {
+                if let Some(t) = r["name"].as_str().and_then(|n| created.get(n)) {
+                    r["createdAt"] = json!(t);
+                }
+            }
             patch_status(cp, "bundledeployment", BD_NS, name_of(&bd), &bd["status"]);
         }
         patch_status(
@@ -280,6 +309,17 @@ impl Webhook {
     /// Starts it, installs its ValidatingWebhookConfiguration, and waits until the
     /// apiserver really calls it (a server-side dry-run deletion comes back warned).
     fn start(cp: &'static ControlPlane, world: &World, config: &str, extra: &[&str]) -> Webhook {
+        Self::start_overlay(cp, world, "", config, extra)
+    }
+
+    /// Like [`Webhook::start`], with the webhook configuration of deploy/`overlay`.
+    fn start_overlay(
+        cp: &'static ControlPlane,
+        world: &World,
+        overlay: &str,
+        config: &str,
+        extra: &[&str],
+    ) -> Webhook {
         let port = real_cluster::free_port();
         let kubeconfig = cp.service_account_kubeconfig(NS, SA);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet-delete-guard"));
@@ -311,8 +351,12 @@ impl Webhook {
             .stderr(Stdio::piped());
         // Installed first, without a caBundle: the webhook writes it. The webhook
         // compares what it watches with this, as installed (--webhook-config-manifest).
-        let installed =
-            webhook_configuration(cp, config, &format!("https://127.0.0.1:{port}/validate"));
+        let installed = webhook_configuration(
+            cp,
+            overlay,
+            config,
+            &format!("https://127.0.0.1:{port}/validate"),
+        );
         let manifest = cp.path(&format!("webhook-config-{config}-{port}.json"));
         std::fs::write(&manifest, installed.to_string()).expect("write the manifest");
         cmd.arg("--webhook-config-manifest").arg(&manifest);
@@ -367,9 +411,20 @@ impl Webhook {
             "the webhook bootstrapped its Secret:\n{}",
             w.logs()
         );
-        let patch =
-            json!([{"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": ca}])
-                .to_string();
+        let entries = cp.kubectl_stdout(
+            "admin",
+            &[
+                "get",
+                "validatingwebhookconfiguration",
+                config,
+                "-o",
+                "jsonpath={.webhooks[*].name}",
+            ],
+        );
+        let patch: Vec<Value> = (0..entries.split_whitespace().count())
+            .map(|i| json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": ca}))
+            .collect();
+        let patch = Value::Array(patch).to_string();
         cp.kubectl_stdout(
             "admin",
             &[
@@ -528,6 +583,8 @@ fn resource_names(bd: &Value, list: &str) -> Vec<String> {
 fn alice_deletes_a_fleet_configmap_kubectl_warns_the_status_reads_10_of_11_and_the_audit_log_says_so(
 ) {
     let (_g, cp, world) = setup("rc-delete");
+    // The audit log is the whole suite's: only this test's events count here.
+    let mark = cp.audit_events().len();
     let w = Webhook::start(cp, &world, WEBHOOK_CONFIG, &[]);
 
     let run = kubectl_run(cp.kubectl("alice").args([
@@ -557,15 +614,30 @@ fn alice_deletes_a_fleet_configmap_kubectl_warns_the_status_reads_10_of_11_and_t
         "{bd:#}"
     );
 
-    // The writes went through the real RBAC as the webhook's ServiceAccount.
-    let status_writes: Vec<Value> = cp
+    // The writes went through the real RBAC as the webhook's ServiceAccount, and
+    // deploy/'s RBAC let every request it made.
+    let by_webhook: Vec<Value> = cp
         .audit_events()
         .into_iter()
-        .filter(|e| e["user"]["username"] == SA_USER && e["objectRef"]["subresource"] == "status")
+        .skip(mark)
+        .filter(|e| e["user"]["username"] == SA_USER && e["stage"] == "ResponseComplete")
+        .collect();
+    let status_writes = by_webhook
+        .iter()
+        .filter(|e| e["objectRef"]["subresource"] == "status" && e["verb"] == "patch")
+        .count();
+    assert!(
+        status_writes >= 2,
+        "BundleDeployment and GitRepo status patched: {by_webhook:#?}"
+    );
+    let refused: Vec<String> = by_webhook
+        .iter()
+        .filter(|e| e["responseStatus"]["code"] == 403)
+        .map(|e| format!("{} {}", e["verb"], e["requestURI"]))
         .collect();
     assert!(
-        status_writes.is_empty(),
-        "the audit policy logs only deletions and webhook writes"
+        refused.is_empty(),
+        "deploy/'s RBAC refused the webhook: {refused:#?}"
     );
 
     // The real audit log holds the webhook's annotations on alice's DELETE.
@@ -719,17 +791,39 @@ fn the_namespace_controller_deleting_a_namespace_is_allowed_and_counted() {
     // Every one of the 11 lives in that namespace: the namespace controller deletes them,
     // the webhook (even under --policy deny) lets it and counts each.
     world.wait_counts(cp, "0/11");
-    let e = wait_audit(cp, "test-config2-three", "delete");
+    // The namespace controller empties a namespace with one DELETECOLLECTION per
+    // resource; kube-apiserver reviews each item and files the webhook's annotations
+    // on that one audit event.
+    let start = Instant::now();
+    let event = loop {
+        let found = cp.audit_events().into_iter().find(|e| {
+            e["verb"] == "deletecollection"
+                && e["stage"] == "ResponseComplete"
+                && e["objectRef"]["resource"] == "configmaps"
+                && e["objectRef"]["namespace"] == world.ns.as_str()
+        });
+        if let Some(e) = found {
+            break e;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "no DELETECOLLECTION of the namespace's ConfigMaps"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(
-        e["user"]["username"], "system:serviceaccount:kube-system:namespace-controller",
-        "{e:#}"
+        event["user"]["username"], "system:serviceaccount:kube-system:namespace-controller",
+        "{event:#}"
     );
-    let decision = e["annotations"][format!("{WEBHOOK}/decision")]
+    let decision = event["annotations"][format!("{WEBHOOK}/decision")]
         .as_str()
         .unwrap_or_default()
         .to_string();
-    assert_ne!(decision, "denied", "{e:#}");
-    assert!(!decision.is_empty(), "{e:#}");
+    assert!(!decision.is_empty(), "reviewed: {event:#}");
+    assert_ne!(
+        decision, "denied",
+        "never denied under --policy deny: {event:#}"
+    );
 }
 
 #[test]
@@ -874,14 +968,7 @@ fn a_deletion_refused_by_a_second_webhook_is_not_left_counted() {
         cp,
         &world,
         "second-webhook",
-        &[
-            "--policy",
-            "deny",
-            "--counting",
-            "false",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ],
+        &["--policy", "deny", "--counting", "false"],
     );
     let run = kubectl_run(cp.kubectl("alice").args([
         "delete",
@@ -1301,6 +1388,22 @@ fn the_api_double_answers_the_projects_conversations_as_kube_apiserver_does() {
         double.shutdown().await;
         (real, answers)
     });
+    for ((what, r), (_, d)) in real.iter().zip(&double) {
+        eprintln!(
+            "{what:48} real {:3} {:?} | double {:3} {:?}",
+            r.code, r.reason, d.code, d.reason
+        );
+    }
+    // The conversation reaches what it is meant to: NotFound, AlreadyExists, Conflict on
+    // stale resourceVersions (objects, Leases, status), Forbidden, pagination.
+    let codes: Vec<u16> = real.iter().map(|(_, a)| a.code).collect();
+    for code in [404, 409, 403, 201, 200] {
+        assert!(codes.contains(&code), "no {code} in {codes:?}");
+    }
+    assert!(
+        real.iter().any(|(_, a)| a.has_continue),
+        "a continue token was answered"
+    );
     let differences: Vec<String> = real
         .iter()
         .zip(&double)
@@ -1314,6 +1417,65 @@ fn the_api_double_answers_the_projects_conversations_as_kube_apiserver_does() {
         "the double differs from kube-apiserver:\n{}",
         differences.join("\n")
     );
+}
+
+#[test]
+fn the_breaker_refuses_fleets_agent_records_a_lease_and_deleting_the_lease_closes_it() {
+    let (_g, cp, world) = setup("rc-breaker");
+    // Fleet's agent: its ServiceAccount, with the rights it has in that namespace.
+    cp.apply(&[
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": "fleet-agent", "namespace": NS}}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "fleet-agent-edit", "namespace": world.ns},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+            "subjects": [{"kind": "ServiceAccount", "name": "fleet-agent", "namespace": NS}]}),
+    ]);
+    let agent = cp.service_account_kubeconfig(NS, "fleet-agent");
+    let agent_delete = |name: &str| {
+        let mut c = cp.kubectl("admin");
+        c.env("KUBECONFIG", &agent);
+        kubectl_run(c.args(["delete", "configmap", name, "-n", &world.ns]))
+    };
+    let _w = Webhook::start_overlay(
+        cp,
+        &world,
+        "breaker",
+        WEBHOOK_CONFIG,
+        &["--breaker", "enforce", "--breaker-max-deletions", "3"],
+    );
+    for name in ["test-config1-one", "test-config1-two", "test-config2-one"] {
+        let run = agent_delete(name);
+        assert!(run.ok, "{run}");
+    }
+    let run = agent_delete("test-config2-two");
+    assert!(!run.ok, "the fourth is refused: {run}");
+    assert!(
+        run.stderr
+            .contains("mass-deletion breaker open for Fleet GitRepo fleet-local/lots"),
+        "{run}"
+    );
+    assert!(cp.kubectl_ok(
+        "admin",
+        &["get", "configmap", "test-config2-two", "-n", &world.ns]
+    ));
+    // The open breaker is a Lease in the real apiserver, shared by every replica.
+    let lease = "breaker-gitrepo.fleet-local.lots";
+    assert!(cp.kubectl_ok("admin", &["get", "lease", lease, "-n", NS]));
+    // The reset: an admin deletes the Lease; the agent's deletions pass again.
+    cp.kubectl_stdout("admin", &["delete", "lease", lease, "-n", NS]);
+    let start = Instant::now();
+    loop {
+        let run = agent_delete("test-config2-two");
+        if run.ok {
+            break;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "still refused after the reset: {run}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 // --- webhook configuration tamper evidence (src/webhook_config/) ---------------------

@@ -1,6 +1,7 @@
 //! A real control plane for tests, like controller-runtime's envtest: etcd,
 //! kube-apiserver and kube-controller-manager built from their Go modules
-//! (`scripts/real-cluster.sh build`, pinned in tests/real-cluster/go.mod), started on
+//! (`scripts/real-cluster.sh build`, pinned in tests/real-cluster/go.mod, cached outside
+//! the work tree), started on
 //! loopback with free ports, TLS, a service-account signing key, the RBAC and Node
 //! authorizers, admission webhooks, a JSON audit log, and the controller manager's
 //! garbage collector, namespace controller, service-account controllers and the
@@ -36,12 +37,15 @@ use serde_json::Value;
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The audit policy: Metadata for every deletion (the webhook's audit annotations and
-/// the apiserver's own `failed-open` annotation land there) and for writes to
-/// admission configuration; nothing else.
+/// the apiserver's own `failed-open` annotation land there), for writes to admission
+/// configuration, and for every request of the webhook's ServiceAccount (so a test can
+/// show deploy/'s RBAC was enough); nothing else.
 const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: ["RequestReceived"]
 rules:
+  - level: Metadata
+    users: ["system:serviceaccount:cattle-fleet-system:fleet-delete-guard"]
   - level: Metadata
     verbs: ["delete", "deletecollection"]
   - level: Metadata
@@ -52,12 +56,23 @@ rules:
   - level: None
 "#;
 
-/// Where the Go-built binaries are: `$REAL_CLUSTER_BIN`, else target/real-cluster/bin.
+/// Where the Go-built binaries are: `$REAL_CLUSTER_BIN` (scripts/real-cluster.sh sets
+/// it), else the script's default cache, `$FLEET_DELETE_GUARD_CACHE` or
+/// `${XDG_CACHE_HOME:-$HOME/.cache}/fleet-delete-guard`, then `real-cluster/bin`.
 pub fn binaries() -> PathBuf {
-    match std::env::var_os("REAL_CLUSTER_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/real-cluster/bin"),
+    if let Some(p) = std::env::var_os("REAL_CLUSTER_BIN") {
+        return PathBuf::from(p);
     }
+    let cache = std::env::var_os("FLEET_DELETE_GUARD_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("fleet-delete-guard"))
+        })
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/fleet-delete-guard"))
+        })
+        .unwrap_or_else(|| PathBuf::from("/tmp/fleet-delete-guard"));
+    cache.join("real-cluster/bin")
 }
 
 fn binary(name: &str) -> PathBuf {
@@ -236,8 +251,9 @@ impl ControlPlane {
     /// Start etcd, kube-apiserver and kube-controller-manager; wait until the apiserver
     /// is ready and the `default` ServiceAccount exists (the controller manager runs).
     pub fn start(kubectl: PathBuf) -> ControlPlane {
+        remove_dirs_of_dead_runs();
         let dir = tempfile::Builder::new()
-            .prefix("real-cluster-")
+            .prefix(&format!("real-cluster-{}-", std::process::id()))
             .tempdir()
             .expect("tempdir");
         let pki = Pki::new();
@@ -548,6 +564,28 @@ impl Drop for ControlPlane {
         for p in procs.iter_mut().rev() {
             let _ = p.child.kill();
             let _ = p.child.wait();
+        }
+    }
+}
+
+/// A control plane shared through a `static` is never dropped, so its directory (etcd's
+/// data, logs, certificates) outlives the test process. Each run names its directory
+/// after its pid; the next run removes those whose process is gone.
+fn remove_dirs_of_dead_runs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("real-cluster-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }
