@@ -168,7 +168,7 @@ pub struct Metrics {
     /// series at 0 per reason (see [`Metrics::set_webhook_configuration`]).
     pub webhook_configuration_intact: Family<TamperLabels, Gauge>,
     /// Repairs of the webhook configuration (`--restore-webhook-configuration`) by
-    /// result (`restored`, `failed`).
+    /// result (`restored`, `conflict` when another writer got there first, `failed`).
     pub webhook_configuration_restores: Family<ResultLabels, Counter>,
     // --- end webhook configuration tamper evidence ---
 }
@@ -378,7 +378,7 @@ impl Metrics {
         let webhook_configuration_restores = Family::<ResultLabels, Counter>::default();
         registry.register(
             "webhook_configuration_restores",
-            "Repairs of the webhook's ValidatingWebhookConfiguration, by result (restored, failed)",
+            "Repairs of the webhook's ValidatingWebhookConfiguration, by result (restored, conflict, failed)",
             webhook_configuration_restores.clone(),
         );
         // --- end webhook configuration tamper evidence ---

@@ -303,3 +303,28 @@ async fn a_failed_repair_is_retried_after_the_interval() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_repair_that_meets_another_writer_is_a_conflict_and_is_decided_again() {
+    // Another replica re-created it first (409): not a failure; looked at again.
+    let g = start(Some(Duration::from_millis(200))).await;
+    let fault = g.double.inject(
+        kube_api_double::Fault::new(Verb::Create, "validatingwebhookconfigurations").respond(409),
+    );
+    g.double.delete_object(&VWC, "", NAME).expect("deleted");
+    g.double
+        .wait_for(&VWC, "", NAME, |_| true, WAIT)
+        .await
+        .expect("re-created on the next look");
+    assert_eq!(g.double.fault_hits(fault), 1);
+    g.wait_gauge("none", 1).await;
+    let text = g.metrics.encode();
+    assert!(
+        text.contains("webhook_configuration_restores_total{result=\"conflict\"} 1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("webhook_configuration_restores_total{result=\"failed\"}"),
+        "{text}"
+    );
+}

@@ -43,6 +43,15 @@ pub enum RestoreError {
     Update { name: String, source: kube::Error },
 }
 
+impl RestoreError {
+    /// Another writer got there first (409: created by another replica, or changed
+    /// since it was read). The watch sees that write and the caller decides again.
+    pub fn is_conflict(&self) -> bool {
+        let (RestoreError::Create { source, .. } | RestoreError::Update { source, .. }) = self;
+        matches!(source, kube::Error::Api(s) if s.code == 409)
+    }
+}
+
 /// The configuration to write: `observed` (`None`: deleted) made as installed again.
 /// `ca_bundle_pem`: this webhook's CA bundle, for entries that have none.
 pub fn desired(

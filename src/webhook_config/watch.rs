@@ -199,6 +199,12 @@ async fn evaluate(s: &Settings, api: &Api<ValidatingWebhookConfiguration>, state
                 note,
             );
         }
+        Err(e) if e.is_conflict() => {
+            count("conflict");
+            tracing::info!(webhook_config = %name, error = %e, "another writer changed the webhook configuration first; deciding again on what the watch sees");
+            // Normally the watch brings that write at once; if not, look again later.
+            state.retry_at = Some(now + min_interval);
+        }
         Err(e) => {
             count("failed");
             tracing::error!(webhook_config = %name, error = %e, retry_in_s = min_interval.as_secs_f64(), "cannot restore the webhook configuration");
