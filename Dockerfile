@@ -3,6 +3,8 @@
 # fleet-delete-guard image: `docker build -t fleet-delete-guard:0.1.0 .`
 # The build stage runs scripts/build-release.sh, which CI runs too: the binary in the
 # image is built the way the tested one was.
+# The binary is Cargo's `dist` profile: release without debug info (symbols kept, so
+# backtraces name functions); scripts/build-release.sh check refuses one over 25 MB.
 
 # ---- build -------------------------------------------------------------------------
 FROM rust:1.95-slim-bookworm AS build
@@ -19,7 +21,8 @@ COPY src src
 RUN OUT=/out scripts/build-release.sh build && OUT=/out scripts/build-release.sh check
 
 # ---- run ---------------------------------------------------------------------------
-# glibc, CA certificates, /etc/passwd entry for uid 65532, nothing else (no shell).
+# glibc (the binary links it dynamically: distroless/static has none), CA
+# certificates, /etc/passwd entry for uid 65532, nothing else (no shell); non-root.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/fleet-delete-guard /usr/local/bin/fleet-delete-guard
 USER 65532:65532

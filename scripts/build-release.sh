@@ -21,6 +21,10 @@ fi
 OUT=${OUT:-target/image}
 TARGET=${CARGO_TARGET_DIR:-target}
 BIN=fleet-delete-guard
+# Cargo.toml's [profile.dist]: release, debug info stripped, symbols kept.
+PROFILE=dist
+# The shipped binary's size limit (README); `check` fails above it.
+MAX_BYTES=$((25 * 1024 * 1024))
 
 # Paths of the [[bench]], [[test]] and [[example]] targets Cargo.toml declares: cargo
 # wants their files to exist just to read the manifest.
@@ -59,23 +63,29 @@ deps() {
       case "$f" in src/*) stubs+=("$f") ;; esac
     fi
   done
-  cargo build --release --locked --bin "$BIN"
+  cargo build --profile "$PROFILE" --locked --bin "$BIN"
   for f in "${stubs[@]}"; do rm -f "$f"; done
-  rm -rf "$TARGET"/release/.fingerprint/fleet-delete-guard-* \
-    "$TARGET"/release/deps/fleet_delete_guard-* "$TARGET"/release/deps/libfleet_delete_guard-* \
-    "$TARGET"/release/"$BIN"
+  rm -rf "$TARGET/$PROFILE"/.fingerprint/fleet-delete-guard-* \
+    "$TARGET/$PROFILE"/deps/fleet_delete_guard-* "$TARGET/$PROFILE"/deps/libfleet_delete_guard-* \
+    "$TARGET/$PROFILE/$BIN"
 }
 
 build() {
-  cargo build --release --locked --bin "$BIN"
+  cargo build --profile "$PROFILE" --locked --bin "$BIN"
   mkdir -p "$OUT"
-  cp "$TARGET"/release/"$BIN" "$OUT/$BIN"
-  echo "built $OUT/$BIN"
+  cp "$TARGET/$PROFILE/$BIN" "$OUT/$BIN"
+  echo "built $OUT/$BIN ($(wc -c <"$OUT/$BIN") bytes)"
 }
 
 check() {
   local bin="$OUT/$BIN" tmp
   "$bin" --version
+  local size
+  size=$(wc -c <"$bin")
+  if [ "$size" -gt "$MAX_BYTES" ]; then
+    echo "$bin is $size bytes, over the $MAX_BYTES the image allows (debug info left in?)" >&2
+    return 1
+  fi
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' RETURN
   "$bin" certs --dns-name fleet-delete-guard.cattle-fleet-system.svc --out-dir "$tmp" >/dev/null
