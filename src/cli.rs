@@ -351,10 +351,10 @@ impl BootstrapArgs {
 /// `serve` flags of the watch on the webhook's own configuration (--webhook-config).
 #[derive(Debug, Clone, Args)]
 pub struct WebhookConfigArgs {
-    /// The ValidatingWebhookConfiguration as installed (YAML or JSON), to compare the
-    /// one in the cluster with. Default: deploy/base/webhook.yaml (compiled in), its
-    /// entries calling --service-name in --namespace. Overlays that change the
-    /// configuration mount theirs.
+    /// The ValidatingWebhookConfiguration as installed, to compare the one in the
+    /// cluster with: a file (YAML or JSON), or `builtin:base`, `builtin:breaker`,
+    /// `builtin:breaker-fail-closed` (deploy/'s, compiled in, their entries calling
+    /// --service-name in --namespace). Default: builtin:base.
     #[arg(long, env = "FLEET_DELETE_GUARD_WEBHOOK_CONFIG_MANIFEST")]
     pub webhook_config_manifest: Option<PathBuf>,
 
@@ -379,9 +379,16 @@ impl WebhookConfigArgs {
         namespace: &str,
         service: &str,
     ) -> Result<crate::webhook_config::Intended, crate::webhook_config::ManifestError> {
-        let intended = match &self.webhook_config_manifest {
-            Some(path) => crate::webhook_config::Intended::read(path)?,
-            None => crate::webhook_config::Intended::default_for(name, namespace, service)?,
+        use crate::webhook_config::{intended::BUILTIN_PREFIX, Intended};
+        let builtin = self
+            .webhook_config_manifest
+            .as_ref()
+            .and_then(|p| p.to_str())
+            .and_then(|p| p.strip_prefix(BUILTIN_PREFIX));
+        let intended = match (&self.webhook_config_manifest, builtin) {
+            (_, Some(variant)) => Intended::builtin(variant, name, namespace, service)?,
+            (Some(path), None) => Intended::read(path)?,
+            (None, None) => Intended::default_for(name, namespace, service)?,
         };
         if intended.name() != name {
             return Err(crate::webhook_config::ManifestError::Invalid {
@@ -814,6 +821,16 @@ mod tests {
         let file = dir.path().join("webhook.yaml");
         std::fs::write(&file, "metadata: {name: other}\nwebhooks: [{name: w, sideEffects: None, admissionReviewVersions: [v1], clientConfig: {url: 'https://x'}}]\n")
             .expect("write");
+        let a = parse(&["--webhook-config-manifest", "builtin:breaker"]);
+        let i = a
+            .tamper
+            .intended("fleet-delete-guard", "ns", "svc")
+            .expect("builtin");
+        assert_eq!(
+            i,
+            crate::webhook_config::Intended::builtin("breaker", "fleet-delete-guard", "ns", "svc")
+                .expect("builtin")
+        );
         let a = parse(&["--webhook-config-manifest", file.to_str().expect("utf-8")]);
         let e = a
             .tamper

@@ -130,8 +130,6 @@ fn parse_all(objects: &[Value]) -> BTreeMap<String, Vec<Value>> {
             "Role" => drop(strictly::<Role>(obj)),
             "RoleBinding" => drop(strictly::<RoleBinding>(obj)),
             "Service" => drop(strictly::<Service>(obj)),
-            // The configuration as installed, mounted for the tamper watch.
-            "ConfigMap" => drop(strictly::<k8s_openapi::api::core::v1::ConfigMap>(obj)),
             "Deployment" => drop(strictly::<Deployment>(obj)),
             "PodDisruptionBudget" => drop(strictly::<PodDisruptionBudget>(obj)),
             "ValidatingWebhookConfiguration" => {
@@ -970,27 +968,12 @@ fn the_breaker_overlay_sends_the_agents_deletions_and_changes_nothing_else() {
     assert_eq!(others(a), others(b));
 }
 
-/// The install without what tells the webhook its configuration as installed (the
-/// mounted manifest of an overlay that changes the configuration): `None` for that
-/// ConfigMap, the Deployment without its env, mount and volume.
+/// The install without what tells the webhook its configuration as installed (an
+/// overlay that changes the configuration names its compiled-in manifest).
 fn without_the_webhook_config_manifest(mut o: Value) -> Option<Value> {
-    const CM: &str = "fleet-delete-guard-webhook-config-manifest";
-    if o["kind"] == "ConfigMap"
-        && o["metadata"]["name"]
-            .as_str()
-            .is_some_and(|n| n.starts_with(CM))
-    {
-        return None;
-    }
     if o["kind"] == "Deployment" {
         let pod = &mut o["spec"]["template"]["spec"];
-        if let Some(v) = pod["volumes"].as_array_mut() {
-            v.retain(|v| v["name"] != "webhook-config-manifest");
-        }
         for c in pod["containers"].as_array_mut().into_iter().flatten() {
-            if let Some(m) = c["volumeMounts"].as_array_mut() {
-                m.retain(|m| m["name"] != "webhook-config-manifest");
-            }
             if let Some(e) = c["env"].as_array_mut() {
                 e.retain(|e| e["name"] != "FLEET_DELETE_GUARD_WEBHOOK_CONFIG_MANIFEST");
             }
@@ -1098,30 +1081,14 @@ fn every_install_gives_the_webhook_the_configuration_it_installs() {
             panic!("deploy/{overlay}: the configuration is not watched");
         };
         watched += 1;
+        let service = &env["FLEET_DELETE_GUARD_SERVICE_NAME"];
         let intended = match env.get("FLEET_DELETE_GUARD_WEBHOOK_CONFIG_MANIFEST") {
-            None => Intended::default_for(name, NAMESPACE, &env["FLEET_DELETE_GUARD_SERVICE_NAME"])
-                .expect("compiled-in manifest"),
-            Some(path) => {
-                let (dir, file) = path
-                    .rsplit_once('/')
-                    .expect("a file in a mounted directory");
-                let volume = volume_holding(d.clone(), dir, "the manifest is mounted");
-                let cm_name = volume
-                    .config_map
-                    .as_ref()
-                    .map(|c| c.name.clone())
-                    .expect("a ConfigMap volume");
-                let cm = by_kind["ConfigMap"]
-                    .iter()
-                    .find(|c| c["metadata"]["name"] == cm_name.as_str())
-                    .unwrap_or_else(|| panic!("deploy/{overlay}: ConfigMap {cm_name} is rendered"));
-                assert_eq!(
-                    cm["metadata"]["namespace"], NAMESPACE,
-                    "beside the Deployment"
-                );
-                let text = cm["data"][file].as_str().expect("the manifest file");
-                Intended::parse(text, &format!("deploy/{overlay} ConfigMap {cm_name}"))
-                    .expect("the mounted manifest parses")
+            None => Intended::default_for(name, NAMESPACE, service).expect("compiled-in manifest"),
+            Some(m) => {
+                let variant = m
+                    .strip_prefix("builtin:")
+                    .unwrap_or_else(|| panic!("deploy/{overlay}: a compiled-in manifest, not {m}"));
+                Intended::builtin(variant, name, NAMESPACE, service).expect("compiled in")
             }
         };
         let vwc: ValidatingWebhookConfiguration = one(&by_kind, "ValidatingWebhookConfiguration");

@@ -12,6 +12,23 @@ use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 /// `deploy/base/webhook.yaml`, as the default install applies it.
 pub const DEFAULT_MANIFEST: &str = include_str!("../../deploy/base/webhook.yaml");
 
+/// `--webhook-config-manifest builtin:NAME`: the configurations deploy/'s overlays
+/// install, compiled in (tests/manifests.rs checks each against `kubectl kustomize`).
+pub const BUILTIN_MANIFESTS: [(&str, &str); 3] = [
+    ("base", DEFAULT_MANIFEST),
+    (
+        "breaker",
+        include_str!("../../deploy/breaker/webhook-config.yaml"),
+    ),
+    (
+        "breaker-fail-closed",
+        include_str!("../../deploy/breaker-fail-closed/webhook-config.yaml"),
+    ),
+];
+
+/// The prefix of a compiled-in manifest's name in `--webhook-config-manifest`.
+pub const BUILTIN_PREFIX: &str = "builtin:";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("cannot read the webhook configuration manifest {path}: {source}")]
@@ -56,7 +73,26 @@ impl Intended {
     /// The compiled-in `deploy/base/webhook.yaml`, named `name`, its entries calling
     /// Service `namespace`/`service`.
     pub fn default_for(name: &str, namespace: &str, service: &str) -> Result<Self, ManifestError> {
-        let mut intended = Self::parse(DEFAULT_MANIFEST, "deploy/base/webhook.yaml")?;
+        Self::builtin("base", name, namespace, service)
+    }
+
+    /// A compiled-in manifest ([`BUILTIN_MANIFESTS`]), named `name`, its entries calling
+    /// Service `namespace`/`service`.
+    pub fn builtin(
+        variant: &str,
+        name: &str,
+        namespace: &str,
+        service: &str,
+    ) -> Result<Self, ManifestError> {
+        let origin = format!("{BUILTIN_PREFIX}{variant}");
+        let Some((_, text)) = BUILTIN_MANIFESTS.iter().find(|(v, _)| *v == variant) else {
+            let known: Vec<&str> = BUILTIN_MANIFESTS.iter().map(|(v, _)| *v).collect();
+            return Err(ManifestError::Invalid {
+                origin,
+                problem: format!("is not compiled in (known: {})", known.join(", ")),
+            });
+        };
+        let mut intended = Self::parse(text, &origin)?;
         intended.config.metadata.name = Some(name.to_string());
         for w in intended.config.webhooks.iter_mut().flatten() {
             if let Some(s) = w.client_config.service.as_mut() {
@@ -122,6 +158,28 @@ mod tests {
         );
         assert_eq!(hooks[0].failure_policy.as_deref(), Some("Ignore"));
         assert_eq!(hooks[0].match_conditions.as_ref().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn the_overlays_manifests_are_compiled_in() {
+        let breaker = Intended::builtin("breaker", "g", "ns", "svc").expect("breaker");
+        let hooks = breaker.config.webhooks.as_ref().expect("webhooks");
+        assert_eq!(hooks[0].match_conditions.as_ref().map(Vec::len), Some(1));
+        let fail = Intended::builtin("breaker-fail-closed", "g", "ns", "svc").expect("fail-closed");
+        let hooks = fail.config.webhooks.as_ref().expect("webhooks");
+        assert_eq!(hooks.len(), 2);
+        for h in hooks {
+            assert_eq!(
+                h.client_config.service.as_ref().map(|s| s.name.as_str()),
+                Some("svc")
+            );
+        }
+        let e = Intended::builtin("nope", "g", "ns", "svc").expect_err("unknown");
+        assert!(
+            e.to_string()
+                .contains("known: base, breaker, breaker-fail-closed"),
+            "{e}"
+        );
     }
 
     #[test]

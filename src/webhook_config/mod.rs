@@ -7,8 +7,9 @@
 //! The guard cannot prevent that; it notices it and says so.
 //!
 //! - [`intended`] (pure): the configuration the webhook is meant to run under, from
-//!   the manifest it was installed with (`--webhook-config-manifest`, else the
-//!   compiled-in `deploy/base/webhook.yaml`).
+//!   the manifest it was installed with (`--webhook-config-manifest FILE` or
+//!   `builtin:base|breaker|breaker-fail-closed`, else the compiled-in
+//!   `deploy/base/webhook.yaml`).
 //! - [`compare`] (pure): intended versus observed → typed [`Tamper`] reasons (deleted,
 //!   entry removed, rules narrowed, failurePolicy / matchConditions / selectors /
 //!   timeoutSeconds changed, caBundle no longer trusting our CA).
