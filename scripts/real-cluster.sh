@@ -63,6 +63,8 @@ case "${1:-build}" in
   env) echo "REAL_CLUSTER_BIN=$bin" ;;
   test)
     build
+    # The suite installs the Helm chart with the real helm too.
+    scripts/build-helm.sh
     REAL_CLUSTER_BIN=$bin cargo test --locked --features real-cluster --test real_cluster -- --test-threads=1
     ;;
   *) echo "usage: $0 [build|test|env]" >&2; exit 2 ;;

@@ -11,6 +11,8 @@
 //! `real-cluster`). One control plane serves every test of this binary; the tests run
 //! one at a time (a lock), each in its own namespace with a freshly seeded GitRepo.
 
+#[path = "support/helm.rs"]
+mod helm;
 #[path = "support/kubectl.rs"]
 mod kubectl;
 #[path = "support/real_cluster.rs"]
@@ -1476,6 +1478,70 @@ fn the_breaker_refuses_fleets_agent_records_a_lease_and_deleting_the_lease_close
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The Helm chart with the real helm v4 (scripts/build-helm.sh) into a control plane of
+/// its own (deploy/'s objects already live in the shared one): install, upgrade with
+/// another policy, uninstall. `--wait` is not used: nothing runs pods here.
+#[test]
+fn the_helm_chart_installs_upgrades_and_uninstalls_with_the_real_helm() {
+    let _g = serial();
+    let helm_bin = helm::require();
+    let kubectl = kubectl::find().expect("kubectl");
+    let cp = ControlPlane::start(kubectl);
+    cp.apply(&[json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})]);
+    let home = cp.path("helm-home");
+    let run_helm = |verb: &[&str], extra: &[&str]| {
+        let mut c = helm::command(&helm_bin, &home);
+        c.args(verb)
+            .arg(helm::RELEASE)
+            .args(["--namespace", NS, "--kubeconfig"])
+            .arg(cp.kubeconfig("admin"))
+            .args(extra);
+        let out = c.output().expect("run helm");
+        assert!(
+            out.status.success(),
+            "helm {verb:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let chart = helm::chart_dir().display().to_string();
+    run_helm(&["install"], &[&chart]);
+    assert!(cp.kubectl_ok(
+        "admin",
+        &["get", "validatingwebhookconfiguration", WEBHOOK_CONFIG]
+    ));
+    let policy = || {
+        cp.kubectl_stdout(
+            "admin",
+            &[
+                "get",
+                "deployment",
+                "fleet-delete-guard",
+                "-n",
+                NS,
+                "-o",
+                "jsonpath={.spec.template.spec.containers[0].env[?(@.name==\"FLEET_DELETE_GUARD_POLICY\")].value}",
+            ],
+        )
+    };
+    assert_eq!(policy(), "warn");
+    run_helm(&["upgrade"], &[&chart, "--set", "policy=deny"]);
+    assert_eq!(policy(), "deny");
+    let status = run_helm(&["status"], &["-o", "json"]);
+    let status: Value = serde_json::from_str(&status).expect("helm status JSON");
+    assert_eq!(status["version"], 2, "{status:#}");
+    run_helm(&["uninstall"], &[]);
+    assert!(!cp.kubectl_ok(
+        "admin",
+        &["get", "validatingwebhookconfiguration", WEBHOOK_CONFIG]
+    ));
+    assert!(!cp.kubectl_ok(
+        "admin",
+        &["get", "deployment", "fleet-delete-guard", "-n", NS]
+    ));
 }
 
 // --- webhook configuration tamper evidence (src/webhook_config/) ---------------------
