@@ -11,7 +11,8 @@ use crate::{
         BreakerMode,
     },
     cli::{PatchGitRepo, ServeArgs},
-    counting::{self, FleetCluster, COUNTING_CHECK},
+    cluster::{self, FleetCluster},
+    counting::{self, COUNTING_CHECK},
     health::Readiness,
     metrics::Metrics,
     patcher::{marks::MarkTimings, PatcherConfig},
@@ -208,7 +209,7 @@ async fn start_counting(args: &ServeArgs, metrics: &Metrics, readiness: &Readine
         Ok(c) => c.with_bundle_deployment_namespace(args.fleet.fleet_cluster_namespace.as_deref()),
         Err(e) => return off(e.to_string()),
     };
-    let clients = match counting::connect(args.fleet.fleet_kubeconfig.as_ref()).await {
+    let clients = match cluster::connect(args.fleet.fleet_kubeconfig.as_ref()).await {
         Ok(c) => c,
         Err(e) => return off(e.to_string()),
     };

@@ -37,7 +37,7 @@ pub enum Command {
     /// Report deletions of Fleet-managed objects from kube-apiserver audit logs.
     Audit(AuditArgs),
     /// Compare the status Fleet reports with the objects that exist (read-only).
-    Verify(crate::verify::VerifyArgs),
+    Verify(VerifyArgs),
     /// Write a CA and a serving certificate for given DNS names into files.
     #[command(after_help = DURATION_HELP)]
     Certs(CertsArgs),

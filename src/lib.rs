@@ -11,6 +11,8 @@ pub mod auditlog;
 pub mod breaker;
 pub mod certs;
 pub mod cli;
+pub mod cluster;
+pub mod compare;
 pub mod counting;
 pub mod decide;
 pub mod delta;

@@ -1019,7 +1019,7 @@ async fn downstream_counting_needs_only_the_management_role_in_its_cluster_names
     double
         .write_kubeconfig_for(&fleet, "downstream-token", "default")
         .expect("kubeconfig");
-    let clients = fleet_delete_guard::counting::Clients {
+    let clients = fleet_delete_guard::cluster::Clients {
         cluster: support::fleet::client_from_kubeconfig(&admin).await,
         fleet: support::fleet::client_from_kubeconfig(&fleet).await,
         separate_fleet: true,

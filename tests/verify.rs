@@ -9,11 +9,9 @@ mod support;
 use std::{path::Path, process::Command, time::Duration};
 
 use fleet_delete_guard::{
+    cluster::scan::{self, Target},
+    compare::{Comparison, Discrepancy, OwnerFilter, Report},
     fleet::{object_set_hash, OwnerKind},
-    verify::{
-        compare::{Comparison, Discrepancy, OwnerFilter, Report},
-        scan::{self, Target},
-    },
 };
 use kube_api_double::{gvr, ApiDouble, Options, RequestRecord, UserInfo, Verb};
 use serde_json::{json, Value};
@@ -93,7 +91,7 @@ async fn compare(double: &ApiDouble) -> Report {
     comparison.finish()
 }
 
-fn lots(report: &Report) -> &fleet_delete_guard::verify::compare::OwnerReport {
+fn lots(report: &Report) -> &fleet_delete_guard::compare::OwnerReport {
     report
         .owners
         .iter()
@@ -239,7 +237,7 @@ async fn a_recreated_object_is_reported_missing_but_present_or_recreated() {
         lots(&report).discrepancies,
         [Discrepancy::ReportedMissingButPresent {
             bundle_deployment: "lots-config2".into(),
-            object: fleet_delete_guard::verify::compare::ObjectRef {
+            object: fleet_delete_guard::compare::ObjectRef {
                 api_version: "v1".into(),
                 kind: "ConfigMap".into(),
                 namespace: "default".into(),

@@ -13,12 +13,10 @@ use std::{collections::BTreeSet, time::Duration};
 use kube::{discovery::Scope, Client};
 
 use crate::{
-    fleet::OwnerRef,
-    verify::{
-        compare::{Comparison, Report},
-        scan::{self, Target},
-        ResyncVerify,
-    },
+    cluster::scan::{self, Target},
+    compare::{Comparison, Report},
+    fleet::{OwnerKind, OwnerRef},
+    metrics::Metrics,
 };
 
 use super::{
@@ -26,8 +24,34 @@ use super::{
     Patcher,
 };
 
-/// The listing is shared with `fleet-delete-guard verify` (src/verify/scan.rs).
-pub use crate::verify::scan::ListError as ResyncError;
+/// The listing is shared with `fleet-delete-guard verify` (src/cluster/scan.rs).
+pub use crate::cluster::scan::ListError as ResyncError;
+
+/// What the resync needs to run the comparison and publish it.
+#[derive(Clone)]
+pub struct ResyncVerify {
+    pub metrics: Metrics,
+    /// `--agent-scope`.
+    pub scopes: Vec<String>,
+    /// This cluster's Fleet Cluster, `namespace/name`.
+    pub cluster_key: String,
+    /// Owner kinds whose status the credentials may list (GitRepos when the webhook
+    /// watches them; none downstream).
+    pub owner_kinds: Vec<OwnerKind>,
+}
+
+/// What a resync publishes: `owner_discrepancies` per owner (every owner of this
+/// cluster's BundleDeployments, 0 when it agrees; owners gone since the last check are
+/// removed) and the time of this check.
+pub fn publish(metrics: &Metrics, report: &Report) {
+    metrics.set_owner_discrepancies(
+        report
+            .owners
+            .iter()
+            .map(|o| (&o.owner, o.discrepancies.len())),
+    );
+    metrics.verify_completed_now();
+}
 
 /// What one pass found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -160,7 +184,7 @@ pub async fn run(
         match resync_pass(&patcher, &target, verify.scopes.clone()).await {
             Ok((report, verified)) => {
                 patcher.count_resync("success", report.missing as u64);
-                crate::verify::publish(&verify.metrics, &verified);
+                publish(&verify.metrics, &verified);
                 tracing::info!(
                     bundledeployments = report.bundle_deployments,
                     resources = report.resources,

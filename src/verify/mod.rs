@@ -2,24 +2,23 @@
 //!
 //! For every owner (GitRepo, HelmOp, Bundle) of this cluster's BundleDeployments, the
 //! status Fleet reports is compared with the objects that exist. One implementation,
-//! used twice:
+//! used twice — here and by `serve`'s resync ([`crate::patcher::resync`]):
 //!
-//! - [`compare`] — the comparison itself, pure (no I/O);
-//! - [`scan`] — the listing that feeds it, page by page (also the resync's listing);
-//! - this module — the command (`verify`) and its output ([`render`]);
-//! - [`publish`] — the gauges `serve` sets after each resync.
+//! - [`crate::compare`] — the comparison itself, pure (no I/O);
+//! - [`crate::cluster::scan`] — the listing that feeds it, page by page;
+//! - this module — the command (`verify`) and its output ([`render`]).
 
-pub mod compare;
 pub mod render;
-pub mod scan;
 
 use crate::{
-    counting::{self, FleetCluster},
+    cluster::{
+        self,
+        scan::{self, Progress, Target},
+        FleetCluster,
+    },
+    compare::{self, Comparison, OwnerFilter, Report},
     fleet::OwnerKind,
-    metrics::Metrics,
 };
-use compare::{Comparison, OwnerFilter, Report};
-use scan::{Progress, Target};
 
 pub use crate::cli::{Output, VerifyArgs};
 
@@ -32,7 +31,7 @@ pub enum VerifyError {
     #[error(transparent)]
     Owner(#[from] compare::OwnerFilterError),
     #[error(transparent)]
-    Connect(#[from] counting::ConnectError),
+    Connect(#[from] cluster::ConnectError),
 }
 
 /// Runs the command: the report on stdout, progress on stderr; returns the exit code
@@ -68,7 +67,7 @@ async fn run_inner(args: &VerifyArgs) -> Result<Report, VerifyError> {
         .fleet_cluster
         .parse::<FleetCluster>()?
         .with_bundle_deployment_namespace(args.fleet.fleet_cluster_namespace.as_deref());
-    let clients = counting::connect(args.fleet.fleet_kubeconfig.as_ref()).await?;
+    let clients = cluster::connect(args.fleet.fleet_kubeconfig.as_ref()).await?;
     let selector = cluster.selector();
     let cluster_key = cluster.to_string();
     let target = Target {
@@ -98,32 +97,6 @@ async fn run_inner(args: &VerifyArgs) -> Result<Report, VerifyError> {
         comparison.error("BundleDeployments", e.to_string());
     }
     Ok(comparison.finish())
-}
-
-/// What `serve`'s resync needs to run the comparison and publish it.
-#[derive(Clone)]
-pub struct ResyncVerify {
-    pub metrics: Metrics,
-    /// `--agent-scope`.
-    pub scopes: Vec<String>,
-    /// This cluster's Fleet Cluster, `namespace/name`.
-    pub cluster_key: String,
-    /// Owner kinds whose status the credentials may list (GitRepos when the webhook
-    /// watches them; none downstream).
-    pub owner_kinds: Vec<OwnerKind>,
-}
-
-/// What a resync publishes: `owner_discrepancies` per owner (every owner of this
-/// cluster's BundleDeployments, 0 when it agrees; owners gone since the last check are
-/// removed) and the time of this check.
-pub fn publish(metrics: &Metrics, report: &Report) {
-    metrics.set_owner_discrepancies(
-        report
-            .owners
-            .iter()
-            .map(|o| (&o.owner, o.discrepancies.len())),
-    );
-    metrics.verify_completed_now();
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::compare::Report;
+use crate::compare::Report;
 
 const HEADERS: [&str; 9] = [
     "OWNER",

@@ -6,40 +6,25 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::common::{Condition, ModifiedStatus, NonReadyStatus, ResourceCounts};
-use super::{is_false, nullable, parse_value, to_json, StatusError};
+use super::{nullable, parse_value, to_json, StatusError, Zero};
 use crate::fleet::labels::{LABEL_BUNDLE_NAME, LABEL_CLUSTER, LABEL_CLUSTER_NAMESPACE};
 use crate::fleet::resource_key::ResourceKey;
 
 /// The parts of `metadata` the webhook needs; the rest is kept verbatim.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct ObjectMeta {
     /// Object name.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub name: String,
     /// Object namespace.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub namespace: String,
     /// UID; Fleet sorts BundleDeployments by it when summarizing.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub uid: String,
     /// Labels (cluster, repo-name, bundle-name …).
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "BTreeMap::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub labels: BTreeMap<String, String>,
     /// Fields this crate does not model, kept verbatim.
     #[serde(flatten)]
@@ -55,21 +40,20 @@ impl ObjectMeta {
 
 /// The spec fields Fleet's state machine compares against status.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct BundleDeploymentSpec {
     /// Deployment the agent should apply.
     #[serde(
         rename = "deploymentID",
-        default,
         deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
+        skip_serializing_if = "Zero::is_zero"
     )]
     pub deployment_id: String,
     /// Deployment staged by the controller (differs while rolling out).
     #[serde(
         rename = "stagedDeploymentID",
-        default,
         deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
+        skip_serializing_if = "Zero::is_zero"
     )]
     pub staged_deployment_id: String,
     /// Fields this crate does not model, kept verbatim.
@@ -92,27 +76,16 @@ impl BundleDeploymentSpec {
 
 /// Display strings the upstream BD reconciler derives from conditions.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct BundleDeploymentDisplay {
     /// `True` or `Error: <msg>` from the Deployed condition.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub deployed: String,
     /// `True` or `Error: <msg>` from the Monitored condition.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub monitored: String,
     /// Fleet's deployment state (`Ready`, `Modified`, `NotReady` …).
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub state: String,
     /// Fields this crate does not model, kept verbatim.
     #[serde(flatten)]
@@ -121,38 +94,22 @@ pub struct BundleDeploymentDisplay {
 
 /// One live deployed object in BD `status.resources`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct BundleDeploymentResource {
     /// Kind of the object.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub kind: String,
     /// apiVersion of the object.
-    #[serde(
-        rename = "apiVersion",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub api_version: String,
     /// Namespace (empty when cluster-scoped).
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub namespace: String,
     /// Object name.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub name: String,
     /// The live object's creationTimestamp.
-    #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub created_at: Option<String>,
     /// Fields this crate does not model, kept verbatim.
     #[serde(flatten)]
@@ -174,82 +131,41 @@ impl BundleDeploymentResource {
 /// BundleDeployment `status`, written by the agent (all but `display`) and
 /// the upstream BD reconciler (`display`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct BundleDeploymentStatus {
     /// Installed, Deployed, Ready, Monitored.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub conditions: Vec<Condition>,
     /// Deployment the agent last applied.
     #[serde(
         rename = "appliedDeploymentID",
-        default,
         deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
+        skip_serializing_if = "Zero::is_zero"
     )]
     pub applied_deployment_id: String,
     /// No live object is non-ready.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "is_false"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub ready: bool,
     /// No object is missing, orphaned or drifted.
-    #[serde(
-        rename = "nonModified",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "is_false"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub non_modified: bool,
     /// Non-ready live objects (first 10 by UID).
-    #[serde(
-        rename = "nonReadyStatus",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub non_ready_status: Vec<NonReadyStatus>,
     /// Missing/orphaned/drifted objects (first 10 by `apiVersion/kind/ns/name`).
-    #[serde(
-        rename = "modifiedStatus",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub modified_status: Vec<ModifiedStatus>,
     /// One of the two lists above was truncated at 10.
-    #[serde(
-        rename = "incompleteState",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "is_false"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub incomplete_state: bool,
     /// Display strings (absent until the upstream reconciler ran).
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub display: Option<BundleDeploymentDisplay>,
     /// Live desired objects.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub resources: Vec<BundleDeploymentResource>,
     /// Per-state counts (absent on old agents: then left alone).
-    #[serde(
-        rename = "resourceCounts",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub resource_counts: Option<ResourceCounts>,
     /// Fields this crate does not model (release, syncGeneration …), kept verbatim.
     #[serde(flatten)]
@@ -275,15 +191,16 @@ impl BundleDeploymentStatus {
 
 /// A BundleDeployment object (one Bundle on one cluster).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct BundleDeployment {
     /// Metadata.
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub metadata: ObjectMeta,
     /// Spec (only the deployment IDs are modelled).
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub spec: BundleDeploymentSpec,
     /// Status, absent before the agent first reported.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub status: Option<BundleDeploymentStatus>,
     /// apiVersion, kind and anything else, kept verbatim.
     #[serde(flatten)]

@@ -5,47 +5,30 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{is_false, nullable};
+use super::{nullable, Zero};
 use crate::fleet::resource_key::{fleet_name, ResourceKey};
 
 /// A wrangler `GenericCondition`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct Condition {
     /// Condition type, e.g. `Ready`.
-    #[serde(rename = "type", default, deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub type_: String,
     /// `True`, `False` or `Unknown`.
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub status: String,
     /// RFC 3339; touched whenever status or message changes.
-    #[serde(
-        rename = "lastUpdateTime",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub last_update_time: String,
     /// RFC 3339; Fleet rarely sets it.
-    #[serde(
-        rename = "lastTransitionTime",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub last_transition_time: String,
     /// Machine-readable reason, e.g. `Error`.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub reason: String,
     /// Human-readable message; the GitRepo's Ready message is what users see.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub message: String,
     /// Fields this crate does not model, kept verbatim.
     #[serde(flatten)]
@@ -54,30 +37,31 @@ pub struct Condition {
 
 /// Number of resources in each state (all fields always serialized: no omitempty in Fleet).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct ResourceCounts {
     /// Live, ready, unmodified resources.
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub ready: i64,
     /// Resources that should exist (live desired + missing).
-    #[serde(rename = "desiredReady", default, deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub desired_ready: i64,
     /// Resources whose BD waits to be applied (GitRepo level only).
-    #[serde(rename = "waitApplied", default, deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub wait_applied: i64,
     /// Live resources that drifted from the chart.
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub modified: i64,
     /// Live resources with the hash label that the chart no longer has.
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub orphaned: i64,
     /// Desired resources that do not exist (e.g. deleted by hand).
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub missing: i64,
     /// Resources of incomplete or unknown BDs.
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub unknown: i64,
     /// Live, unmodified resources that are not ready.
-    #[serde(rename = "notReady", default, deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub not_ready: i64,
     /// Fields this crate does not model, kept verbatim.
     #[serde(flatten)]
@@ -114,63 +98,31 @@ impl ResourceCounts {
 /// One drifted resource in BD `status.modifiedStatus` (also copied into
 /// summaries). `missing` is Fleet's `Create`: the desired object does not exist.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct ModifiedStatus {
     /// Kind of the object.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub kind: String,
     /// apiVersion of the object.
-    #[serde(
-        rename = "apiVersion",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub api_version: String,
     /// Namespace (empty when cluster-scoped).
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub namespace: String,
     /// Object name.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub name: String,
     /// Fleet would have to create it: it is missing (or exists unowned, see `exist`).
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "is_false"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub missing: bool,
     /// With `missing`: an object of that name exists but is not owned by this BD.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "is_false"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub exist: bool,
     /// Fleet would delete it: an orphan.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "is_false"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub delete: bool,
     /// The drift patch for a modified object.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub patch: String,
     /// Fields this crate does not model, kept verbatim.
     #[serde(flatten)]
@@ -234,34 +186,19 @@ impl fmt::Display for ModifiedStatus {
 
 /// The agent's summary of one non-ready object (`summary.Summary`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct NonReadySummary {
     /// Summarized state, e.g. `in-progress`, `updating`, `error`.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub state: String,
     /// The object reports an error.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "is_false"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub error: bool,
     /// The object is progressing.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "is_false"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub transitioning: bool,
     /// Messages from the object's conditions.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub message: Vec<String>,
     /// Fields this crate does not model, kept verbatim.
     #[serde(flatten)]
@@ -297,45 +234,25 @@ impl fmt::Display for NonReadySummary {
 
 /// One live object that is not ready, in BD `status.nonReadyStatus`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct NonReadyStatus {
     /// Object UID (the agent sorts the list by it).
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub uid: String,
     /// Kind of the object.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub kind: String,
     /// apiVersion of the object.
-    #[serde(
-        rename = "apiVersion",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub api_version: String,
     /// Namespace (empty when cluster-scoped).
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub namespace: String,
     /// Object name.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub name: String,
     /// Why it is not ready.
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub summary: NonReadySummary,
     /// Fields this crate does not model, kept verbatim.
     #[serde(flatten)]

@@ -8,71 +8,39 @@ use serde_json::{Map, Value};
 
 use super::bundle_deployment::ObjectMeta;
 use super::common::{Condition, ModifiedStatus, NonReadyStatus, ResourceCounts};
-use super::{is_false, is_zero, nullable, parse_value, to_json, StatusError};
+use super::{nullable, parse_value, to_json, StatusError, Zero};
 use crate::fleet::resource_key::ResourceKey;
 
 /// Count of BundleDeployments per state plus the first 10 non-ready ones.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct BundleSummary {
     /// BDs with non-ready resources.
-    #[serde(
-        rename = "notReady",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "is_zero"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub not_ready: i64,
     /// BDs waiting for the agent to apply them.
-    #[serde(
-        rename = "waitApplied",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "is_zero"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub wait_applied: i64,
     /// BDs whose apply failed.
-    #[serde(
-        rename = "errApplied",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "is_zero"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub err_applied: i64,
     /// BDs with a staged deployment not yet rolled out.
-    #[serde(
-        rename = "outOfSync",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "is_zero"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub out_of_sync: i64,
     /// BDs with missing/orphaned/drifted resources.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "is_zero"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub modified: i64,
     /// Ready BDs (always serialized).
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub ready: i64,
     /// BDs not yet created.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "is_zero"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub pending: i64,
     /// All BDs (always serialized).
-    #[serde(rename = "desiredReady", default, deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub desired_ready: i64,
     /// First 10 non-ready BDs in UID order.
-    #[serde(
-        rename = "nonReadyResources",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub non_ready_resources: Vec<NonReadyResource>,
     /// Fields this crate does not model, kept verbatim.
     #[serde(flatten)]
@@ -113,44 +81,22 @@ impl BundleSummary {
 
 /// One non-ready BundleDeployment (GitRepo) or target cluster (Bundle).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct NonReadyResource {
     /// BD name (GitRepo summary) or `clusterNS/cluster` (Bundle summary).
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub name: String,
     /// Fleet bundle state of that BD.
-    #[serde(
-        rename = "bundleState",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub bundle_state: String,
     /// Message from the BD's Deployed/Installed/Monitored condition.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub message: String,
     /// Copy of the BD's modifiedStatus.
-    #[serde(
-        rename = "modifiedStatus",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub modified_status: Vec<ModifiedStatus>,
     /// Copy of the BD's nonReadyStatus.
-    #[serde(
-        rename = "nonReadyStatus",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub non_ready_status: Vec<NonReadyStatus>,
     /// Fields this crate does not model, kept verbatim.
     #[serde(flatten)]
@@ -171,35 +117,19 @@ impl NonReadyResource {
 
 /// Human-readable summary shown by `kubectl get gitrepo`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct StatusDisplay {
     /// `"<ready>/<desiredReady>"` BundleDeployments.
-    #[serde(
-        rename = "readyBundleDeployments",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub ready_bundle_deployments: String,
     /// Highest-ranked BD state (`""` when all Ready) or `GitUpdating`.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub state: String,
     /// Message of the first BD in that state.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub message: String,
     /// `message` is not empty.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "is_false"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub error: bool,
     /// Fields this crate does not model, kept verbatim.
     #[serde(flatten)]
@@ -208,64 +138,31 @@ pub struct StatusDisplay {
 
 /// Cluster ids (`clusterNS/cluster`) per resource state.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct PerClusterState {
     /// Clusters where the resource is Ready.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub ready: Vec<String>,
     /// Clusters where its BD waits to be applied.
-    #[serde(
-        rename = "waitApplied",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub wait_applied: Vec<String>,
     /// Clusters where its BD is pending.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub pending: Vec<String>,
     /// Clusters where it drifted.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub modified: Vec<String>,
     /// Clusters where it is orphaned.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub orphaned: Vec<String>,
     /// Clusters where it is missing.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub missing: Vec<String>,
     /// Clusters where its state is unknown (truncated BD status).
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub unknown: Vec<String>,
     /// Clusters where it is not ready.
-    #[serde(
-        rename = "notReady",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub not_ready: Vec<String>,
     /// Fields this crate does not model, kept verbatim.
     #[serde(flatten)]
@@ -311,89 +208,43 @@ impl PerClusterState {
 
 /// One resource over all BundleDeployments of a GitRepo.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct Resource {
     /// apiVersion of the object.
-    #[serde(
-        rename = "apiVersion",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub api_version: String,
     /// Kind of the object.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub kind: String,
     /// `<group.>lowerkind`.
-    #[serde(
-        rename = "type",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub type_: String,
     /// `ns/name` or `name`.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub id: String,
     /// Namespace (empty when cluster-scoped).
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub namespace: String,
     /// Object name.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub name: String,
     /// Some contributing BD status was truncated.
-    #[serde(
-        rename = "incompleteState",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "is_false"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub incomplete_state: bool,
     /// First non-Ready per-cluster state (clusters sorted), else `Ready`.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub state: String,
     /// Unused by current Fleet, kept for older writers.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "is_false"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub error: bool,
     /// Unused by current Fleet, kept for older writers.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "is_false"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub transitioning: bool,
     /// Unused by current Fleet, kept for older writers.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub message: String,
     /// Cluster ids per state (always serialized).
-    #[serde(rename = "perClusterState", default, deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub per_cluster_state: PerClusterState,
     /// Fields this crate does not model, kept verbatim.
     #[serde(flatten)]
@@ -433,74 +284,34 @@ impl Resource {
 
 /// GitRepo `status` (the fields the webhook touches; the rest stays in `other`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct GitRepoStatus {
     /// Clusters whose BDs are all Ready.
-    #[serde(
-        rename = "readyClusters",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub ready_clusters: Option<i64>,
     /// Clusters with at least one BD.
-    #[serde(
-        rename = "desiredReadyClusters",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub desired_ready_clusters: Option<i64>,
     /// BD state counts and non-ready BDs.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub summary: Option<BundleSummary>,
     /// Display strings.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub display: Option<StatusDisplay>,
     /// Ready, Accepted, Reconciling, Stalled, GitPolling …
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub conditions: Vec<Condition>,
     /// Every resource of every BD with per-cluster state.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub resources: Vec<Resource>,
     /// Sum of BD resourceCounts.
-    #[serde(
-        rename = "resourceCounts",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub resource_counts: Option<ResourceCounts>,
     /// BD resourceCounts summed per `clusterNS/cluster`.
-    #[serde(
-        rename = "perClusterResourceCounts",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "BTreeMap::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub per_cluster_resource_counts: BTreeMap<String, ResourceCounts>,
     /// `Current` unless the git job is running or failed (then display is `GitUpdating`).
-    #[serde(
-        rename = "gitJobStatus",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub git_job_status: String,
     /// Fields this crate does not model (commit, observedGeneration …), kept verbatim.
     #[serde(flatten)]
@@ -526,12 +337,13 @@ impl GitRepoStatus {
 
 /// A GitRepo or a HelmOp object (both carry Fleet's `StatusBase`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct GitRepo {
     /// Metadata.
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub metadata: ObjectMeta,
     /// Status, absent before Fleet first reconciled it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Zero::is_zero")]
     pub status: Option<GitRepoStatus>,
     /// apiVersion, kind, spec and anything else, kept verbatim.
     #[serde(flatten)]

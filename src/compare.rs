@@ -1,11 +1,11 @@
 //! What Fleet reports against what exists: the comparison behind `fleet-delete-guard
 //! verify` and the resync's `owner_discrepancies` gauge.
 //!
-//! Pure: the adapter ([`super::scan`]) feeds it this cluster's BundleDeployments a page
-//! at a time ([`Comparison::add_bundle_deployment`]), then, for each kind they name
-//! ([`Comparison::kinds`]), the objects that exist with Fleet's hash label, a page at a
-//! time ([`Comparison::observe`]), and ends each kind with [`Comparison::kind_listed`] or
-//! [`Comparison::kind_failed`]. It keeps one entry per resource the BundleDeployments
+//! Pure: the adapter ([`crate::cluster::scan`]) feeds it this cluster's
+//! BundleDeployments a page at a time ([`Comparison::add_bundle_deployment`]), then, for
+//! each kind they name ([`Comparison::kinds`]), the objects that exist with Fleet's hash
+//! label, a page at a time ([`Comparison::observe`]), and ends each kind with
+//! [`Comparison::kind_listed`] or [`Comparison::kind_failed`]. It keeps one entry per resource the BundleDeployments
 //! name, never the objects themselves. [`Comparison::finish`] gives the [`Report`].
 //!
 //! Fleet's report (fleet-semantics.md §4): `status.resources` lists the live objects of a

@@ -15,7 +15,7 @@ use kube::{
 };
 use serde::Deserialize;
 
-use super::compare::{Comparison, KindKey, LiveObject};
+use crate::compare::{Comparison, KindKey, LiveObject};
 use crate::fleet::{
     api::FleetResource, status::ResourceCounts, view::ListedBundleDeployment, OwnerKind, OwnerRef,
     LABEL_OBJECTSET_HASH,

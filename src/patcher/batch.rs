@@ -1,0 +1,110 @@
+//! Batching: what the worker drained from the queue becomes writes — marks and
+//! unmarks as queued, awaited deletions handed to the marks, rechecks probed first —
+//! grouped by owner and BundleDeployment, so deletions that arrive together share one
+//! patch per object ([`super::status_writes`] writes each group). Writes that could not
+//! be made yet go back to the queue.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Instant,
+};
+
+use crate::delta::ResourceChange;
+
+use super::{
+    deleted_resource, lock,
+    marks::Seen,
+    probe,
+    queue::{Item, Op, Pushed},
+    OwnerAt, Shared,
+};
+
+/// One write to make: mark or unmark one object.
+#[derive(Debug, Clone)]
+pub(super) struct Write {
+    pub(super) mark: bool,
+    pub(super) item: Item,
+}
+
+impl Write {
+    pub(super) fn change(&self) -> ResourceChange {
+        let r = deleted_resource(&self.item.object);
+        if self.mark {
+            ResourceChange::missing(r)
+        } else {
+            ResourceChange::restored(r)
+        }
+    }
+}
+
+/// The writes of one batch for one BundleDeployment `(namespace, name)`.
+pub(super) type WritesByBundleDeployment = BTreeMap<(String, String), Vec<Write>>;
+
+impl Shared {
+    pub(super) async fn handle(&self, items: Vec<Item>, rederive: BTreeSet<OwnerAt>) {
+        tracing::debug!(
+            items = items.len(),
+            rederive = rederive.len(),
+            "handling queued work"
+        );
+        let mut writes: Vec<Write> = Vec::with_capacity(items.len());
+        for item in items {
+            match item.op {
+                Op::Mark => writes.push(Write { mark: true, item }),
+                Op::Unmark => writes.push(Write { mark: false, item }),
+                Op::AwaitGone => lock(&self.marks).await_gone(item.object, Instant::now()),
+                Op::Recheck => {
+                    match probe::look(&self.cluster, &item.object, self.config.retry.call_timeout)
+                        .await
+                    {
+                        Some(Seen::Gone) => {
+                            let allowed = lock(&self.marks)
+                                .reapply(&item.object.uid, self.config.marks.max_reapplies);
+                            if allowed {
+                                writes.push(Write { mark: true, item });
+                            } else {
+                                tracing::warn!(object = %item.object.describe(), "another writer keeps dropping this mark; no longer re-applying it");
+                            }
+                        }
+                        Some(Seen::Unreadable) | None => {}
+                        Some(_) => writes.push(Write { mark: false, item }),
+                    }
+                }
+            }
+        }
+        // Owner → BundleDeployment → writes, in a stable order.
+        let mut groups: BTreeMap<OwnerAt, WritesByBundleDeployment> = BTreeMap::new();
+        for w in writes {
+            let bd = &w.item.object.bd;
+            groups
+                .entry(OwnerAt {
+                    owner: bd.owner.clone(),
+                    bd_namespace: bd.namespace.clone(),
+                })
+                .or_default()
+                .entry((bd.namespace.clone(), bd.name.clone()))
+                .or_default()
+                .push(w);
+        }
+        for owner in rederive {
+            groups.entry(owner).or_default();
+        }
+        for (owner, bds) in groups {
+            self.write_group(owner, bds).await;
+        }
+    }
+
+    /// Put writes back in the queue (their marks and arrival times kept).
+    pub(super) fn requeue(&self, writes: Vec<Write>) {
+        let mut q = lock(&self.queue);
+        for w in writes {
+            let item = Item {
+                op: if w.mark { Op::Mark } else { Op::Unmark },
+                ..w.item
+            };
+            if q.push(item) == Pushed::Full {
+                self.metrics.queue_overflow.inc();
+            }
+        }
+    }
+}
