@@ -165,7 +165,7 @@ pub struct Metrics {
     pub breakers_open: Gauge,
     // --- webhook configuration tamper evidence (src/webhook_config/) ---
     /// 1 with `reason="none"` while the webhook configuration is as installed; else one
-    /// series at 0 per reason (see [`Metrics::set_webhook_configuration`]).
+    /// series at 0 per reason (set by src/webhook_config/watch.rs).
     pub webhook_configuration_intact: Family<TamperLabels, Gauge>,
     /// Repairs of the webhook configuration (`--restore-webhook-configuration`) by
     /// result (`restored`, `conflict` when another writer got there first, `failed`).
@@ -485,37 +485,6 @@ impl Metrics {
         self.owner_deletions.get_or_create(&labels).inc();
     }
 
-    // --- webhook configuration tamper evidence (src/webhook_config/) ---
-    /// `webhook_configuration_intact`: `{reason="none"} 1` when `reasons` is empty, else
-    /// `{reason=R} 0` for each reason and no other series.
-    pub fn set_webhook_configuration(&self, reasons: &[crate::webhook_config::Reason]) {
-        // Set the new series first, then remove the others: a scrape in between sees
-        // the new verdict, never none.
-        let family = &self.webhook_configuration_intact;
-        if reasons.is_empty() {
-            family
-                .get_or_create(&TamperLabels { reason: "none" })
-                .set(1);
-        }
-        for r in reasons {
-            family
-                .get_or_create(&TamperLabels { reason: r.as_str() })
-                .set(0);
-        }
-        let all = crate::webhook_config::Reason::ALL.map(|r| r.as_str());
-        for label in std::iter::once("none").chain(all) {
-            let wanted = if reasons.is_empty() {
-                label == "none"
-            } else {
-                reasons.iter().any(|r| r.as_str() == label)
-            };
-            if !wanted {
-                family.remove(&TamperLabels { reason: label });
-            }
-        }
-    }
-    // --- end webhook configuration tamper evidence ---
-
     /// Count one request error of `kind`.
     pub fn error(&self, kind: &'static str) {
         self.errors.get_or_create(&KindLabels { kind }).inc();
@@ -647,38 +616,6 @@ mod tests {
         }
         assert_eq!(text.matches("owner_deletions_total{").count(), 5, "{text}");
     }
-
-    // --- webhook configuration tamper evidence (src/webhook_config/) ---
-    #[test]
-    fn webhook_configuration_intact_has_one_series_per_verdict() {
-        use crate::webhook_config::Reason;
-        let m = Metrics::new();
-        assert!(
-            !m.encode().contains("webhook_configuration_intact{"),
-            "nothing before the first look"
-        );
-        m.set_webhook_configuration(&[Reason::RulesNarrowed, Reason::FailurePolicyChanged]);
-        let text = m.encode();
-        assert!(
-            text.contains(
-                r#"fleet_delete_guard_webhook_configuration_intact{reason="rules_narrowed"} 0"#
-            ),
-            "{text}"
-        );
-        assert!(text.contains(r#"fleet_delete_guard_webhook_configuration_intact{reason="failure_policy_changed"} 0"#), "{text}");
-        m.set_webhook_configuration(&[]);
-        let text = m.encode();
-        assert!(
-            text.contains(r#"fleet_delete_guard_webhook_configuration_intact{reason="none"} 1"#),
-            "{text}"
-        );
-        assert_eq!(
-            text.matches("webhook_configuration_intact{").count(),
-            1,
-            "{text}"
-        );
-    }
-    // --- end webhook configuration tamper evidence ---
 
     #[test]
     fn failure_series_the_alerts_use_exist_at_zero_from_the_start() {

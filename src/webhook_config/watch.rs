@@ -36,7 +36,10 @@ use kube::{
 use tokio::sync::{watch as channel, Notify};
 
 use super::{compare, restore, Intended, Reason, Tamper};
-use crate::{health::Readiness, metrics::Metrics};
+use crate::{
+    health::Readiness,
+    metrics::{Metrics, TamperLabels},
+};
 
 /// The `/readyz` line (informational: always passing).
 pub const READINESS_CHECK: &str = "webhook-configuration";
@@ -213,6 +216,34 @@ async fn evaluate(s: &Settings, api: &Api<ValidatingWebhookConfiguration>, state
     }
 }
 
+/// `webhook_configuration_intact`: `{reason="none"} 1` when `reasons` is empty, else
+/// `{reason=R} 0` for each reason and no other series. The new series are set before
+/// the others are removed: a scrape in between sees the new verdict, never none.
+pub fn set_gauge(metrics: &Metrics, reasons: &[Reason]) {
+    let family = &metrics.webhook_configuration_intact;
+    if reasons.is_empty() {
+        family
+            .get_or_create(&TamperLabels { reason: "none" })
+            .set(1);
+    }
+    for r in reasons {
+        family
+            .get_or_create(&TamperLabels { reason: r.as_str() })
+            .set(0);
+    }
+    let all = Reason::ALL.map(Reason::as_str);
+    for label in std::iter::once("none").chain(all) {
+        let wanted = if reasons.is_empty() {
+            label == "none"
+        } else {
+            reasons.iter().any(|r| r.as_str() == label)
+        };
+        if !wanted {
+            family.remove(&TamperLabels { reason: label });
+        }
+    }
+}
+
 /// Every change, `; `-separated.
 pub fn summary(tampers: &[Tamper]) -> String {
     tampers
@@ -246,7 +277,7 @@ fn report(
 ) {
     let name = s.intended.name();
     let reasons: Vec<Reason> = tampers.iter().map(Tamper::reason).collect();
-    s.metrics.set_webhook_configuration(&reasons);
+    set_gauge(&s.metrics, &reasons);
     let repair = if s.restore.is_some() {
         "repair on (--restore-webhook-configuration)"
     } else {
@@ -345,6 +376,34 @@ fn publish(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_gauge_has_one_series_per_verdict() {
+        let m = Metrics::new();
+        assert!(
+            !m.encode().contains("webhook_configuration_intact{"),
+            "nothing before the first look"
+        );
+        set_gauge(&m, &[Reason::RulesNarrowed, Reason::FailurePolicyChanged]);
+        let text = m.encode();
+        for line in [
+            r#"fleet_delete_guard_webhook_configuration_intact{reason="rules_narrowed"} 0"#,
+            r#"fleet_delete_guard_webhook_configuration_intact{reason="failure_policy_changed"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        set_gauge(&m, &[]);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"fleet_delete_guard_webhook_configuration_intact{reason="none"} 1"#),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("webhook_configuration_intact{").count(),
+            1,
+            "{text}"
+        );
+    }
 
     #[test]
     fn the_summary_names_every_change() {
