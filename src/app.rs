@@ -32,6 +32,8 @@ pub enum AppError {
     Server(#[from] server::ServerError),
     #[error(transparent)]
     Certs(#[from] crate::certs::CertError),
+    #[error(transparent)]
+    WebhookConfig(#[from] crate::webhook_config::ManifestError),
 }
 
 impl ServeArgs {
@@ -85,9 +87,21 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
     let metrics = Metrics::new();
     let readiness = Readiness::default();
     let listeners = Listeners::bind(&args.listen_config())?;
+    // Checked before anything starts: a manifest that does not parse is a usage error.
+    let intended = match &args.cert_bootstrap.webhook_config {
+        Some(name) => Some(args.tamper.intended(
+            name,
+            &args.cert_bootstrap.namespace,
+            &args.cert_bootstrap.service_name,
+        )?),
+        None => None,
+    };
+    let ca_link = crate::certs::CaBundleLink::default();
     // With --cert-secret: the bootstrapped pair in --cert-dir; else --tls-cert/--tls-key.
-    let files = match args.cert_bootstrap.bootstrap() {
-        Some(boot) => Some(crate::certs::bootstrap(boot, &readiness).await?),
+    let bootstrap = args.cert_bootstrap.bootstrap();
+    let ca_managed = bootstrap.is_some();
+    let files = match bootstrap {
+        Some(boot) => Some(crate::certs::bootstrap(boot, &readiness, ca_link.clone()).await?),
         None => args
             .tls_cert
             .clone()
@@ -134,6 +148,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
         }
     };
 
+    if let Some(intended) = intended {
+        start_webhook_config_watch(
+            &args,
+            intended,
+            ca_managed.then_some(ca_link),
+            &metrics,
+            &readiness,
+        )
+        .await;
+    }
     let (owners, sink, breaker) = start_counting(&args, &metrics, &readiness).await;
     let admission = Arc::new(
         Admission::new(args.decision_config(), owners, sink)
@@ -255,6 +279,49 @@ async fn start_counting(args: &ServeArgs, metrics: &Metrics, readiness: &Readine
             Arc::new(breakers) as Arc<dyn BreakerGate>
         });
     (counting.index, Arc::new(counting.patcher), breaker)
+}
+
+/// Watch the webhook's own configuration (src/webhook_config/); `ca` when the
+/// certificate bootstrap manages the caBundle.
+async fn start_webhook_config_watch(
+    args: &ServeArgs,
+    intended: crate::webhook_config::Intended,
+    ca: Option<crate::certs::CaBundleLink>,
+    metrics: &Metrics,
+    readiness: &Readiness,
+) {
+    use crate::webhook_config::watch;
+    let client = match kube::Config::infer().await.map(kube::Client::try_from) {
+        Ok(Ok(client)) => client,
+        Ok(Err(e)) => return watch_off(readiness, e.to_string()),
+        Err(e) => return watch_off(readiness, e.to_string()),
+    };
+    let restore = args.tamper.restore();
+    tracing::info!(
+        webhook_config = intended.name(),
+        manifest = %args.tamper.webhook_config_manifest.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "deploy/base/webhook.yaml (compiled in)".into()),
+        restore = restore.is_some(),
+        "watching the webhook configuration"
+    );
+    tokio::spawn(watch::run(watch::Settings {
+        client,
+        intended,
+        ca_bundle: ca.as_ref().map(|l| l.ca_bundle.subscribe()),
+        sync_ca_bundle: ca.map(|l| l.sync_now),
+        restore,
+        metrics: metrics.clone(),
+        readiness: readiness.clone(),
+        instance: config_instance(),
+    }));
+}
+
+fn watch_off(readiness: &Readiness, reason: String) {
+    tracing::warn!(reason = %reason, "the webhook configuration is not watched: no cluster connection");
+    readiness.set(
+        crate::webhook_config::watch::READINESS_CHECK,
+        true,
+        format!("not watched: {reason}"),
+    );
 }
 
 fn config_instance() -> String {

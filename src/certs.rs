@@ -588,6 +588,25 @@ async fn connect() -> Result<Client, CertError> {
     Client::try_from(config).map_err(|e| CertError::Connect(e.to_string()))
 }
 
+/// What the bootstrap shares with the watch on the webhook configuration
+/// (src/webhook_config/watch.rs): the CA bundle it keeps in the caBundle, and a way to
+/// ask for a sync now (when the watch sees a caBundle that no longer trusts it) rather
+/// than at the next `--cert-check-interval`.
+#[derive(Debug, Clone)]
+pub struct CaBundleLink {
+    pub ca_bundle: tokio::sync::watch::Sender<Option<String>>,
+    pub sync_now: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Default for CaBundleLink {
+    fn default() -> Self {
+        Self {
+            ca_bundle: tokio::sync::watch::Sender::new(None),
+            sync_now: std::sync::Arc::default(),
+        }
+    }
+}
+
 /// Called by `serve` before TLS is set up, with `--cert-secret`: bootstraps the Secret
 /// (retrying for [`Bootstrap::timeout`]), writes the pair to [`Bootstrap::cert_dir`],
 /// syncs the caBundle, keeps both up to date in the background, and returns the files
@@ -595,6 +614,7 @@ async fn connect() -> Result<Client, CertError> {
 pub async fn bootstrap(
     boot: Bootstrap,
     readiness: &Readiness,
+    link: CaBundleLink,
 ) -> Result<tls::CertFiles, CertError> {
     boot.policy.check()?;
     let dir = boot.cert_dir.clone();
@@ -628,6 +648,8 @@ pub async fn bootstrap(
         "serving certificate bootstrapped"
     );
     let synced = sync_and_log(&boot, &client, &material.ca_bundle).await;
+    link.ca_bundle
+        .send_replace(Some(material.ca_bundle.clone()));
     readiness.set(
         CERTIFICATE_CHECK,
         true,
@@ -650,6 +672,7 @@ pub async fn bootstrap(
         interval,
         synced,
         readiness.clone(),
+        link,
     ));
     Ok(files)
 }
@@ -672,8 +695,9 @@ async fn sync_and_log(boot: &Bootstrap, client: &Client, ca_bundle: &str) -> boo
     }
 }
 
-/// Every `interval` (every 10 s while the caBundle is not synced): renew when due, pick
-/// up renewals of other replicas, keep the caBundle in sync.
+/// Every `interval` (every 10 s while the caBundle is not synced, and at once when the
+/// webhook configuration watch asks): renew when due, pick up renewals of other
+/// replicas, keep the caBundle in sync.
 async fn maintain(
     boot: Bootstrap,
     client: Client,
@@ -681,6 +705,7 @@ async fn maintain(
     interval: Duration,
     mut synced: bool,
     readiness: Readiness,
+    link: CaBundleLink,
 ) {
     loop {
         let wait = if synced {
@@ -688,7 +713,10 @@ async fn maintain(
         } else {
             interval.min(Duration::from_secs(10))
         };
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = link.sync_now.notified() => {}
+        }
         match boot.ensure(&client).await {
             Ok((material, outcome)) => {
                 if let Outcome::Renewed(reason) = &outcome {
@@ -699,6 +727,13 @@ async fn maintain(
                     continue;
                 }
                 synced = sync_and_log(&boot, &client, &material.ca_bundle).await;
+                link.ca_bundle.send_if_modified(|ca| {
+                    let changed = ca.as_deref() != Some(material.ca_bundle.as_str());
+                    if changed {
+                        *ca = Some(material.ca_bundle.clone());
+                    }
+                    changed
+                });
                 readiness.set(
                     CERTIFICATE_CHECK,
                     true,

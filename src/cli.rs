@@ -226,6 +226,10 @@ pub struct ServeArgs {
     #[arg(long, env = "FLEET_DELETE_GUARD_RESYNC_INTERVAL", default_value = "300", value_parser = parse_duration)]
     pub resync_interval: Duration,
 
+    // --- webhook configuration tamper evidence (src/webhook_config/) ---
+    #[command(flatten)]
+    pub tamper: WebhookConfigArgs,
+
     // --- mass-deletion breaker (src/breaker/): --breaker, --breaker-max-deletions, ... ---
     #[command(flatten)]
     pub breaker: BreakerArgs,
@@ -262,13 +266,10 @@ pub struct BootstrapArgs {
     )]
     pub cert_secret: Option<String>,
 
-    /// ValidatingWebhookConfiguration whose caBundle is kept equal to the Secret's CA
-    /// (its webhooks that call --service-name in --namespace).
-    #[arg(
-        long,
-        env = "FLEET_DELETE_GUARD_WEBHOOK_CONFIG",
-        requires = "cert_secret"
-    )]
+    /// The webhook's own ValidatingWebhookConfiguration: watched for tampering
+    /// (src/webhook_config/) and, with --cert-secret, its caBundle kept equal to the
+    /// Secret's CA (its webhooks that call --service-name in --namespace).
+    #[arg(long, env = "FLEET_DELETE_GUARD_WEBHOOK_CONFIG")]
     pub webhook_config: Option<String>,
 
     /// The webhook's own namespace (the pod's, from the downward API).
@@ -345,6 +346,70 @@ impl BootstrapArgs {
         })
     }
 }
+
+// --- webhook configuration tamper evidence (src/webhook_config/) ---
+/// `serve` flags of the watch on the webhook's own configuration (--webhook-config).
+#[derive(Debug, Clone, Args)]
+pub struct WebhookConfigArgs {
+    /// The ValidatingWebhookConfiguration as installed, to compare the one in the
+    /// cluster with: a file (YAML or JSON), or `builtin:base`, `builtin:breaker`,
+    /// `builtin:breaker-fail-closed` (deploy/'s, compiled in, their entries calling
+    /// --service-name in --namespace). Default: builtin:base.
+    #[arg(long, env = "FLEET_DELETE_GUARD_WEBHOOK_CONFIG_MANIFEST")]
+    pub webhook_config_manifest: Option<PathBuf>,
+
+    /// Re-create or re-assert the configuration as installed when it is deleted or
+    /// changed (off by default: an administrator's deliberate change wins). Needs the
+    /// RBAC of deploy/restore-webhook-configuration/.
+    #[arg(long, env = "FLEET_DELETE_GUARD_RESTORE_WEBHOOK_CONFIGURATION", default_value_t = false,
+          action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub restore_webhook_configuration: bool,
+
+    /// At most one repair per this interval (duration).
+    #[arg(long, env = "FLEET_DELETE_GUARD_RESTORE_WEBHOOK_CONFIGURATION_INTERVAL", default_value = "30",
+          value_parser = parse_duration)]
+    pub restore_webhook_configuration_interval: Duration,
+}
+
+impl WebhookConfigArgs {
+    /// The configuration as installed: the manifest file, else the compiled-in base.
+    pub fn intended(
+        &self,
+        name: &str,
+        namespace: &str,
+        service: &str,
+    ) -> Result<crate::webhook_config::Intended, crate::webhook_config::ManifestError> {
+        use crate::webhook_config::{intended::BUILTIN_PREFIX, Intended};
+        let builtin = self
+            .webhook_config_manifest
+            .as_ref()
+            .and_then(|p| p.to_str())
+            .and_then(|p| p.strip_prefix(BUILTIN_PREFIX));
+        let intended = match (&self.webhook_config_manifest, builtin) {
+            (_, Some(variant)) => Intended::builtin(variant, name, namespace, service)?,
+            (Some(path), None) => Intended::read(path)?,
+            (None, None) => Intended::default_for(name, namespace, service)?,
+        };
+        if intended.name() != name {
+            return Err(crate::webhook_config::ManifestError::Invalid {
+                origin: self
+                    .webhook_config_manifest
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                problem: format!("names {}, not --webhook-config {name}", intended.name()),
+            });
+        }
+        Ok(intended)
+    }
+
+    /// Minimum time between repairs; `None` when repair is off.
+    pub fn restore(&self) -> Option<Duration> {
+        self.restore_webhook_configuration
+            .then_some(self.restore_webhook_configuration_interval)
+    }
+}
+// --- end webhook configuration tamper evidence ---
 
 /// `serve` flags of the webhook port's connection layer (src/listener/).
 #[derive(Debug, Clone, Args)]
@@ -707,6 +772,74 @@ mod tests {
         assert!(
             Cli::try_parse_from(["fleet-delete-guard", "serve", "--tls-cert", "x"]).is_err(),
             "cert needs key"
+        );
+    }
+
+    #[test]
+    fn webhook_config_flags_default_to_watching_without_repair() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["fleet-delete-guard", "serve"];
+            args.extend(extra);
+            let Command::Serve(a) = Cli::try_parse_from(args).expect("parse").command else {
+                panic!("serve")
+            };
+            a
+        };
+        let a = parse(&["--webhook-config", "fleet-delete-guard"]);
+        assert_eq!(a.tamper.restore(), None, "repair is off by default");
+        assert!(
+            a.cert_bootstrap.cert_secret.is_none(),
+            "watching needs no --cert-secret"
+        );
+        let i = a
+            .tamper
+            .intended(
+                "fleet-delete-guard",
+                "cattle-fleet-system",
+                "fleet-delete-guard",
+            )
+            .expect("the base");
+        assert_eq!(i.name(), "fleet-delete-guard");
+        let a = parse(&[
+            "--restore-webhook-configuration",
+            "--restore-webhook-configuration-interval",
+            "5",
+        ]);
+        assert_eq!(a.tamper.restore(), Some(Duration::from_secs(5)));
+        let a = parse(&["--restore-webhook-configuration=false"]);
+        assert_eq!(a.tamper.restore(), None);
+        let renamed = parse(&[])
+            .tamper
+            .intended("renamed", "ns", "svc")
+            .expect("base");
+        assert_eq!(
+            renamed.name(),
+            "renamed",
+            "the base takes --webhook-config's name"
+        );
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("webhook.yaml");
+        std::fs::write(&file, "metadata: {name: other}\nwebhooks: [{name: w, sideEffects: None, admissionReviewVersions: [v1], clientConfig: {url: 'https://x'}}]\n")
+            .expect("write");
+        let a = parse(&["--webhook-config-manifest", "builtin:breaker"]);
+        let i = a
+            .tamper
+            .intended("fleet-delete-guard", "ns", "svc")
+            .expect("builtin");
+        assert_eq!(
+            i,
+            crate::webhook_config::Intended::builtin("breaker", "fleet-delete-guard", "ns", "svc")
+                .expect("builtin")
+        );
+        let a = parse(&["--webhook-config-manifest", file.to_str().expect("utf-8")]);
+        let e = a
+            .tamper
+            .intended("fleet-delete-guard", "ns", "svc")
+            .expect_err("another name");
+        assert!(
+            e.to_string()
+                .contains("names other, not --webhook-config fleet-delete-guard"),
+            "{e}"
         );
     }
 

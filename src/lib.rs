@@ -30,3 +30,4 @@ pub mod server;
 pub mod tls;
 pub mod verify;
 pub mod watch;
+pub mod webhook_config;

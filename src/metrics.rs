@@ -81,6 +81,14 @@ pub struct OwnerDeletionLabels {
     pub decision: String,
 }
 
+// --- webhook configuration tamper evidence (src/webhook_config/) -------------------
+/// Why the webhook configuration is not intact (`none` while it is).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TamperLabels {
+    pub reason: &'static str,
+}
+// --- end webhook configuration tamper evidence ---------------------------------------
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CheckLabels {
     pub check: &'static str,
@@ -162,6 +170,14 @@ pub struct Metrics {
     /// Writes of the breaker's shared window counts (`ok`, `failed`).
     pub breaker_count_writes: Family<ResultLabels, Counter>,
     // --- end breaker shared state ---
+    // --- webhook configuration tamper evidence (src/webhook_config/) ---
+    /// 1 with `reason="none"` while the webhook configuration is as installed; else one
+    /// series at 0 per reason (set by src/webhook_config/watch.rs).
+    pub webhook_configuration_intact: Family<TamperLabels, Gauge>,
+    /// Repairs of the webhook configuration (`--restore-webhook-configuration`) by
+    /// result (`restored`, `conflict` when another writer got there first, `failed`).
+    pub webhook_configuration_restores: Family<ResultLabels, Counter>,
+    // --- end webhook configuration tamper evidence ---
 }
 
 impl Default for Metrics {
@@ -384,8 +400,24 @@ impl Metrics {
                 .inc_by(0);
         }
         // --- end breaker shared state ---
+        // --- webhook configuration tamper evidence (src/webhook_config/) ---
+        let webhook_configuration_intact = Family::<TamperLabels, Gauge>::default();
+        registry.register(
+            "webhook_configuration_intact",
+            "1 (reason=none) while the webhook's ValidatingWebhookConfiguration is as installed; 0 per reason it is not",
+            webhook_configuration_intact.clone(),
+        );
+        let webhook_configuration_restores = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "webhook_configuration_restores",
+            "Repairs of the webhook's ValidatingWebhookConfiguration, by result (restored, conflict, failed)",
+            webhook_configuration_restores.clone(),
+        );
+        // --- end webhook configuration tamper evidence ---
         Metrics {
             registry: Arc::new(registry),
+            webhook_configuration_intact,
+            webhook_configuration_restores,
             breaker_trips,
             breakers_open,
             breaker_degraded,

@@ -987,3 +987,172 @@ async fn the_breaker_refuses_the_agent_and_its_reset_command_closes_it() {
     c.assert_rbac_was_enough();
     w.stop().await;
 }
+
+// --- webhook configuration tamper evidence (src/webhook_config/) ---------------------
+
+impl Webhook {
+    async fn metrics_text(&self) -> String {
+        let url = format!("http://{}/metrics", self.metrics);
+        match reqwest::get(&url).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    async fn wait_metric(&self, line: &str) {
+        let start = Instant::now();
+        while !self.metrics_text().await.contains(line) {
+            assert!(
+                start.elapsed() < WAIT,
+                "no {line} in\n{}\nlogs:\n{}",
+                self.metrics_text().await,
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+const INTACT: &str = "fleet_delete_guard_webhook_configuration_intact{reason=\"none\"} 1";
+const DELETED: &str = "fleet_delete_guard_webhook_configuration_intact{reason=\"deleted\"} 0";
+
+#[tokio::test]
+async fn kubectl_delete_of_the_webhook_configuration_is_reported_and_audit_names_who() {
+    let Some(c) = Cluster::start("webhook_configuration_deleted").await else {
+        return;
+    };
+    let w = Webhook::start(&c, "a", &[]).await;
+    w.wait_metric(INTACT).await;
+
+    let run = c
+        .alice(&[
+            "delete",
+            "validatingwebhookconfiguration",
+            "fleet-delete-guard",
+        ])
+        .await;
+    assert!(run.ok, "{run}");
+    w.wait_metric(DELETED).await;
+    assert!(
+        w.logs()
+            .contains("the webhook configuration is not as installed"),
+        "{}",
+        w.logs()
+    );
+    // Informational on /readyz: still ready.
+    let readyz = reqwest::get(format!("http://{}/readyz", w.metrics))
+        .await
+        .expect("readyz");
+    assert!(readyz.status().is_success());
+    let text = readyz.text().await.expect("text");
+    assert!(text.contains("[+]webhook-configuration ok: ValidatingWebhookConfiguration fleet-delete-guard is NOT as installed: the configuration was deleted; repair off"), "{text}");
+    // The Warning Event, through kubectl.
+    let start = Instant::now();
+    loop {
+        let run = c
+            .alice(&[
+                "get",
+                "events.events.k8s.io",
+                "-n",
+                "default",
+                "-o",
+                "jsonpath={range .items[*]}{.type} {.reason}: {.note}{\"\\n\"}{end}",
+            ])
+            .await;
+        if run.stdout.contains(
+            "Warning WebhookConfigurationChanged: ValidatingWebhookConfiguration fleet-delete-guard is not as installed: the configuration was deleted",
+        ) {
+            break;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "no WebhookConfigurationChanged event: {run}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Repair off: it stays deleted; the audit log says who.
+    assert!(c
+        .double
+        .get(
+            &gvr::VALIDATING_WEBHOOK_CONFIGURATIONS,
+            "",
+            "fleet-delete-guard"
+        )
+        .is_none());
+    let log = c.path("audit.log");
+    c.double.write_audit_log(&log).expect("audit log");
+    let out = Command::new(binary())
+        .arg("audit")
+        .arg(&log)
+        .output()
+        .expect("audit");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.starts_with("Changes to the guard itself (1):"),
+        "{stdout}"
+    );
+    let row = stdout.lines().nth(2).unwrap_or_default();
+    for cell in [
+        "alice",
+        "kubectl/",
+        "delete",
+        "ValidatingWebhookConfiguration fleet-delete-guard",
+        "200 succeeded",
+    ] {
+        assert!(row.contains(cell), "{cell} missing from {row:?}\n{stdout}");
+    }
+    c.assert_rbac_was_enough();
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn with_the_restore_overlay_a_deleted_configuration_comes_back() {
+    let Some(c) = Cluster::start_overlay(
+        "webhook_configuration_restored",
+        "restore-webhook-configuration",
+        |_| {},
+    )
+    .await
+    else {
+        return;
+    };
+    let w = Webhook::start(&c, "a", &["--restore-webhook-configuration"]).await;
+    w.wait_metric(INTACT).await;
+    let run = c
+        .alice(&[
+            "delete",
+            "validatingwebhookconfiguration",
+            "fleet-delete-guard",
+        ])
+        .await;
+    assert!(run.ok, "{run}");
+    let back = c
+        .double
+        .wait_for(
+            &gvr::VALIDATING_WEBHOOK_CONFIGURATIONS,
+            "",
+            "fleet-delete-guard",
+            |_| true,
+            WAIT,
+        )
+        .await
+        .expect("re-created");
+    assert!(
+        back["webhooks"][0]["clientConfig"]["caBundle"].is_string(),
+        "re-created trusting the serving certificate: {back}"
+    );
+    w.wait_metric("fleet_delete_guard_webhook_configuration_restores_total{result=\"restored\"} 1")
+        .await;
+    w.wait_metric(INTACT).await;
+    // Deletions are reviewed again.
+    let run = c.alice(&["delete", "configmap", "test-config2-one"]).await;
+    assert!(
+        run.stderr
+            .contains("is managed by Fleet GitRepo fleet-local/lots"),
+        "{run}"
+    );
+    c.assert_rbac_was_enough();
+    w.stop().await;
+}
+// --- end webhook configuration tamper evidence ----------------------------------------

@@ -648,10 +648,16 @@ fn the_cert_manager_overlay_swaps_the_bootstrap_for_cert_manager() {
         );
     }
     let cluster_roles = rules(&by_kind, "ClusterRole");
-    assert!(
-        !cluster_roles.contains_key("fleet-delete-guard-webhook-config"),
-        "no webhook configuration rights"
-    );
+    // The webhook configuration: watched (read-only), never written.
+    for r in &cluster_roles["fleet-delete-guard-webhook-config"] {
+        if r.resources
+            .iter()
+            .flatten()
+            .any(|x| x == "validatingwebhookconfigurations")
+        {
+            assert_eq!(r.verbs, ["get", "list", "watch"], "read-only");
+        }
+    }
     let d: Deployment = one(&by_kind, "Deployment");
     let env = env_of(&d);
     assert!(
@@ -964,9 +970,24 @@ fn the_breaker_overlay_sends_the_agents_deletions_and_changes_nothing_else() {
     let others = |v: Vec<Value>| -> Vec<Value> {
         v.into_iter()
             .filter(|o| o["kind"] != "ValidatingWebhookConfiguration")
+            .filter_map(without_the_webhook_config_manifest)
             .collect()
     };
     assert_eq!(others(a), others(b));
+}
+
+/// The install without what tells the webhook its configuration as installed (an
+/// overlay that changes the configuration names its compiled-in manifest).
+fn without_the_webhook_config_manifest(mut o: Value) -> Option<Value> {
+    if o["kind"] == "Deployment" {
+        let pod = &mut o["spec"]["template"]["spec"];
+        for c in pod["containers"].as_array_mut().into_iter().flatten() {
+            if let Some(e) = c["env"].as_array_mut() {
+                e.retain(|e| e["name"] != "FLEET_DELETE_GUARD_WEBHOOK_CONFIG_MANIFEST");
+            }
+        }
+    }
+    Some(o)
 }
 
 #[test]
@@ -1040,3 +1061,143 @@ fn the_fail_closed_overlay_fails_closed_only_for_the_agents_protected_kinds() {
     }
     assert!(!only[1].expression.starts_with('!'));
 }
+
+// --- webhook configuration tamper evidence (src/webhook_config/) ---------------------
+
+/// In every overlay that watches its configuration, the manifest the webhook compares
+/// with (compiled in, or mounted and named by FLEET_DELETE_GUARD_WEBHOOK_CONFIG_MANIFEST)
+/// is the configuration the overlay installs: a fresh install is intact, not "tampered".
+#[test]
+fn every_install_gives_the_webhook_the_configuration_it_installs() {
+    use fleet_delete_guard::webhook_config::{compare, Intended};
+    let mut watched = 0;
+    for overlay in [
+        "",
+        "breaker",
+        "breaker-fail-closed",
+        "restore-webhook-configuration",
+        "multi-cluster/downstream",
+        "cert-manager",
+    ] {
+        let Some(objects) = render(overlay) else {
+            return;
+        };
+        let by_kind = parse_all(&objects);
+        let d: Deployment = one(&by_kind, "Deployment");
+        let env = env_of(&d);
+        let Some(name) = env.get("FLEET_DELETE_GUARD_WEBHOOK_CONFIG") else {
+            panic!("deploy/{overlay}: the configuration is not watched");
+        };
+        watched += 1;
+        let service = &env["FLEET_DELETE_GUARD_SERVICE_NAME"];
+        let intended = match env.get("FLEET_DELETE_GUARD_WEBHOOK_CONFIG_MANIFEST") {
+            None => Intended::default_for(name, NAMESPACE, service).expect("compiled-in manifest"),
+            Some(m) => {
+                let variant = m
+                    .strip_prefix("builtin:")
+                    .unwrap_or_else(|| panic!("deploy/{overlay}: a compiled-in manifest, not {m}"));
+                Intended::builtin(variant, name, NAMESPACE, service).expect("compiled in")
+            }
+        };
+        let vwc: ValidatingWebhookConfiguration = one(&by_kind, "ValidatingWebhookConfiguration");
+        assert_eq!(intended.name(), name.as_str());
+        assert_eq!(
+            compare(&intended, Some(&vwc), None),
+            [],
+            "deploy/{overlay}: the webhook would report its own install as tampered"
+        );
+    }
+    assert_eq!(watched, 6, "every install watches its configuration");
+}
+
+#[test]
+fn the_webhook_watches_its_configuration_by_name_and_only_the_overlay_may_restore_it() {
+    let Some(objects) = render("") else { return };
+    let by_kind = parse_all(&objects);
+    let env = env_of(&one::<Deployment>(&by_kind, "Deployment"));
+    let name = env["FLEET_DELETE_GUARD_WEBHOOK_CONFIG"].clone();
+    assert!(
+        !env.contains_key("FLEET_DELETE_GUARD_RESTORE_WEBHOOK_CONFIGURATION"),
+        "repair is off by default"
+    );
+    let vwc_rules = |roles: &BTreeMap<String, Vec<PolicyRule>>| -> Vec<(String, PolicyRule)> {
+        roles
+            .iter()
+            .flat_map(|(n, rs)| rs.iter().map(move |r| (n.clone(), r.clone())))
+            .filter(|(_, r)| {
+                r.resources
+                    .iter()
+                    .flatten()
+                    .any(|x| x == "validatingwebhookconfigurations")
+            })
+            .collect()
+    };
+    let base = vwc_rules(&rules(&by_kind, "ClusterRole"));
+    let verbs: BTreeSet<&str> = base
+        .iter()
+        .flat_map(|(_, r)| r.verbs.iter().map(String::as_str))
+        .collect();
+    assert_eq!(
+        verbs,
+        BTreeSet::from(["get", "list", "patch", "watch"]),
+        "watch, and the caBundle"
+    );
+    for (_, r) in &base {
+        assert_eq!(
+            r.resource_names.clone().unwrap_or_default(),
+            [name.as_str()]
+        );
+    }
+
+    let Some(objects) = render("restore-webhook-configuration") else {
+        return;
+    };
+    let by_kind = parse_all(&objects);
+    let env = env_of(&one::<Deployment>(&by_kind, "Deployment"));
+    assert_eq!(
+        env["FLEET_DELETE_GUARD_RESTORE_WEBHOOK_CONFIGURATION"],
+        "true"
+    );
+    let cluster_roles = rules(&by_kind, "ClusterRole");
+    let restore = &cluster_roles["fleet-delete-guard-restore-webhook-config"];
+    for r in restore {
+        assert_eq!(
+            r.api_groups.clone().unwrap_or_default(),
+            ["admissionregistration.k8s.io"]
+        );
+        assert_eq!(
+            r.resources.clone().unwrap_or_default(),
+            ["validatingwebhookconfigurations"]
+        );
+        match r.verbs.as_slice() {
+            [v] if v == "create" => {} // cannot be limited to a name
+            [v] if v == "update" => {
+                assert_eq!(
+                    r.resource_names.clone().unwrap_or_default(),
+                    [name.as_str()]
+                )
+            }
+            other => panic!("only create and update: {other:?}"),
+        }
+    }
+    let binding = by_kind["ClusterRoleBinding"]
+        .iter()
+        .find(|b| b["roleRef"]["name"] == "fleet-delete-guard-restore-webhook-config")
+        .expect("bound");
+    assert_eq!(binding["subjects"][0]["name"], "fleet-delete-guard");
+    assert_eq!(binding["subjects"][0]["namespace"], NAMESPACE);
+    // Everything else is the base's.
+    let (Some(a), Some(b)) = (render(""), render("restore-webhook-configuration")) else {
+        return;
+    };
+    let others = |v: Vec<Value>| -> Vec<Value> {
+        v.into_iter()
+            .filter(|o| {
+                o["kind"] != "Deployment"
+                    && o["metadata"]["name"] != "fleet-delete-guard-restore-webhook-config"
+            })
+            .collect()
+    };
+    assert_eq!(others(a), others(b));
+}
+// --- end webhook configuration tamper evidence ----------------------------------------

@@ -168,5 +168,5 @@ fn every_alert_has_a_summary_a_description_and_a_runbook_in_the_docs() {
             assert!(r["labels"]["severity"].is_string(), "{name}: severity");
         }
     }
-    assert_eq!(count, 11, "the alerts docs/src/monitoring.md documents");
+    assert_eq!(count, 12, "the alerts docs/src/monitoring.md documents");
 }

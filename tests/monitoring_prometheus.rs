@@ -432,12 +432,32 @@ const ALERTS: &[(&str, bool, Labels)] = &[
         false,
         &[("namespace", "cattle-fleet-system")],
     ),
+    // --- webhook configuration tamper evidence (src/webhook_config/) ---
+    (
+        "FleetDeleteGuardWebhookConfigurationChanged",
+        false,
+        &[("namespace", "cattle-fleet-system"), ("reason", "none")],
+    ),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_binary_and_every_panel_and_alert_query_answers() {
     let (prometheus_bin, _) = require_prometheus();
     let double = support::fleet::seeded_double().await;
+    // The webhook configuration as installed, watched (--webhook-config).
+    let mut vwc = serde_json::to_value(
+        &fleet_delete_guard::webhook_config::Intended::default_for(
+            "fleet-delete-guard",
+            "cattle-fleet-system",
+            "fleet-delete-guard",
+        )
+        .expect("base")
+        .config,
+    )
+    .expect("json");
+    vwc["apiVersion"] = json!("admissionregistration.k8s.io/v1");
+    vwc["kind"] = json!("ValidatingWebhookConfiguration");
+    double.seed(vwc).expect("install the configuration");
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = dir.path().join("kubeconfig");
     double.write_kubeconfig(&kubeconfig).expect("kubeconfig");
@@ -445,7 +465,12 @@ async fn prometheus_scrapes_the_binary_and_every_panel_and_alert_query_answers()
     let files = support::write_pair(dir.path(), &certs);
     let process = support::ServeProcess::spawn(
         &files,
-        &["--resync-interval", "300"],
+        &[
+            "--resync-interval",
+            "300",
+            "--webhook-config",
+            "fleet-delete-guard",
+        ],
         &[
             ("KUBECONFIG", kubeconfig.as_os_str()),
             ("RUST_LOG", std::ffi::OsStr::new("info")),

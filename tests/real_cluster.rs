@@ -375,13 +375,18 @@ impl Webhook {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        // Installed first, without a caBundle: the webhook writes it.
-        cp.apply(&[webhook_configuration(
+        // Installed first, without a caBundle: the webhook writes it. The webhook
+        // compares what it watches with this, as installed (--webhook-config-manifest).
+        let installed = webhook_configuration(
             cp,
             overlay,
             config,
             &format!("https://127.0.0.1:{port}/validate"),
-        )]);
+        );
+        let manifest = cp.path(&format!("webhook-config-{config}-{port}.json"));
+        std::fs::write(&manifest, installed.to_string()).expect("write the manifest");
+        cmd.arg("--webhook-config-manifest").arg(&manifest);
+        cp.apply(&[installed]);
         let mut child = real_cluster::spawn(cmd).expect("start fleet-delete-guard");
         let stderr = child.stderr.take().expect("stderr");
         let logs = Arc::new(Mutex::new(Vec::new()));
@@ -1731,3 +1736,172 @@ fn a_burst_spread_over_three_replicas_trips_within_max_deletions_plus_three_with
         );
     }
 }
+// --- webhook configuration tamper evidence (src/webhook_config/) ---------------------
+
+const INTACT: &str = "fleet_delete_guard_webhook_configuration_intact{reason=\"none\"} 1";
+
+impl Webhook {
+    fn wait_metric(&self, line: &str) {
+        let start = Instant::now();
+        while !self.metrics_text().contains(line) {
+            assert!(
+                start.elapsed() < WAIT,
+                "no {line} in\n{}\nlogs:\n{}",
+                self.metrics_text(),
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn patch_configuration(cp: &ControlPlane, patch: Value) {
+    cp.kubectl_stdout(
+        "admin",
+        &[
+            "patch",
+            "validatingwebhookconfiguration",
+            WEBHOOK_CONFIG,
+            "--type=json",
+            "-p",
+            &patch.to_string(),
+        ],
+    );
+}
+
+#[test]
+fn narrowing_switching_to_fail_and_deleting_the_configuration_are_reported_and_audit_names_who() {
+    let (_g, cp, world) = setup("rc-tamper");
+    let w = Webhook::start(cp, &world, WEBHOOK_CONFIG, &[]);
+    w.wait_metric(INTACT);
+
+    patch_configuration(
+        cp,
+        json!([{"op": "replace", "path": "/webhooks/0/rules/0/resources", "value": ["configmaps"]}]),
+    );
+    w.wait_metric("fleet_delete_guard_webhook_configuration_intact{reason=\"rules_narrowed\"} 0");
+    patch_configuration(
+        cp,
+        json!([
+            {"op": "replace", "path": "/webhooks/0/rules/0/resources", "value": ["*"]},
+            {"op": "replace", "path": "/webhooks/0/failurePolicy", "value": "Fail"}
+        ]),
+    );
+    w.wait_metric(
+        "fleet_delete_guard_webhook_configuration_intact{reason=\"failure_policy_changed\"} 0",
+    );
+    assert!(
+        !w.metrics_text().contains("reason=\"rules_narrowed\""),
+        "only the current reasons"
+    );
+    cp.kubectl_stdout(
+        "admin",
+        &["delete", "validatingwebhookconfiguration", WEBHOOK_CONFIG],
+    );
+    w.wait_metric("fleet_delete_guard_webhook_configuration_intact{reason=\"deleted\"} 0");
+    let notes = [
+        "no longer receives DELETE */*/*",
+        "failurePolicy is Fail, not Ignore",
+        "the configuration was deleted",
+    ];
+    cp.wait_for(
+        "a WebhookConfigurationChanged Event for each change",
+        || {
+            let events = cp.kubectl_stdout(
+                "admin",
+                &[
+                    "get",
+                    "events.events.k8s.io",
+                    "-n",
+                    "default",
+                    "--field-selector",
+                    "reason=WebhookConfigurationChanged",
+                    "-o",
+                    "jsonpath={range .items[*]}{.type}: {.note}{\"\\n\"}{end}",
+                ],
+            );
+            notes.iter().all(|n| {
+                events
+                    .lines()
+                    .any(|l| l.starts_with("Warning:") && l.contains(n))
+            })
+        },
+    );
+    // Repair off: the admin's deletion stands. The real audit log says who.
+    assert!(!cp.kubectl_ok(
+        "admin",
+        &["get", "validatingwebhookconfiguration", WEBHOOK_CONFIG]
+    ));
+    wait_audit(cp, WEBHOOK_CONFIG, "delete");
+    let out = Command::new(env!("CARGO_BIN_EXE_fleet-delete-guard"))
+        .arg("audit")
+        .arg(cp.audit_log())
+        .args(["--output", "json"])
+        .output()
+        .expect("audit");
+    assert!(out.status.success());
+    let rows: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|r: &Value| r["row"] == "guard" && r["name"] == WEBHOOK_CONFIG)
+        .collect();
+    let verbs: Vec<&str> = rows.iter().filter_map(|r| r["verb"].as_str()).collect();
+    assert!(verbs.ends_with(&["patch", "patch", "delete"]), "{rows:#?}");
+    let delete = rows.last().expect("the deletion");
+    assert_eq!(delete["kind"], "ValidatingWebhookConfiguration");
+    assert_eq!(delete["result"], "succeeded");
+    assert!(
+        delete["user"].as_str().is_some_and(|u| !u.is_empty()),
+        "{delete}"
+    );
+}
+
+#[test]
+fn with_repair_on_a_deleted_configuration_is_re_created_and_reviews_resume() {
+    let (_g, cp, world) = setup("rc-restore");
+    // The rights of deploy/restore-webhook-configuration/.
+    let rbac: Vec<Value> = kubectl::render(&cp.kubectl, "restore-webhook-configuration")
+        .into_iter()
+        .filter(|o| o["metadata"]["name"] == "fleet-delete-guard-restore-webhook-config")
+        .collect();
+    assert_eq!(rbac.len(), 2, "ClusterRole and binding");
+    cp.apply(&rbac);
+    let w = Webhook::start(
+        cp,
+        &world,
+        WEBHOOK_CONFIG,
+        &[
+            "--restore-webhook-configuration",
+            "--restore-webhook-configuration-interval",
+            "1",
+        ],
+    );
+    w.wait_metric(INTACT);
+    cp.kubectl_stdout(
+        "admin",
+        &["delete", "validatingwebhookconfiguration", WEBHOOK_CONFIG],
+    );
+    w.wait_metric("fleet_delete_guard_webhook_configuration_restores_total{result=\"restored\"} 1");
+    w.wait_metric(INTACT);
+    cp.wait_for("the re-created configuration", || {
+        cp.kubectl_ok(
+            "admin",
+            &["get", "validatingwebhookconfiguration", WEBHOOK_CONFIG],
+        )
+    });
+    // kube-apiserver calls the webhook again (the re-created caBundle trusts it).
+    w.wait_called(cp, &world);
+    cp.wait_for("the audit event of the re-creation by the webhook", || {
+        audit_events_for(cp, WEBHOOK_CONFIG, "create")
+            .iter()
+            .any(|e| e["user"]["username"] == SA_USER)
+    });
+    for o in &rbac {
+        let kind = o["kind"].as_str().unwrap_or_default().to_lowercase();
+        let _ = cp.kubectl_ok(
+            "admin",
+            &["delete", &kind, "fleet-delete-guard-restore-webhook-config"],
+        );
+    }
+}
+// --- end webhook configuration tamper evidence ----------------------------------------

@@ -45,6 +45,12 @@
 //!   `authorization.k8s.io/decision: forbid`), not found (404), conflict (409),
 //!   failed (anything else), panic (stage `Panic`).
 //!
+//! # Changes to the guard itself
+//! Deletions, updates, patches and creations of the webhook's own
+//! ValidatingWebhookConfiguration, Deployment (`/scale` included), Service and
+//! certificate Secrets (`--guard-*`) are rows of their own, printed before the
+//! deletions ([`guard`]): who took the guard out of the API path, and when.
+//!
 //! # Memory
 //! The input is read line by line into one reused buffer (lines longer than 64 MiB are
 //! counted as malformed and skipped without being held). Only events whose `verb` is a
@@ -65,6 +71,7 @@
 //! reported on standard error at the end, never fatal.
 
 mod event;
+mod guard;
 mod input;
 mod provider;
 mod report;
@@ -149,6 +156,21 @@ pub struct AuditArgs {
     /// nothing in memory (rows are otherwise sorted by time).
     #[arg(long)]
     pub unsorted: bool,
+
+    // --- changes to the guard itself (guard.rs) ---
+    /// The webhook's namespace: changes to its Deployment, Service and certificate
+    /// Secrets there are reported as rows of their own.
+    #[arg(long, value_name = "NAMESPACE", default_value = "cattle-fleet-system")]
+    pub guard_namespace: String,
+
+    /// Name of the webhook's ValidatingWebhookConfiguration, Deployment and Service.
+    #[arg(long, value_name = "NAME", default_value = "fleet-delete-guard")]
+    pub guard_name: String,
+
+    /// Names of the webhook's certificate Secrets (repeatable).
+    #[arg(long = "guard-secret", value_name = "NAME", value_delimiter = ',',
+          default_values = ["fleet-delete-guard-tls", "fleet-delete-guard-serving-cert"])]
+    pub guard_secrets: Vec<String>,
 }
 
 fn parse_gitrepo(s: &str) -> Result<String, String> {
@@ -275,6 +297,9 @@ fn report_to(
 ) -> Result<Stats, AuditError> {
     let mut report = Report::new(args.output == OutputFormat::Json);
     let mut stats = Stats::default();
+    let guard_objects =
+        guard::GuardObjects::new(&args.guard_namespace, &args.guard_name, &args.guard_secrets);
+    let mut guard_rows: Vec<guard::GuardChange> = Vec::new();
     let mut reader = LineReader::new(MAX_LINE_BYTES);
     for source in sources {
         stats.inputs += 1;
@@ -304,6 +329,11 @@ fn report_to(
             if bytes.is_empty() {
                 continue;
             }
+            if let Some(change) = guard::parse(bytes, &guard_objects) {
+                stats.events += 1;
+                keep_guard_row(change, args, &mut guard_rows, out)?;
+                continue;
+            }
             match event::parse_line(bytes, &args.webhook_name) {
                 Ok(parsed) => count(parsed, args, filter, &mut stats, &mut report, out)?,
                 // Not a plain audit event: maybe a managed cluster's export of some.
@@ -314,6 +344,16 @@ fn report_to(
                     provider::Unwrapped::Events(records) => {
                         let several = records.len() > 1;
                         for (i, record) in records.into_iter().enumerate() {
+                            let guard_change = record
+                                .event
+                                .as_ref()
+                                .ok()
+                                .and_then(|e| guard::parse(e, &guard_objects));
+                            if let Some(change) = guard_change {
+                                stats.events += 1;
+                                keep_guard_row(change, args, &mut guard_rows, out)?;
+                                continue;
+                            }
                             let parsed = record
                                 .event
                                 .and_then(|e| event::parse_line(&e, &args.webhook_name));
@@ -338,12 +378,37 @@ fn report_to(
     }
     if !args.unsorted {
         match args.output {
-            OutputFormat::Table => report.write_table(&mut *out, &stats),
-            OutputFormat::Json => report.write_json(&mut *out),
+            OutputFormat::Table => guard::write_table(&mut guard_rows, &mut *out)
+                .and_then(|()| report.write_table(&mut *out, &stats)),
+            OutputFormat::Json => {
+                guard_rows.sort_by_key(|c| c.time);
+                guard_rows
+                    .iter()
+                    .try_for_each(|c| guard::write_json_line(c, &mut *out))
+                    .and_then(|()| report.write_json(&mut *out))
+            }
         }
         .map_err(AuditError::Write)?;
     }
     Ok(stats)
+}
+
+/// Keep (or, unsorted, print) a change to the guard itself that the filters keep.
+fn keep_guard_row(
+    change: guard::GuardChange,
+    args: &AuditArgs,
+    rows: &mut Vec<guard::GuardChange>,
+    out: &mut impl Write,
+) -> Result<(), AuditError> {
+    if !guard::keeps(&change, args.since, args.until, &args.user) {
+        return Ok(());
+    }
+    if args.unsorted {
+        guard::write_json_line(&change, &mut *out).map_err(AuditError::Write)
+    } else {
+        rows.push(change);
+        Ok(())
+    }
 }
 
 /// Count one parsed event, and print or keep its row.

@@ -130,6 +130,11 @@ fn more(k: usize) -> String {
     format!("; and {k} more")
 }
 
+/// A note kube-apiserver accepts: at most [`NOTE_MAX_BYTES`], ending in `…` when cut.
+pub fn truncate_note(note: String) -> String {
+    truncate(note, NOTE_MAX_BYTES)
+}
+
 /// At most `max` bytes, cut at a character boundary and ending in `…` when cut.
 fn truncate(mut s: String, max: usize) -> String {
     if s.len() <= max {

@@ -344,7 +344,7 @@ async fn handle_inner(ctx: Ctx, req: Request) -> Response {
         sh.log_finish(seq, e.code, false);
         return e.into_response();
     }
-    if let Some(e) = authorization_error(&sh, &user, &target, verb) {
+    if let Some(e) = authorization_error(&sh, &user, &target, verb, &params) {
         let seq = sh.log_request(rec);
         sh.log_finish(seq, e.code, false);
         return e.into_response();
@@ -439,6 +439,7 @@ fn authorization_error(
     user: &UserInfo,
     target: &Target,
     verb: Verb,
+    params: &Params,
 ) -> Option<ApiError> {
     if !lock(&sh.auth).enforce_rbac {
         return None;
@@ -447,15 +448,34 @@ fn authorization_error(
         return None;
     };
     let gvr = sh.rt.get(*res).gvr.clone();
+    // kube-apiserver's RequestInfoFactory: a list or watch with a `metadata.name=X`
+    // field selector is authorized as a request for the object X (resourceNames apply).
+    let selected = match verb.as_str() {
+        "list" | "watch" if name.is_none() => params.get("fieldSelector").and_then(selected_name),
+        _ => None,
+    };
     let attrs = Attributes {
         verb: verb.as_str(),
         gvr: &gvr,
         subresource: sub.as_deref(),
         namespace: ns.as_deref(),
-        name: name.as_deref(),
+        name: name.as_deref().or(selected.as_deref()),
     };
     let allowed = auth::authorize(&sh.db(), user, &attrs);
     (!allowed).then(|| auth::forbidden(user, &attrs))
+}
+
+/// `X` of a field selector that is exactly `metadata.name=X` (or `==X`).
+fn selected_name(selector: &str) -> Option<String> {
+    let mut terms = selector.split(',');
+    let term = terms.next()?.trim();
+    if terms.next().is_some() {
+        return None;
+    }
+    let value = term
+        .strip_prefix("metadata.name==")
+        .or_else(|| term.strip_prefix("metadata.name="))?;
+    (!value.is_empty()).then(|| value.to_string())
 }
 
 fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {

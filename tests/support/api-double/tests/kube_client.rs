@@ -1315,3 +1315,67 @@ async fn kubeconfig_stop_and_restart() {
     }
     double.shutdown().await;
 }
+
+/// kube-apiserver authorizes a list or watch with a `metadata.name` field selector as
+/// a request for that object: `resourceNames` apply (RequestInfoFactory).
+#[tokio::test]
+async fn a_name_selected_list_and_watch_are_authorized_by_resource_names() {
+    let double = ApiDouble::start(Options::default()).await;
+    for obj in [
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+               "metadata": {"name": "one-config"},
+               "rules": [{"apiGroups": ["admissionregistration.k8s.io"],
+                          "resources": ["validatingwebhookconfigurations"],
+                          "resourceNames": ["mine"], "verbs": ["get", "list", "watch"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": "one-config"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "one-config"},
+               "subjects": [{"kind": "ServiceAccount", "name": "sa", "namespace": "ns"}]}),
+        json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+               "metadata": {"name": "mine"}, "webhooks": []}),
+        json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+               "metadata": {"name": "other"}, "webhooks": []}),
+    ] {
+        double.seed(obj).expect("seed");
+    }
+    double.add_token(
+        "sa-token",
+        kube_api_double::UserInfo::service_account("ns", "sa"),
+    );
+    double.enforce_rbac(true);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut config = kube::Config::new(double.url().parse().expect("url"));
+    config.auth_info.token = Some("sa-token".to_string().into());
+    let client = Client::try_from(config).expect("client");
+    let api: Api<DynamicObject> = Api::all_with(
+        client,
+        &ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingWebhookConfiguration",
+        )),
+    );
+    let mine = api
+        .list(&ListParams::default().fields("metadata.name=mine"))
+        .await
+        .expect("named list allowed");
+    assert_eq!(mine.items.len(), 1);
+    let stream = api
+        .watch(
+            &WatchParams::default()
+                .fields("metadata.name=mine")
+                .timeout(1),
+            "0",
+        )
+        .await
+        .expect("named watch allowed");
+    drop(stream);
+    for denied in [
+        ListParams::default(),
+        ListParams::default().fields("metadata.name=other"),
+        ListParams::default().fields("metadata.name=mine,metadata.namespace=x"),
+    ] {
+        let e = api.list(&denied).await.expect_err("not named as allowed");
+        assert_eq!(api_status(e).code, 403);
+    }
+}
