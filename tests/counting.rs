@@ -765,6 +765,13 @@ async fn a_burst_of_deletions_gives_few_events_that_account_for_every_one() {
             );
         }
     }
+    // The publisher counts an Event after the API has answered its create, i.e. after
+    // it is in the double: wait until every create's outcome is counted.
+    let creates = double.count(Verb::Create, "events", None) as u64;
+    support::wait_until("every Event create counted", WAIT, || {
+        events_total(&metrics, "published") + events_total(&metrics, "failed") >= creates
+    })
+    .await;
     let text = metrics.encode();
     assert!(
         text.contains(&format!(
@@ -821,6 +828,17 @@ async fn events_beyond_the_queue_are_dropped_and_counted_while_counting_goes_on(
     assert_eq!(ready_of_desired(&gitrepo_many(&double)), "0/4");
     assert_eq!(double.count(Verb::Create, "events", None), 1);
     assert!(resource_deleted_events(&double, "many").is_empty());
+}
+
+/// `fleet_delete_guard_events_total{result="<result>"}`, 0 when not exported.
+fn events_total(metrics: &fleet_delete_guard::metrics::Metrics, result: &str) -> u64 {
+    let needle = format!(r#"fleet_delete_guard_events_total{{result="{result}"}} "#);
+    metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(needle.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn gitrepo_many(double: &ApiDouble) -> Value {
