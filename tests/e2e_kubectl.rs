@@ -937,16 +937,22 @@ async fn the_breaker_refuses_the_agent_and_its_reset_command_closes_it() {
         reset,
         format!("kubectl -n {NS} delete lease breaker-gitrepo.fleet-local.lots")
     );
-    let lease = c.double.get(
-        &kube_api_double::Gvr::new("coordination.k8s.io", "v1", "leases"),
-        NS,
-        "breaker-gitrepo.fleet-local.lots",
-    );
-    assert!(lease.is_some(), "recorded in a Lease");
+    // The Lease is created off the admission path: it may land after the refusal.
+    c.double
+        .wait_for(
+            &kube_api_double::Gvr::new("coordination.k8s.io", "v1", "leases"),
+            NS,
+            "breaker-gitrepo.fleet-local.lots",
+            |_| true,
+            WAIT,
+        )
+        .await
+        .expect("recorded in a Lease");
     let args: Vec<&str> = reset.split_whitespace().skip(1).collect();
     let run = c.alice(&args).await;
     assert!(run.ok, "{run}");
-    // Closed within about a second: the agent's deletions pass again, the 4th trips it.
+    // Closed once the Lease watch delivers the deletion: the agent's deletions pass
+    // again, the 4th trips it.
     let start = Instant::now();
     let mut names = [
         "test-config1-one",
@@ -961,10 +967,7 @@ async fn the_breaker_refuses_the_agent_and_its_reset_command_closes_it() {
         if run.ok {
             break;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(3),
-            "still refused: {run}"
-        );
+        assert!(start.elapsed() < WAIT, "still refused: {run}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for name in names.by_ref().take(2) {
