@@ -246,7 +246,14 @@ impl<T: AsyncRead + Unpin> AsyncRead for RequestDeadline<T> {
             // The request the deadline ran for was dispatched.
             this.armed = None;
         }
-        if this.armed.is_some() && this.deadline.as_mut().poll(cx).is_ready() {
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+        // Overdue only when nothing more has arrived: bytes that are here when the
+        // connection is finally polled are read first, even if the deadline passed in the
+        // meantime (a starved server must not blame its own lateness on the client). A
+        // client trickling its head still stalls between bytes and is cut then; one
+        // sending fast hits MAX_HEADER_BYTES.
+        if read.is_pending() && this.armed.is_some() && this.deadline.as_mut().poll(cx).is_ready() {
             this.armed = None;
             this.expired = true;
             this.metrics.error("header_timeout");
@@ -256,8 +263,6 @@ impl<T: AsyncRead + Unpin> AsyncRead for RequestDeadline<T> {
             );
             return Poll::Ready(Err(Self::overdue()));
         }
-        let before = buf.filled().len();
-        let read = Pin::new(&mut this.inner).poll_read(cx, buf);
         if matches!(read, Poll::Ready(Ok(())))
             && buf.filled().len() > before
             && this.armed.is_none()
@@ -299,5 +304,74 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for RequestDeadline<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    const HEAD: &[u8] = b"POST /validate HTTP/1.1\r\nhost: localhost\r\n\r\n";
+
+    fn deadline(
+        timeout: Duration,
+    ) -> (
+        RequestDeadline<tokio::io::DuplexStream>,
+        tokio::io::DuplexStream,
+        Metrics,
+    ) {
+        let (server, client) = tokio::io::duplex(1024);
+        let metrics = Metrics::new();
+        let stream = RequestDeadline::new(
+            server,
+            Arc::new(Requests::default()),
+            timeout,
+            metrics.clone(),
+        );
+        (stream, client, metrics)
+    }
+
+    fn header_timeouts(metrics: &Metrics) -> bool {
+        metrics
+            .encode()
+            .contains(r#"fleet_delete_guard_errors_total{kind="header_timeout"} 1"#)
+    }
+
+    /// The server is polled late (a loaded machine): the head arrived in time, the
+    /// deadline passed before the server looked. The head is read, not refused.
+    #[tokio::test]
+    async fn a_head_that_arrived_is_read_though_the_server_looks_after_the_deadline() {
+        let (mut stream, mut client, metrics) = deadline(Duration::from_millis(20));
+        client.write_all(HEAD).await.expect("write");
+        // Nobody polls the server side until the deadline is long past.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut buf = vec![0u8; 1024];
+        let n = stream.read(&mut buf).await.expect("the head is delivered");
+        assert_eq!(&buf[..n], HEAD);
+        assert!(!header_timeouts(&metrics), "{}", metrics.encode());
+    }
+
+    /// Nothing more arrives after the deadline passed: the read fails, counted.
+    #[tokio::test]
+    async fn a_head_that_stalls_past_the_deadline_is_cut_and_counted() {
+        let (mut stream, mut client, metrics) = deadline(Duration::from_millis(20));
+        client
+            .write_all(b"POST /validate HTTP/1.1\r\n")
+            .await
+            .expect("write");
+        let mut buf = vec![0u8; 1024];
+        let n = stream.read(&mut buf).await.expect("the first bytes");
+        assert!(n > 0);
+        let cut = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf))
+            .await
+            .expect("cut by the deadline, not by this test's bound")
+            .expect_err("overdue");
+        assert_eq!(cut.kind(), io::ErrorKind::TimedOut);
+        assert!(header_timeouts(&metrics), "{}", metrics.encode());
+        // And it stays cut.
+        let again = stream.read(&mut buf).await.expect_err("still overdue");
+        assert_eq!(again.kind(), io::ErrorKind::TimedOut);
     }
 }
