@@ -357,12 +357,17 @@ async fn baseline_latency_without_abuse() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_headers_are_cut_off_while_reviews_are_answered() {
-    let server = start(Duration::from_secs(1), ConnectionConfig::default()).await;
+    // The request timeout also bounds every TLS handshake, the probe's included: on 2
+    // loaded cores, 200 handshakes at once take the server seconds, and 1 s cut the
+    // probe's own connections. The default (4 s) leaves the probe room; the bound then
+    // tells "cut by the server" (a trickle reaches MAX_HEADER_BYTES only after ~27 min)
+    // from "never cut" (the client gives up at 60 s) with room for a loaded machine.
+    let server = start(Duration::from_secs(4), ConnectionConfig::default()).await;
     let cuts = abuse(
         &server,
         "slow headers x200",
         200,
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         |addr, ca| {
             trickle(
                 addr,
