@@ -55,9 +55,22 @@ pub struct CountedDeletion {
     pub received: Instant,
 }
 
-/// Receives deletions to count. Must not block: it hands work to a queue.
+/// Why a deletion the verdict would count is not counted after all: the `counted`
+/// audit annotation then says `false` and the reason says why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotCounted {
+    #[error("counting is off")]
+    Off,
+    #[error("no BundleDeployment of this cluster is known for it")]
+    NoBundleDeployment,
+    #[error("the patch queue is full")]
+    QueueFull,
+}
+
+/// Receives deletions to count. Must not block: it hands work to a queue. Says
+/// whether the deletion was taken to be counted.
 pub trait DeletionSink: Send + Sync {
-    fn record(&self, deletion: CountedDeletion);
+    fn record(&self, deletion: CountedDeletion) -> Result<(), NotCounted>;
 }
 
 /// Counting is off: nothing to do.
@@ -65,7 +78,9 @@ pub trait DeletionSink: Send + Sync {
 pub struct NoCounting;
 
 impl DeletionSink for NoCounting {
-    fn record(&self, _: CountedDeletion) {}
+    fn record(&self, _: CountedDeletion) -> Result<(), NotCounted> {
+        Err(NotCounted::Off)
+    }
 }
 
 /// Applies the mass-deletion breaker to a verdict (counting the deletion in its owner's
@@ -250,8 +265,11 @@ impl Admission {
             // BundleDeployments), else `unknown`.
             metrics.count_owner_deletion(owner.owned_by.as_ref(), verdict.outcome.as_str());
         }
+        let mut verdict = verdict;
         if verdict.count {
-            self.sink.record(counted(&request, facts, owner, received));
+            if let Err(why) = self.sink.record(counted(&request, facts, owner, received)) {
+                verdict.not_counted(&why.to_string());
+            }
         }
         Answer {
             review: review::respond(&request, verdict),
@@ -396,5 +414,57 @@ fn summarize(request: &Request<'_>, facts: &crate::decide::Review, verdict: &Ver
         dry_run: facts.dry_run,
         warnings: verdict.warnings.len(),
         unexpected_shape: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REVIEW: &str = include_str!("../tests/fixtures/admissionreview-delete-configmap.json");
+
+    struct Refusing(NotCounted);
+
+    impl DeletionSink for Refusing {
+        fn record(&self, _: CountedDeletion) -> Result<(), NotCounted> {
+            Err(self.0)
+        }
+    }
+
+    fn annotation(answer: &Answer, key: &str) -> Option<String> {
+        let response = answer.review.response.as_ref()?;
+        response.audit_annotations.get(key).cloned()
+    }
+
+    /// Issue #9: `counted` says what happened, not what the verdict wanted.
+    #[test]
+    fn counted_is_false_with_the_reason_when_the_sink_does_not_count() {
+        for (sink, why) in [
+            (NotCounted::Off, "counting is off"),
+            (NotCounted::NoBundleDeployment, "no BundleDeployment"),
+            (NotCounted::QueueFull, "queue is full"),
+        ] {
+            let admission = Admission::new(
+                DecisionConfig::default(),
+                Arc::new(ObjectOnly),
+                Arc::new(Refusing(sink)),
+            );
+            let answer = admission
+                .review(REVIEW.as_bytes(), Instant::now())
+                .expect("a review");
+            assert_eq!(annotation(&answer, "decision").as_deref(), Some("warned"));
+            assert_eq!(annotation(&answer, "counted").as_deref(), Some("false"));
+            let reason = annotation(&answer, "reason").unwrap_or_default();
+            assert!(reason.contains(why), "{reason}");
+        }
+        let counting = Admission::new(
+            DecisionConfig::default(),
+            Arc::new(ObjectOnly),
+            Arc::new(NoCounting),
+        );
+        let answer = counting
+            .review(REVIEW.as_bytes(), Instant::now())
+            .expect("a review");
+        assert_eq!(annotation(&answer, "counted").as_deref(), Some("false"));
     }
 }

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use crate::fleet::recognize::{provenance_known, Provenance};
+use crate::fleet::recognize::{outside_agent_bundle, provenance_known, Provenance};
 use crate::fleet::{OwnerKind, OwnerRef};
 use crate::policy::{matches_identity, DecisionConfig, Policy};
 
@@ -150,6 +150,51 @@ impl Owner {
         }
     }
 
+    /// [`Self::describe`] without the parenthesis: `Fleet GitRepo ns/name`.
+    pub fn describe_short(&self) -> String {
+        match (&self.owned_by, &self.bundle) {
+            (Some(o), _) => format!("Fleet {o}"),
+            (None, Some(bundle)) => format!("Fleet bundle {bundle}"),
+            (None, None) => self.describe(),
+        }
+    }
+
+    /// Whose status Fleet will show it Missing in: `GitRepo status`, `HelmOp status`,
+    /// `status of ManagedChart ns/x's Bundle` or `Bundle status`; `GitRepo status` when
+    /// the owner is not resolved.
+    pub fn status_name(&self) -> String {
+        match &self.owned_by {
+            Some(o) if o.kind == OwnerKind::GitRepo => "GitRepo status".to_string(),
+            Some(o) if o.kind == OwnerKind::HelmOp => "HelmOp status".to_string(),
+            Some(o) => match o.managed_chart() {
+                Some(chart) => format!("status of ManagedChart {chart}'s Bundle"),
+                None => "Bundle status".to_string(),
+            },
+            None => "GitRepo status".to_string(),
+        }
+    }
+
+    /// Where the object is defined, to be changed instead of deleting it (Git when the
+    /// owner is a GitRepo or not resolved: most Fleet objects come from GitRepos).
+    pub fn source(&self) -> String {
+        match &self.owned_by {
+            Some(o) if o.kind == OwnerKind::HelmOp => format!("HelmOp {}", o.key()),
+            Some(o) if o.kind == OwnerKind::Bundle => match o.managed_chart() {
+                Some(chart) => format!("ManagedChart {chart}"),
+                None => format!("Bundle {}", o.key()),
+            },
+            _ => "it in Git".to_string(),
+        }
+    }
+
+    /// What to do instead of deleting by hand, for the refusal.
+    fn remedy(&self) -> String {
+        match &self.owned_by {
+            Some(o) if o.kind != OwnerKind::GitRepo => format!("change {}", self.source()),
+            _ => "remove it from the Git repository".to_string(),
+        }
+    }
+
     /// The value of the `owner` audit annotation: `ns/name` for a GitRepo (as always),
     /// `helmop:ns/name` or `bundle:ns/name` for the other kinds, else `objectset:<setID>`.
     fn audit_value(&self) -> String {
@@ -266,6 +311,22 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// The deletion is not counted after all (counting is off, no BundleDeployment
+    /// known, queue full): the `counted` and `reason` annotations say so.
+    pub fn not_counted(&mut self, why: &str) {
+        if !self.count {
+            return;
+        }
+        self.count = false;
+        for (key, value) in self.audit_annotations.iter_mut() {
+            match *key {
+                "counted" => *value = "false".to_string(),
+                "reason" => *value = format!("{value}; not counted: {why}"),
+                _ => {}
+            }
+        }
+    }
+
     fn silent(outcome: Outcome) -> Self {
         Verdict {
             outcome,
@@ -303,6 +364,14 @@ pub fn decide(review: &Review, owner: &Owner, config: &DecisionConfig) -> Verdic
         Provenance::NoObjectset => return Verdict::silent(Outcome::NotManaged),
         Provenance::OtherWriter => return Verdict::silent(Outcome::NotFleet),
         Provenance::FleetAgent => {}
+    }
+    if object
+        .objectset_id
+        .as_deref()
+        .is_some_and(|id| outside_agent_bundle(id, &object.kind))
+    {
+        // fleet-controller's or Rancher's object under the agent's bootstrap id.
+        return Verdict::silent(Outcome::NotFleet);
     }
     let groups = review.groups.as_slice();
     let policy = owner.policy.unwrap_or(config.policy);
@@ -391,48 +460,70 @@ fn reason(outcome: Outcome, dry_run: bool, policy: Policy, unmonitored: Option<&
 
 fn warnings(object: &ObjectFacts, owner: &Owner, first: Option<&str>) -> Vec<String> {
     let mut out: Vec<String> = first.map(str::to_string).into_iter().collect();
-    out.push(format!(
-        "{} {} is managed by {}.",
-        object.kind,
-        object.display_name(),
-        owner.describe()
-    ));
-    let status = match owner.owned_by.as_ref().map(|o| o.kind) {
-        Some(OwnerKind::HelmOp) => "HelmOp",
-        Some(OwnerKind::Bundle) => "BundleDeployment",
-        Some(OwnerKind::GitRepo) | None => "GitRepo",
-    };
+    let what = format!("{} {}", object.kind, object.display_name());
+    let by = owner.describe();
+    // Shorten the sentence, never the owner's name: the longest form that fits.
+    out.push(fitting(&[
+        format!("{what} is managed by {by}."),
+        format!("Managed by {by}."),
+        format!("Managed by {}.", owner.describe_short()),
+    ]));
+    let status = owner.status_name();
     out.push(match owner.unmonitored {
-        Some(why) => format!(
-            "Fleet does not monitor this bundle now ({why}); its {status} status will not show it Missing."
-        ),
-        None => format!(
-            "Fleet will report it Missing in the {status} status until it is re-created."
-        ),
+        Some(why) => fitting(&[
+            format!("Fleet does not monitor this bundle now ({why}); its {status} will not show it Missing."),
+            format!("Fleet does not monitor this bundle now ({why}); not counted."),
+        ]),
+        None => fitting(&[
+            format!("Fleet will report it Missing in the {status} until it is re-created."),
+            format!("Fleet will report it Missing in the {status}."),
+        ]),
     });
-    out.push("Change it in Git instead; Fleet's drift correction may re-create it.".into());
+    out.push(format!(
+        "Change {} instead; Fleet's drift correction may re-create it.",
+        owner.source()
+    ));
     out.truncate(MAX_WARNINGS);
     out.into_iter()
         .map(|w| truncate_chars(w, MAX_WARNING_CHARS))
         .collect()
 }
 
+/// The first of `forms` that fits in a warning, else the last one (cut at a word).
+fn fitting(forms: &[String]) -> String {
+    forms
+        .iter()
+        .find(|f| f.chars().count() <= MAX_WARNING_CHARS)
+        .or(forms.last())
+        .cloned()
+        .unwrap_or_default()
+}
+
 fn denial_message(object: &ObjectFacts, owner: &Owner) -> String {
     format!(
-        "fleet-delete-guard: {} {} is managed by {}; remove it from the Git repository \
-         instead of deleting it by hand (cluster policy: deny)",
+        "fleet-delete-guard: {} {} is managed by {}; {} instead of deleting it by hand \
+         (cluster policy: deny)",
         object.kind,
         object.display_name(),
-        owner.describe()
+        owner.describe(),
+        owner.remedy()
     )
 }
 
 /// Cut `s` to at most `max` characters, marking the cut with an ellipsis.
+/// The cut falls between words when there is a space in the second half, so that a
+/// name is never cut mid-word.
 pub fn truncate_chars(s: String, max: usize) -> String {
     if s.chars().count() <= max {
         return s;
     }
     let mut cut: String = s.chars().take(max.saturating_sub(1)).collect();
+    if let Some(space) = cut
+        .rfind(' ')
+        .filter(|&i| cut[..i].chars().count() >= max / 2)
+    {
+        cut.truncate(space);
+    }
     cut.push('…');
     cut
 }
@@ -551,6 +642,43 @@ mod tests {
             decide(&with(only_annotation), &Owner::default(), &cfg).outcome,
             Outcome::Warned
         );
+    }
+
+    /// Issue #8 (a real RKE2 support bundle): the agent's namespaces carry the agent's
+    /// bootstrap id, but only fleet-controller and Rancher write them and the agent's
+    /// bundle has no Namespace: not Fleet-managed for the webhook. The agent's own
+    /// Deployment under that id is.
+    #[test]
+    fn namespaces_under_the_agent_bootstrap_id_are_not_fleets() {
+        for (ns, id) in [
+            ("cattle-fleet-system", "fleet-agent-bootstrap"),
+            (
+                "cattle-fleet-local-system",
+                "fleet-agent-bootstrap-cattle-fleet-local-system",
+            ),
+        ] {
+            let object = |kind: &str, namespace: &str, name: &str| ObjectFacts {
+                kind: kind.into(),
+                namespace: namespace.into(),
+                name: name.into(),
+                objectset_hash: Some(crate::fleet::object_set_hash(id)),
+                objectset_id: Some(id.into()),
+                terminating: false,
+            };
+            let r = Review {
+                object: Some(object("namespace", "", ns)),
+                ..review("alice", &[])
+            };
+            let v = decide(&r, &Owner::default(), &DecisionConfig::default());
+            assert_eq!(v.outcome, Outcome::NotFleet, "{ns}");
+            assert!(!v.count && v.warnings.is_empty() && v.audit_annotations.is_empty());
+            let r = Review {
+                object: Some(object("deployment", ns, "fleet-agent")),
+                ..review("alice", &[])
+            };
+            let v = decide(&r, &Owner::default(), &DecisionConfig::default());
+            assert_eq!(v.outcome, Outcome::Warned, "{ns}");
+        }
     }
 
     #[test]
@@ -722,7 +850,19 @@ mod tests {
             .warnings
             .iter()
             .all(|w| w.chars().count() <= MAX_WARNING_CHARS));
-        assert!(v.warnings[0].ends_with('…'));
+        // The sentence is shortened; the owner is named whole (issue #11).
+        assert_eq!(
+            v.warnings[0],
+            "Managed by Fleet (objectset default-lots-config2)."
+        );
+    }
+
+    #[test]
+    fn a_cut_falls_between_words() {
+        let cut = truncate_chars("aaaa bbbb cccc-dddd-eeee".to_string(), 16);
+        assert_eq!(cut, "aaaa bbbb…");
+        let cut = truncate_chars("x".repeat(30), 10);
+        assert_eq!(cut.chars().count(), 10);
     }
 
     #[test]
@@ -786,14 +926,55 @@ mod tests {
             ..owner()
         };
         let v = decide(&review("alice", &[]), &mcc, &DecisionConfig::default());
+        // Issue #11: the ManagedChart and its Bundle are named whole, no GitRepo nor Git.
         assert!(
             v.warnings[0].contains(
-                "Fleet Bundle fleet-local/mcc-rancher-monitoring (ManagedChart fleet-local/rancher-monitoring)"
-            ) || v.warnings[0].ends_with('…'),
+                "Fleet Bundle fleet-local/mcc-rancher-monitoring (ManagedChart fleet-local/rancher-monitoring)."
+            ),
             "{:?}",
             v.warnings
         );
-        assert!(v.warnings[1].contains("BundleDeployment status"));
+        assert!(
+            v.warnings[1].contains("ManagedChart fleet-local/rancher-monitoring"),
+            "{:?}",
+            v.warnings
+        );
+        assert!(
+            v.warnings[2].starts_with("Change ManagedChart fleet-local/rancher-monitoring instead"),
+            "{:?}",
+            v.warnings
+        );
+        for w in &v.warnings {
+            assert!(!w.contains("Git") && !w.ends_with('…'), "{w}");
+            assert!(w.chars().count() <= MAX_WARNING_CHARS, "{w}");
+        }
+        let applied = Owner {
+            owned_by: Some(OwnerRef::new(OwnerKind::Bundle, "fleet-local", "my-app")),
+            bundle: Some("my-app".into()),
+            ..owner()
+        };
+        let w = decide(&review("alice", &[]), &applied, &DecisionConfig::default());
+        assert!(
+            w.warnings[1].contains("in the Bundle status"),
+            "{:?}",
+            w.warnings
+        );
+        assert!(w.warnings[2].starts_with("Change Bundle fleet-local/my-app instead"));
+        assert!(
+            w.warnings.iter().all(|w| !w.contains("Git")),
+            "{:?}",
+            w.warnings
+        );
+        let denied = DecisionConfig {
+            policy: Policy::Deny,
+            ..DecisionConfig::default()
+        };
+        let d = decide(&review("alice", &[]), &mcc, &denied);
+        let denial = d.denial.unwrap_or_default();
+        assert!(
+            denial.contains("change ManagedChart fleet-local/rancher-monitoring instead"),
+            "{denial}"
+        );
         assert_eq!(
             annotation(&v, "owner"),
             Some("bundle:fleet-local/mcc-rancher-monitoring")

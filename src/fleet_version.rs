@@ -10,7 +10,7 @@
 use kube::{api::Api, Client};
 
 use crate::{
-    fleet::release::{parse_version, FleetRelease, KnownVersion, VersionError},
+    fleet::release::{parse_version, FleetVersion, KnownVersion, VersionError},
     health::Readiness,
     metrics::{FleetInfoLabels, Metrics},
     patcher::Patcher,
@@ -81,7 +81,7 @@ pub async fn resolve(
     patcher: &Patcher,
     metrics: &Metrics,
     readiness: &Readiness,
-) -> FleetRelease {
+) -> FleetVersion {
     let (found, source) = match flag.filter(|f| !f.is_empty() && *f != "auto") {
         Some(f) => match parse_version(f) {
             Ok(v) => (Some(v), Source::Flag),
@@ -107,18 +107,18 @@ pub async fn resolve(
         Some(v) => {
             if !v.known {
                 tracing::warn!(
-                    version = %v.version, rules = %v.release,
-                    "Fleet version not among the known releases (v0.12 to v0.16): using the {} rules", v.release
+                    version = %v.version, rules = %v.rules_of,
+                    "Fleet version not among the known releases (v0.12 to v0.16): using the {} rules", v.rules_of
                 );
             }
-            (v.version.clone(), v.release)
+            (v.version.clone(), v.rules_of)
         }
         None => {
             tracing::warn!(
-                rules = %FleetRelease::NEWEST,
+                rules = %FleetVersion::NEWEST,
                 "Fleet version unknown: using the newest known rules"
             );
-            ("unknown".to_string(), FleetRelease::NEWEST)
+            ("unknown".to_string(), FleetVersion::NEWEST)
         }
     };
     tracing::info!(%version, rules = %release, source = source.as_str(), "Fleet version");
@@ -127,7 +127,7 @@ pub async fn resolve(
         .fleet_info
         .get_or_create(&FleetInfoLabels {
             version: version.clone(),
-            rules: release.as_str(),
+            rules: release.to_string(),
             source: source.as_str(),
         })
         .set(1);

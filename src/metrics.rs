@@ -35,7 +35,8 @@ pub struct KindLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FleetInfoLabels {
     pub version: String,
-    pub rules: &'static str,
+    /// The release whose rules apply, down to the patch (`v0.14.3`).
+    pub rules: String,
     pub source: &'static str,
 }
 

@@ -471,6 +471,9 @@ pub fn parse(body: &[u8]) -> Result<Parsed<'_>, ReviewError> {
             if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
                 return Err(ReviewError::NotJson(one_line(&e)));
             }
+            if is_bare_request(body) {
+                return Err(ReviewError::NotAdmissionReview(BARE_REQUEST.to_string()));
+            }
             let envelope: Envelope = serde_json::from_slice(body)
                 .map_err(|e| ReviewError::NotAdmissionReview(one_line(&e)))?;
             check_type(&envelope.api_version, &envelope.kind)?;
@@ -481,6 +484,30 @@ pub fn parse(body: &[u8]) -> Result<Parsed<'_>, ReviewError> {
             })
         }
     }
+}
+
+/// What a bare AdmissionRequest is told (issue #12).
+pub const BARE_REQUEST: &str =
+    "it is a bare AdmissionRequest (uid, operation, ... at the top level); \
+    expected an admission.k8s.io/v1 AdmissionReview: {\"apiVersion\": \"admission.k8s.io/v1\", \
+    \"kind\": \"AdmissionReview\", \"request\": {...}}";
+
+/// The top-level fields that tell an AdmissionRequest sent without its envelope.
+#[derive(Deserialize)]
+struct BareRequest {
+    #[serde(default)]
+    request: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    uid: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    operation: Option<serde::de::IgnoredAny>,
+}
+
+/// The body is an object with an AdmissionRequest's `uid` and `operation` and no
+/// `request`: someone posted the request without its AdmissionReview.
+fn is_bare_request(body: &[u8]) -> bool {
+    serde_json::from_slice::<BareRequest>(body)
+        .is_ok_and(|b| b.request.is_none() && b.uid.is_some() && b.operation.is_some())
 }
 
 fn check_type(api_version: &str, kind: &str) -> Result<(), ReviewError> {
@@ -521,7 +548,10 @@ pub fn facts(request: &Request<'_>) -> Review {
             namespace: meta
                 .namespace
                 .as_deref()
-                .or(request.namespace.as_deref())
+                .or(request
+                    .namespace
+                    .as_deref()
+                    .filter(|_| !is_namespace(request)))
                 .unwrap_or_default()
                 .to_string(),
             objectset_hash: meta.objectset_hash.as_deref().map(str::to_string),
@@ -546,6 +576,12 @@ pub fn facts(request: &Request<'_>) -> Review {
             .unwrap_or_default(),
         object,
     }
+}
+
+/// A Namespace is cluster-scoped, yet kube-apiserver puts its name in
+/// `request.namespace` (the request's namespace is the object's own name there).
+fn is_namespace(request: &Request<'_>) -> bool {
+    request.resource.group.is_empty() && request.resource.resource.as_str() == "namespaces"
 }
 
 /// An allowed, empty answer for `uid` (`admission.k8s.io/v1`).
@@ -604,6 +640,49 @@ mod tests {
         assert_eq!(o.display_name(), "default/test-config2-one");
         assert_eq!(o.objectset_id.as_deref(), Some("default-lots-config2"));
         assert!(!o.terminating);
+    }
+
+    /// Issue #10: kube-apiserver sends a Namespace's DELETE with `request.namespace`
+    /// set to its own name; the Namespace is cluster-scoped and prints without one.
+    #[test]
+    fn a_namespace_is_cluster_scoped_whatever_request_namespace_says() {
+        let mut v: serde_json::Value = serde_json::from_str(REVIEW).expect("json");
+        v["request"]["kind"] =
+            serde_json::json!({"group": "", "version": "v1", "kind": "Namespace"});
+        v["request"]["resource"] =
+            serde_json::json!({"group": "", "version": "v1", "resource": "namespaces"});
+        v["request"]["name"] = "cattle-dashboards".into();
+        v["request"]["namespace"] = "cattle-dashboards".into();
+        v["request"]["oldObject"]["kind"] = "Namespace".into();
+        v["request"]["oldObject"]["metadata"]["name"] = "cattle-dashboards".into();
+        if let Some(m) = v["request"]["oldObject"]["metadata"].as_object_mut() {
+            m.remove("namespace");
+        }
+        let body = serde_json::to_vec(&v).expect("json");
+        let Ok(Parsed::Request(req)) = parse(&body) else {
+            panic!("must parse")
+        };
+        let o = facts(&req).object.expect("oldObject");
+        assert_eq!((o.kind.as_str(), o.namespace.as_str()), ("namespace", ""));
+        assert_eq!(o.display_name(), "cattle-dashboards");
+    }
+
+    /// Issue #12: the request without its envelope is told what was expected, not a
+    /// serde message about line 3 column 10.
+    #[test]
+    fn a_bare_admission_request_is_told_what_was_expected() {
+        let v: serde_json::Value = serde_json::from_str(REVIEW).expect("json");
+        let body = serde_json::to_vec_pretty(&v["request"]).expect("json");
+        let err = parse(&body).expect_err("not a review");
+        assert_eq!(err.kind(), "not_admission_review");
+        let text = err.to_string();
+        assert!(text.contains("bare AdmissionRequest"), "{text}");
+        assert!(
+            text.contains("admission.k8s.io/v1 AdmissionReview"),
+            "{text}"
+        );
+        assert!(text.contains("\"request\""), "{text}");
+        assert!(!text.contains("line 3"), "{text}");
     }
 
     #[test]

@@ -305,7 +305,8 @@ fn json_rows_are_the_fleet_deletions_sorted_by_time() {
     let row = |id: &str| rows.iter().find(|r| r["auditID"] == id).unwrap();
 
     let warned = row("e-warned");
-    assert_eq!(warned["time"], "2024-05-01T10:00:00Z");
+    // stageTimestamp (the request completed 12 ms after it was received).
+    assert_eq!(warned["time"], "2024-05-01T10:00:00.012Z");
     assert_eq!(warned["user"], "alice");
     assert_eq!(warned["groups"], json!(["devs", "system:authenticated"]));
     assert_eq!(warned["userAgent"], KUBECTL);
@@ -931,5 +932,93 @@ fn gke_aks_and_eks_exports_are_read_line_by_line_without_a_flag() {
             )
             && err.contains("exports.json:7: CloudWatch log event: "),
         "{err}"
+    );
+}
+
+/// Issues #13, #14, #15, #16 from real audit logs: v1beta1 events carrying only
+/// `timestamp`, the same auditID read from two overlapping files, a GKE export's
+/// /readyz health checks, and a deletion while the webhook was down (failed open).
+#[test]
+fn real_logs_overlapping_files_health_checks_v1beta1_and_failed_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let warned = |id: &str| {
+        Ev::delete(id, "alice", "configmaps", "default", "test-config2-one")
+            .at("2024-05-01T10:00:00Z")
+            .webhook(
+                HOOK,
+                "warned",
+                Some("fleet-local/lots"),
+                Some("lots-config2"),
+                "default-lots-config2",
+            )
+    };
+    // The v1beta1 shape: `timestamp` only.
+    let mut old = warned("e-v1beta1");
+    old.0["apiVersion"] = json!("audit.k8s.io/v1beta1");
+    let map = old.0.as_object_mut().unwrap();
+    map.remove("requestReceivedTimestamp");
+    map.remove("stageTimestamp");
+    map.insert("timestamp".into(), json!("2024-05-01T09:00:00Z"));
+    // kube-apiserver could not call the webhook: Metadata level, no object recorded.
+    let mut unseen = Ev::delete(
+        "e-unseen",
+        "bob",
+        "configmaps",
+        "default",
+        "test-config1-one",
+    )
+    .at("2024-05-01T11:00:00Z");
+    unseen.0["annotations"] = json!({
+        "failed-open.validating.webhook.admission.k8s.io/round_0_index_0": HOOK,
+        "authorization.k8s.io/decision": "allow"
+    });
+    let readyz = json!({
+        "insertId": "h1", "timestamp": "2024-05-01T10:00:01Z",
+        "protoPayload": {"@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+            "methodName": "io.k8s.get", "resourceName": "readyz",
+            "authenticationInfo": {"principalEmail": "system:anonymous"}}
+    })
+    .to_string();
+    let first = log_file(
+        dir.path(),
+        "audit.log.1",
+        &[old.line(), warned("e-dup").line(), readyz.clone()],
+    );
+    // A rotated file overlapping the previous one.
+    let second = log_file(
+        dir.path(),
+        "audit.log",
+        &[warned("e-dup").line(), unseen.line(), readyz],
+    );
+    let out = run(&["--output", "json", s(&first), s(&second)], None);
+    let rows = json_rows(&out);
+    assert_eq!(ids(&rows), ["e-v1beta1", "e-dup", "e-unseen"], "{rows:?}");
+    assert_eq!(rows[0]["time"], "2024-05-01T09:00:00Z");
+    assert_eq!(rows[2]["decision"], "failed-open");
+    assert!(
+        rows[2]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("not seen by fleet-delete-guard"),
+        "{}",
+        rows[2]
+    );
+    let err = stderr(&out);
+    assert!(!err.contains("malformed"), "{err}");
+    assert!(
+        err.contains("1 deletion read again under the same auditID skipped"),
+        "{err}"
+    );
+    assert!(
+        err.contains("2 entries skipped (GKE entry for a non-resource URL, e.g. /readyz)"),
+        "{err}"
+    );
+    // The table names them for what they are.
+    let out = run(&[s(&first), s(&second)], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("not seen (failed open)"),
+        "{}",
+        stdout(&out)
     );
 }

@@ -9,13 +9,16 @@ use fleet_delete_guard::delta::batch::{self, Change, ChangeKind};
 use fleet_delete_guard::delta::bundle_deployment::{mark_missing, unmark_missing};
 use fleet_delete_guard::delta::gitrepo::{self, GitRepoOutcome};
 use fleet_delete_guard::delta::merge_patch_diff;
-use fleet_delete_guard::delta::recompute::gitrepo_status_from_bundle_deployments;
+use fleet_delete_guard::delta::recompute::{
+    gitrepo_status_from_bundle_deployments, owner_status_for,
+};
 use fleet_delete_guard::delta::DeletedResource;
+use fleet_delete_guard::fleet::release::FleetRelease;
 use fleet_delete_guard::fleet::status::{
     BundleDeployment, BundleDeploymentStatus, GitRepo, GitRepoStatus, ModifiedStatus,
     NonReadyStatus, NonReadySummary,
 };
-use fleet_delete_guard::fleet::LABEL_BUNDLE_NAME;
+use fleet_delete_guard::fleet::{OwnerKind, LABEL_BUNDLE_NAME};
 use serde_json::{json, Value};
 
 const NOW: &str = "2026-08-21T14:30:05Z";
@@ -839,6 +842,61 @@ fn gitrepo_multi_cluster_only_that_cluster_changes() {
         .find(|r| r.name == "test-config2-one")
         .expect("entry");
     assert_eq!(entry.per_cluster_state.missing.len(), 2);
+}
+
+/// Issue #7: a multi-cluster owner seen from one cluster (only this cluster's BDs
+/// listed). Deleting an object that was not Ready — `updating`, filed under notReady
+/// from v0.13.1 and in no list before — is counted Missing on this cluster, as
+/// Fleet's recompute shows it; the owner delta must not give up as diverged.
+#[test]
+fn gitrepo_multi_cluster_deletion_of_a_not_ready_object_is_counted() {
+    for release in FleetRelease::ALL {
+        let rules = release.rules();
+        let mut list = two_cluster_bds();
+        list[1] = with_non_ready(&list[1], &["test-config2-one"]);
+        let start = owner_status_for(
+            &rules,
+            OwnerKind::GitRepo,
+            &gitrepo_status("gitrepo-lots.json"),
+            &list,
+            NOW,
+        );
+        let mut gr = start.clone();
+        let report = batch::apply_knowing(
+            &rules,
+            OwnerKind::GitRepo,
+            &mut gr,
+            &mut list,
+            &[Change {
+                bd: 1,
+                resource: cm("test-config2-one"),
+                kind: ChangeKind::Missing,
+            }],
+            NOW,
+            |b| b.cluster_id() == CLUSTER,
+        );
+        assert!(report.gitrepo_changed(), "{release}: the owner is written");
+        let want = owner_status_for(&rules, OwnerKind::GitRepo, &start, &list, NOW);
+        assert_eq!(
+            json_of(&gr.resources),
+            json_of(&want.resources),
+            "{release}"
+        );
+        assert_eq!(gr.resource_counts, want.resource_counts, "{release}");
+        assert_eq!(
+            gr.per_cluster_resource_counts, want.per_cluster_resource_counts,
+            "{release}"
+        );
+        let entry = gr
+            .resources
+            .iter()
+            .find(|r| r.name == "test-config2-one")
+            .expect("entry");
+        assert_eq!(entry.per_cluster_state.missing, [CLUSTER], "{release}");
+        assert!(entry.per_cluster_state.not_ready.is_empty(), "{release}");
+        assert_eq!(gr.per_cluster_resource_counts[CLUSTER].missing, 1);
+        assert_eq!(gr.per_cluster_resource_counts[CLUSTER].not_ready, 0);
+    }
 }
 
 #[test]

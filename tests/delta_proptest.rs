@@ -17,6 +17,7 @@ use fleet_delete_guard::fleet::release::FleetRelease;
 use fleet_delete_guard::fleet::status::{
     BundleDeployment, GitRepoStatus, NonReadyResource, ResourceCounts,
 };
+use fleet_delete_guard::fleet::OwnerKind;
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -230,17 +231,17 @@ proptest! {
     ) {
         let rules = release.rules();
         let objects = resources();
-        let original = owner_status_for(&rules, &fixture_gitrepo(), &fixture_bds(), NOW);
+        let original = owner_status_for(&rules, OwnerKind::GitRepo, &fixture_gitrepo(), &fixture_bds(), NOW);
         let mut list = fixture_bds();
         let mut gr = original.clone();
         for chunk in ops.chunks(batch_size) {
             let changes = changes_for(chunk, &objects, 0);
-            batch::apply_knowing(&rules, &mut gr, &mut list, &changes, NOW, |_| true);
-            let want = owner_status_for(&rules, &original, &list, NOW);
+            batch::apply_knowing(&rules, OwnerKind::GitRepo, &mut gr, &mut list, &changes, NOW, |_| true);
+            let want = owner_status_for(&rules, OwnerKind::GitRepo, &original, &list, NOW);
             prop_assert_eq!(strip_times(json_of(&gr)), strip_times(json_of(&want)), "{}", release);
             let mut again = gr.clone();
             let mut list_again = list.clone();
-            batch::apply_knowing(&rules, &mut again, &mut list_again, &changes, NOW, |_| true);
+            batch::apply_knowing(&rules, OwnerKind::GitRepo, &mut again, &mut list_again, &changes, NOW, |_| true);
             prop_assert_eq!(&again, &gr);
         }
     }

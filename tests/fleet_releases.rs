@@ -6,19 +6,21 @@
 //! object whose `Available` condition is false; the agent's summarizer calls that state
 //! `updating`), then the manual deletion of `default/test-config2-one`. Expected values
 //! per release, from rancher/fleet at the release tags:
-//! - v0.12.0 / v0.13.0 `internal/resourcestatus/resourcekey.go` `appendToPerClusterState`:
+//! - v0.12.19 / v0.13.0 `internal/resourcestatus/resourcekey.go` `appendToPerClusterState`:
 //!   no case for `updating` → the cluster is in no `perClusterState` list;
-//! - v0.14.0 (same file): `case "NotReady", "updating", "error"` → `notReady`;
+//! - v0.13.1 (same file): `case "NotReady", "updating"` → `notReady` (v0.14.0 adds `"error"`);
 //! - v0.16.0 `internal/cmd/controller/summary/summary.go` `MessageFromDeployment`: the
 //!   `Installed` message only when `appliedDeploymentID == deploymentID`;
-//! - v0.15.0 same file `SetReadyConditions`: a Ready condition turning True loses its reason.
+//! - v0.14.3 same file `SetReadyConditions`: a Ready condition turning True loses its
+//!   reason (not at v0.14.2 nor in any v0.13.x).
 
 use fleet_delete_guard::delta::batch::{self, Change, ChangeKind};
 use fleet_delete_guard::delta::recompute::owner_status_for;
 use fleet_delete_guard::delta::DeletedResource;
-use fleet_delete_guard::fleet::release::FleetRelease;
+use fleet_delete_guard::fleet::release::{FleetRelease, FleetVersion};
 use fleet_delete_guard::fleet::state::message_from_deployment;
 use fleet_delete_guard::fleet::status::{BundleDeployment, GitRepoStatus};
+use fleet_delete_guard::fleet::OwnerKind;
 use serde_json::{json, Value};
 
 const NOW: &str = "2026-08-21T14:30:05Z";
@@ -63,16 +65,38 @@ fn resource<'a>(
         .expect("resource listed")
 }
 
+/// Releases where a rule changes, and the newest patch of each minor.
+fn versions() -> Vec<FleetVersion> {
+    use FleetRelease::*;
+    let mut v: Vec<FleetVersion> = FleetRelease::ALL
+        .iter()
+        .map(|r| r.at(r.newest_patch()))
+        .collect();
+    v.extend([
+        V0_13.at(0),
+        V0_13.at(1),
+        V0_13.at(4),
+        V0_13.at(5),
+        V0_14.at(0),
+        V0_14.at(2),
+        V0_14.at(3),
+        V0_16.at(0),
+    ]);
+    v.sort();
+    v
+}
+
 #[test]
 fn one_deletion_written_as_each_release_computes_it() {
     let base = GitRepoStatus::from_value(&fixture("gitrepo-lots.json")["status"]).expect("status");
-    for release in FleetRelease::ALL {
+    for release in versions() {
         let rules = release.rules();
         let mut bds = bds_with_updating();
         // The GitRepo as this release shows it before the deletion.
-        let mut owner = owner_status_for(&rules, &base, &bds, NOW);
+        let mut owner = owner_status_for(&rules, OwnerKind::GitRepo, &base, &bds, NOW);
         let report = batch::apply_knowing(
             &rules,
+            OwnerKind::GitRepo,
             &mut owner,
             &mut bds,
             &[Change {
@@ -116,21 +140,20 @@ fn one_deletion_written_as_each_release_computes_it() {
             "{release}: top-level state is the first non-Ready"
         );
         let listed = updating.per_cluster_state.not_ready.clone();
-        match release {
-            FleetRelease::V0_12 | FleetRelease::V0_13 => {
-                assert!(listed.is_empty(), "{release}: updating is in no list");
-                assert!(updating.per_cluster_state.ready.is_empty(), "{release}");
-            }
-            _ => assert_eq!(
+        if release < FleetRelease::V0_13.at(1) {
+            assert!(listed.is_empty(), "{release}: updating is in no list");
+            assert!(updating.per_cluster_state.ready.is_empty(), "{release}");
+        } else {
+            assert_eq!(
                 listed,
                 ["fleet-local/local"],
                 "{release}: updating counts as notReady"
-            ),
+            );
         }
         // And the whole status is exactly that release's recompute.
         assert_eq!(
             owner,
-            owner_status_for(&rules, &owner, &bds, NOW),
+            owner_status_for(&rules, OwnerKind::GitRepo, &owner, &bds, NOW),
             "{release}"
         );
     }
@@ -151,9 +174,9 @@ fn the_installed_message_of_a_superseded_attempt_counts_before_v0_16_only() {
     }
     let bd = BundleDeployment::from_value(&v).expect("bd");
     let status = bd.status_or_default();
-    for release in FleetRelease::ALL {
+    for release in versions() {
         let m = message_from_deployment(&release.rules(), &bd.spec, &status);
-        if release >= FleetRelease::V0_16 {
+        if release >= FleetRelease::V0_16.at(0) {
             assert_eq!(m, "", "{release}");
         } else {
             assert_eq!(m, "previous attempt failed", "{release}");
@@ -162,7 +185,7 @@ fn the_installed_message_of_a_superseded_attempt_counts_before_v0_16_only() {
 }
 
 #[test]
-fn a_ready_condition_turning_true_keeps_its_reason_before_v0_15() {
+fn a_ready_condition_turning_true_keeps_its_reason_before_v0_14_3() {
     let mut base =
         GitRepoStatus::from_value(&fixture("gitrepo-lots.json")["status"]).expect("status");
     for c in base.conditions.iter_mut().filter(|c| c.type_ == "Ready") {
@@ -176,11 +199,11 @@ fn a_ready_condition_turning_true_keeps_its_reason_before_v0_15() {
         .iter()
         .map(|v| BundleDeployment::from_value(v).expect("bd"))
         .collect();
-    for release in FleetRelease::ALL {
-        let out = owner_status_for(&release.rules(), &base, &bds, NOW);
+    for release in versions() {
+        let out = owner_status_for(&release.rules(), OwnerKind::GitRepo, &base, &bds, NOW);
         let ready = out.condition("Ready").expect("Ready");
         assert_eq!(ready.status, "True", "{release}");
-        let want = if release >= FleetRelease::V0_15 {
+        let want = if release >= FleetRelease::V0_14.at(3) {
             ""
         } else {
             "Error"
@@ -282,9 +305,9 @@ async fn the_fleet_version_is_read_from_fleet_controllers_image_or_the_flag() {
         }
     };
     // No fleet-controller Deployment: the newest rules, said so.
-    assert_eq!(resolve("auto").await, FleetRelease::NEWEST);
+    assert_eq!(resolve("auto").await, FleetVersion::NEWEST);
     assert!(s.metrics.encode().contains(
-        r#"fleet_delete_guard_fleet_info{version="unknown",rules="v0.16",source="default"} 1"#
+        r#"fleet_delete_guard_fleet_info{version="unknown",rules="v0.16.1",source="default"} 1"#
     ));
     double
         .seed(json!({
@@ -297,21 +320,21 @@ async fn the_fleet_version_is_read_from_fleet_controllers_image_or_the_flag() {
                     {"name": "fleet-controller", "image": "rancher/fleet:v0.13.2"}]}}}
         }))
         .expect("seed deployment");
-    assert_eq!(resolve("auto").await, FleetRelease::V0_13);
+    assert_eq!(resolve("auto").await, FleetRelease::V0_13.at(2));
     assert!(s.metrics.encode().contains(
-        r#"fleet_delete_guard_fleet_info{version="v0.13.2",rules="v0.13",source="fleet-controller"} 1"#
+        r#"fleet_delete_guard_fleet_info{version="v0.13.2",rules="v0.13.2",source="fleet-controller"} 1"#
     ));
     assert!(
         s.readiness
             .report()
-            .contains("v0.13.2 (fleet-controller), v0.13 status rules"),
+            .contains("v0.13.2 (fleet-controller), v0.13.2 status rules"),
         "{}",
         s.readiness.report()
     );
     // The flag wins over the Deployment; a newer release uses the newest rules; a flag
     // that is not a version (refused by the command line before it gets here) is logged
     // and the newest rules apply.
-    assert_eq!(resolve("v0.14.1").await, FleetRelease::V0_14);
-    assert_eq!(resolve("v0.18.0").await, FleetRelease::NEWEST);
-    assert_eq!(resolve("not-a-version").await, FleetRelease::NEWEST);
+    assert_eq!(resolve("v0.14.1").await, FleetRelease::V0_14.at(1));
+    assert_eq!(resolve("v0.18.0").await, FleetVersion::NEWEST);
+    assert_eq!(resolve("not-a-version").await, FleetVersion::NEWEST);
 }

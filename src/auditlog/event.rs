@@ -26,6 +26,10 @@ const UNMANAGED_DECISIONS: [&str; 4] = ["not-delete", "no-object", "not-managed"
 /// (`…/round_0_index_<i>` = webhook name).
 const FAILED_OPEN_PREFIX: &str = "failed-open.validating.webhook.admission.k8s.io/";
 
+/// The reason of a deletion the webhook never saw: kube-apiserver failed open.
+pub(crate) const NOT_SEEN: &str =
+    "not seen by fleet-delete-guard: kube-apiserver could not call it and let the deletion through";
+
 /// RBAC's verdict, `allow` or `forbid`.
 const AUTHORIZATION_DECISION: &str = "authorization.k8s.io/decision";
 
@@ -104,7 +108,7 @@ pub(crate) struct Items {
 /// One deletion of a Fleet-managed object: what a row shows.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct Deletion {
-    /// `requestReceivedTimestamp` (else `stageTimestamp`).
+    /// `stageTimestamp`, else `requestReceivedTimestamp`, else `timestamp` (v1beta1).
     pub time: Timestamp,
     pub audit_id: String,
     /// `ResponseComplete` or `Panic`.
@@ -283,6 +287,9 @@ struct EventView<'a> {
     request_received_timestamp: Option<Str<'a>>,
     #[serde(borrow, default)]
     stage_timestamp: Option<Str<'a>>,
+    /// `audit.k8s.io/v1beta1`'s (and older) event time.
+    #[serde(borrow, default)]
+    timestamp: Option<Str<'a>>,
     #[serde(borrow, default)]
     annotations: Option<BTreeMap<Str<'a>, Str<'a>>>,
     #[serde(default)]
@@ -616,6 +623,7 @@ fn deletion(event: EventView<'_>, webhook_name: &str) -> Result<Parsed, String> 
         .get(&Str(Cow::Borrowed(AUTHORIZATION_DECISION)))
         .is_some_and(|v| v.0 == "forbid");
 
+    let recorded = event.request_object.is_some() || event.response_object.is_some();
     let mut marks = Marks::default();
     let mut items = None;
     let mut body_dry_run = false;
@@ -644,16 +652,29 @@ fn deletion(event: EventView<'_>, webhook_name: &str) -> Result<Parsed, String> 
             .is_some_and(|d| !UNMANAGED_DECISIONS.contains(&d))
     });
     let by_labels = marks.is_fleet();
-    if !by_webhook && !by_labels {
+    // The webhook failed open and no object was recorded (Metadata level): it matched
+    // the webhook's rules (Fleet's hash label) but nothing tells more. Reported, so
+    // deletions while it was down are not invisible.
+    let unseen = failed_open && !by_webhook && !by_labels && !recorded;
+    if !by_webhook && !by_labels && !unseen {
         return Ok(Parsed::NotFleet);
     }
 
-    let time = match (&event.request_received_timestamp, &event.stage_timestamp) {
-        (Some(t), _) | (None, Some(t)) => parse_time(&t.0)?,
-        (None, None) => return Err("no requestReceivedTimestamp nor stageTimestamp".into()),
-    };
+    let time = [
+        &event.stage_timestamp,
+        &event.request_received_timestamp,
+        &event.timestamp,
+    ]
+    .into_iter()
+    .find_map(|t| t.as_ref())
+    .ok_or("no stageTimestamp, requestReceivedTimestamp nor timestamp")?;
+    let time = parse_time(&time.0)?;
     let webhook = webhook.filter(|_| by_webhook).unwrap_or_default();
-    let reason = webhook.reason.unwrap_or_default();
+    let reason = match webhook.reason {
+        Some(reason) => reason,
+        None if failed_open => NOT_SEEN.to_string(),
+        None => String::new(),
+    };
     let dry_run = body_dry_run || uri_dry_run(&event.request_uri) || reason.contains("dry run");
     let status = event.response_status.unwrap_or_default();
     let code = status.code.and_then(|c| u16::try_from(c).ok()).unwrap_or(0);
@@ -797,7 +818,8 @@ mod tests {
     #[test]
     fn webhook_annotations_at_metadata_level_make_a_row() {
         let d = deletion(&annotate(event(), HOOK, "warned"));
-        assert_eq!(d.time.to_string(), "2024-05-01T10:00:00.123456Z");
+        // stageTimestamp first (issue #13).
+        assert_eq!(d.time.to_string(), "2024-05-01T10:00:00.14Z");
         assert_eq!((d.user.as_str(), d.groups.len()), ("alice", 2));
         assert_eq!(d.object_display(), "default/test-config2-one");
         assert_eq!(d.resource_display(), "configmaps");
@@ -1103,6 +1125,49 @@ mod tests {
         assert!(matches!(parse(&e), Ok(Parsed::NotFleet)));
     }
 
+    /// Issue #13: events with only `timestamp` (audit.k8s.io/v1beta1, and logs whose
+    /// apiVersion says v1 with v1beta1 fields) are read; stageTimestamp comes first.
+    #[test]
+    fn the_time_is_stage_then_request_received_then_timestamp() {
+        let mut e = annotate(event(), HOOK, "warned");
+        e["stageTimestamp"] = json!("2024-05-01T10:00:02Z");
+        e["requestReceivedTimestamp"] = json!("2024-05-01T10:00:01Z");
+        e["timestamp"] = json!("2024-05-01T10:00:00Z");
+        assert_eq!(deletion(&e).time.to_string(), "2024-05-01T10:00:02Z");
+        e["stageTimestamp"] = Value::Null;
+        assert_eq!(deletion(&e).time.to_string(), "2024-05-01T10:00:01Z");
+        e["requestReceivedTimestamp"] = Value::Null;
+        assert_eq!(deletion(&e).time.to_string(), "2024-05-01T10:00:00Z");
+        for api_version in ["audit.k8s.io/v1beta1", "audit.k8s.io/v1"] {
+            e["apiVersion"] = json!(api_version);
+            assert_eq!(deletion(&e).time.to_string(), "2024-05-01T10:00:00Z");
+        }
+        e["timestamp"] = Value::Null;
+        let err = parse(&e).unwrap_err();
+        assert!(err.contains("nor timestamp"), "{err}");
+    }
+
+    /// Issue #16: a deletion while the webhook was down (kube-apiserver failed open)
+    /// at Metadata level carries no object: reported as not seen by the webhook.
+    #[test]
+    fn a_deletion_the_webhook_never_saw_is_reported() {
+        let mut e = event();
+        e["annotations"] = json!({
+            "failed-open.validating.webhook.admission.k8s.io/round_0_index_0": HOOK,
+            "authorization.k8s.io/decision": "allow"
+        });
+        let d = deletion(&e);
+        assert_eq!(d.decision, "failed-open");
+        assert_eq!(d.reason, NOT_SEEN);
+        assert!(!d.by_webhook && !d.by_labels);
+        assert_eq!(d.object_display(), "default/test-config2-one");
+        // Another webhook's failure says nothing about this one.
+        e["annotations"] = json!({
+            "failed-open.validating.webhook.admission.k8s.io/round_0_index_0": "other.example.com"
+        });
+        assert!(matches!(parse(&e), Ok(Parsed::NotFleet)));
+    }
+
     #[test]
     fn malformed_lines_are_errors_never_panics() {
         for line in [
@@ -1120,7 +1185,7 @@ mod tests {
             );
         }
         let mut e = annotate(event(), HOOK, "warned");
-        e["requestReceivedTimestamp"] = json!("yesterday");
+        e["stageTimestamp"] = json!("yesterday");
         assert!(parse(&e).unwrap_err().contains("bad timestamp"));
         e["requestReceivedTimestamp"] = Value::Null;
         e["stageTimestamp"] = Value::Null;

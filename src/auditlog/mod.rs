@@ -344,6 +344,10 @@ fn report_to(
                     provider::Unwrapped::Events(records) => {
                         let several = records.len() > 1;
                         for (i, record) in records.into_iter().enumerate() {
+                            if let Some(reason) = record.skipped {
+                                stats.skipped(reason);
+                                continue;
+                            }
                             let guard_change = record
                                 .event
                                 .as_ref()
@@ -432,6 +436,12 @@ fn count(
         }
         Parsed::Deletion(d) => {
             stats.events += 1;
+            // Overlapping inputs (rotated files, concatenated or re-downloaded exports)
+            // repeat events: each auditID is reported once.
+            if !d.audit_id.is_empty() && !report.first_sight(&d.audit_id) {
+                stats.duplicates += 1;
+                return Ok(());
+            }
             stats.deletions += 1;
             stats.fleet_deletions += 1;
             if !filter.keeps(&d) {

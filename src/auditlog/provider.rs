@@ -42,7 +42,16 @@ pub(crate) struct Record {
     pub from: &'static str,
     /// The audit event's JSON, or why the record holds none.
     pub event: Result<Vec<u8>, String>,
+    /// A well-formed record that holds no Kubernetes API request (counted as skipped
+    /// by this reason, not as malformed).
+    pub skipped: Option<&'static str>,
 }
+
+/// GKE logs kube-apiserver's non-resource requests (`/readyz`, `/livez`, `/version`:
+/// methodName `io.k8s.get`, no resource) next to the API's.
+pub(crate) const GKE_NON_RESOURCE: &str = "GKE entry for a non-resource URL, e.g. /readyz";
+/// A Cloud Logging export may hold other services' audit logs too.
+pub(crate) const GKE_NOT_KUBERNETES: &str = "GKE entry of another service than Kubernetes";
 
 /// How deep arrays and wrappers may nest (`{"records":[…]}` inside an array is 2).
 const MAX_DEPTH: usize = 4;
@@ -109,7 +118,11 @@ const AZURE: &str = "Azure diagnostic record";
 const CLOUDWATCH: &str = "CloudWatch log event";
 
 fn collect(value: &Value, depth: usize, out: &mut Vec<Record>) {
-    let record = |from, event| Record { from, event };
+    let record = |from, event| Record {
+        from,
+        event,
+        skipped: None,
+    };
     if depth > MAX_DEPTH {
         let error = format!("wrappers nested deeper than {MAX_DEPTH}");
         out.push(record(IN_A_LIST, Err(error)));
@@ -120,10 +133,17 @@ fn collect(value: &Value, depth: usize, out: &mut Vec<Record>) {
         Value::String(s) => out.push(record(IN_A_LIST, Ok(s.as_bytes().to_vec()))),
         Value::Object(o) => match form(o) {
             None => out.push(record(IN_A_LIST, Ok(value.to_string().into_bytes()))),
-            Some(Form::GkeEntry) => {
-                let event = gke_event(o).map(|e| e.to_string().into_bytes());
-                out.push(record(GKE, event));
-            }
+            Some(Form::GkeEntry) => match gke_skip(o) {
+                Some(reason) => out.push(Record {
+                    from: GKE,
+                    event: Err(reason.to_string()),
+                    skipped: Some(reason),
+                }),
+                None => {
+                    let event = gke_event(o).map(|e| e.to_string().into_bytes());
+                    out.push(record(GKE, event));
+                }
+            },
             Some(Form::AzureRecord) => out.push(record(AZURE, azure_event(o))),
             Some(Form::AzureBlob) => match &o["records"] {
                 Value::Array(records) => records.iter().for_each(|r| collect(r, depth + 1, out)),
@@ -200,6 +220,18 @@ fn cloudwatch_event(o: &Map<String, Value>) -> Result<Vec<u8>, String> {
         None => ("@message", &o["@message"]),
     };
     embedded(message, key)
+}
+
+/// Why a GKE entry holds no Kubernetes API request, if it holds none: another
+/// service's method, or a Kubernetes method without a resource (`io.k8s.get` on
+/// `/readyz`). Entries without a methodName are malformed, not skipped.
+fn gke_skip(entry: &Map<String, Value>) -> Option<&'static str> {
+    let method = entry.get("protoPayload")?.get("methodName")?.as_str()?;
+    match method.strip_prefix("io.k8s.") {
+        None => Some(GKE_NOT_KUBERNETES),
+        Some(rest) if !rest.contains('.') => Some(GKE_NON_RESOURCE),
+        Some(_) => None,
+    }
 }
 
 /// The audit.k8s.io/v1 event a GKE Cloud Logging entry stands for.
@@ -609,10 +641,6 @@ mod tests {
             (entry(&|e| e["protoPayload"] = json!("x")), "GKE Cloud Logging entry: protoPayload is not an object"),
             (entry(&|e| e["protoPayload"]["methodName"] = Value::Null), "GKE Cloud Logging entry: no protoPayload.methodName"),
             (
-                entry(&|e| e["protoPayload"]["methodName"] = json!("google.container.v1.ClusterManager.CreateCluster")),
-                "GKE Cloud Logging entry: methodName \"google.container.v1.ClusterManager.CreateCluster\" is not a Kubernetes API method (io.k8s.…)",
-            ),
-            (
                 entry(&|e| e["protoPayload"]["resourceName"] = json!("projects/p/zones/z/clusters/c")),
                 "GKE Cloud Logging entry: resourceName \"projects/p/zones/z/clusters/c\" is not <group>/<version>/…/<resource>",
             ),
@@ -645,6 +673,35 @@ mod tests {
         let bad_event = json!({"message": "{\"kind\":\"Event\"}"}).to_string();
         let [r] = records(&bad_event).try_into().expect("one");
         assert!(parse_line(&r.event.expect("bytes"), HOOK).is_err());
+    }
+
+    /// Issue #15: a GKE export is full of kube-apiserver's health checks (`io.k8s.get`
+    /// on /readyz) and may hold other services' entries: skipped by reason, not
+    /// malformed.
+    #[test]
+    fn gke_entries_without_a_kubernetes_api_request_are_skipped_by_reason() {
+        let entry = |method: &str, resource: &str| {
+            let mut e = gke_entry();
+            e["protoPayload"]["methodName"] = json!(method);
+            e["protoPayload"]["resourceName"] = json!(resource);
+            e.to_string()
+        };
+        for (line, reason) in [
+            (entry("io.k8s.get", "readyz"), GKE_NON_RESOURCE),
+            (entry("io.k8s.get", "/livez"), GKE_NON_RESOURCE),
+            (
+                entry(
+                    "google.container.v1.ClusterManager.CreateCluster",
+                    "projects/p/zones/z/clusters/c",
+                ),
+                GKE_NOT_KUBERNETES,
+            ),
+        ] {
+            let [r] = records(&line).try_into().expect("one");
+            assert_eq!(r.skipped, Some(reason), "{line}");
+        }
+        let [r] = records(&gke_entry().to_string()).try_into().expect("one");
+        assert_eq!(r.skipped, None);
     }
 
     fn e_str() -> String {

@@ -312,6 +312,11 @@ pub(crate) struct Stats {
     pub printed: u64,
     pub malformed: u64,
     pub malformed_examples: Vec<String>,
+    /// Lines that are well-formed but hold no Kubernetes audit event, by reason (e.g.
+    /// a GKE export's health checks).
+    pub skipped: std::collections::BTreeMap<&'static str, u64>,
+    /// Deletions read again under an auditID already reported (overlapping inputs).
+    pub duplicates: u64,
 }
 
 const MALFORMED_EXAMPLES: usize = 3;
@@ -324,6 +329,11 @@ impl Stats {
             self.malformed_examples
                 .push(format!("{source}:{line}: {error}"));
         }
+    }
+
+    /// A line (or record) holding no Kubernetes audit event, for `reason`.
+    pub(crate) fn skipped(&mut self, reason: &'static str) {
+        *self.skipped.entry(reason).or_default() += 1;
     }
 
     /// `N malformed lines skipped (first: file:line: why; …)`, when there were any.
@@ -361,6 +371,19 @@ impl Stats {
                 "; {} RequestReceived/ResponseStarted {} skipped",
                 self.other_stage,
                 plural(self.other_stage, "event", "events")
+            ));
+        }
+        if self.duplicates > 0 {
+            line.push_str(&format!(
+                "; {} {} read again under the same auditID skipped",
+                self.duplicates,
+                plural(self.duplicates, "deletion", "deletions")
+            ));
+        }
+        for (reason, n) in &self.skipped {
+            line.push_str(&format!(
+                "; {n} {} skipped ({reason})",
+                plural(*n, "entry", "entries")
             ));
         }
         if with_malformed && self.malformed > 0 {
@@ -463,7 +486,10 @@ fn table_cells(d: &Deletion) -> [String; 11] {
         d.object_display(),
         dash(d.owner_key()).to_string(),
         dash(&d.bundle).to_string(),
-        dash(&d.decision).to_string(),
+        match d.decision.as_str() {
+            "failed-open" => "not seen (failed open)".to_string(),
+            decision => dash(decision).to_string(),
+        },
         if d.dry_run { "yes" } else { "no" }.to_string(),
         result,
     ]
@@ -507,9 +533,19 @@ pub(crate) struct Report {
     by_user: HashMap<Sym, Counts>,
     /// (owner, user) pairs seen, for the USERS/GITREPOS columns.
     pairs: HashSet<(Sym, Sym)>,
+    /// auditIDs of the deletions read so far.
+    audit_ids: HashSet<String>,
 }
 
 impl Report {
+    /// True the first time `audit_id` is seen.
+    pub(crate) fn first_sight(&mut self, audit_id: &str) -> bool {
+        if self.audit_ids.contains(audit_id) {
+            return false;
+        }
+        self.audit_ids.insert(audit_id.to_string())
+    }
+
     pub(crate) fn new(json: bool) -> Self {
         Report {
             strings: Strings::new(),
@@ -519,6 +555,7 @@ impl Report {
             by_owner: HashMap::new(),
             by_user: HashMap::new(),
             pairs: HashSet::new(),
+            audit_ids: HashSet::new(),
         }
     }
 
@@ -716,6 +753,7 @@ impl<'d> JsonRow<'d> {
             recognised_by: match (d.by_webhook, d.by_labels) {
                 (true, true) => "webhook+labels",
                 (false, true) => "labels",
+                (false, false) => "failed-open",
                 _ => "webhook",
             },
             items: d.items,
@@ -992,6 +1030,17 @@ mod tests {
              events skipped; 5 malformed lines skipped"
         );
         assert!(!stats.counts_line(false).contains("malformed"));
+        stats.duplicates = 2;
+        stats.skipped("GKE entry for a non-resource URL, e.g. /readyz");
+        stats.skipped("GKE entry for a non-resource URL, e.g. /readyz");
+        assert!(
+            stats.counts_line(false).ends_with(
+                "; 2 deletions read again under the same auditID skipped; 2 entries skipped \
+                 (GKE entry for a non-resource URL, e.g. /readyz)"
+            ),
+            "{}",
+            stats.counts_line(false)
+        );
         assert_eq!(
             stats.malformed_summary().unwrap(),
             "5 malformed lines skipped (first: a.log:1: expected value; a.log:2: expected \

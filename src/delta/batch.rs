@@ -5,6 +5,7 @@
 
 use crate::fleet::release::StatusRules;
 use crate::fleet::status::{BundleDeployment, OwnerStatus};
+use crate::fleet::OwnerKind;
 
 use super::bundle_deployment;
 pub use super::change::ChangeKind;
@@ -48,13 +49,22 @@ pub fn apply(
     changes: &[Change],
     now: &str,
 ) -> BatchReport {
-    apply_knowing(&StatusRules::default(), owner, bds, changes, now, |_| true)
+    apply_knowing(
+        &StatusRules::default(),
+        OwnerKind::GitRepo,
+        owner,
+        bds,
+        changes,
+        now,
+        |_| true,
+    )
 }
 
-/// [`apply`] when the worker's list of the owner's BDs returns only those `known`
-/// accepts (e.g. this cluster's); the changed BDs are always known.
+/// [`apply`] to an owner of `kind` when the worker's list of the owner's BDs returns
+/// only those `known` accepts (e.g. this cluster's); the changed BDs are always known.
 pub fn apply_knowing(
     rules: &StatusRules,
+    kind: OwnerKind,
     owner: &mut OwnerStatus,
     bds: &mut [BundleDeployment],
     changes: &[Change],
@@ -74,21 +84,28 @@ pub fn apply_knowing(
         }
     }
     let mut report = BatchReport::default();
+    // As read before each write (the worker keeps the copy its patch was computed on).
+    let mut before: Vec<Option<BundleDeployment>> = Vec::with_capacity(per_bd.len());
     for (i, list) in &per_bd {
         if let Some(status) = bundle_deployment::status_after(&bds[*i], list, now) {
+            before.push(Some(bds[*i].clone()));
             bds[*i].status = Some(status);
             report.changed_bds.push(*i);
+        } else {
+            before.push(None);
         }
     }
     let written: Vec<WrittenBundleDeployment<'_>> = per_bd
         .iter()
-        .map(|(i, list)| WrittenBundleDeployment {
+        .zip(&before)
+        .map(|((i, list), before)| WrittenBundleDeployment {
             bundle_deployment: &bds[*i],
             changes: list,
+            before: before.as_ref(),
         })
         .collect();
     let listed: Vec<BundleDeployment> = bds.iter().filter(|b| known(b)).cloned().collect();
-    if let Some(status) = owner::status_after(rules, Some(owner), &written, &listed, now) {
+    if let Some(status) = owner::status_after(rules, kind, Some(owner), &written, &listed, now) {
         *owner = status;
         report.owner_changed = true;
     }

@@ -10,9 +10,10 @@
 
 use crate::fleet::release::StatusRules;
 use crate::fleet::status::{BundleDeployment, OwnerStatus};
+use crate::fleet::OwnerKind;
 
 use super::change::{ChangeKind, ResourceChange};
-use super::gitrepo::{self, all_known, same_bd};
+use super::gitrepo::{self, all_known, same_bd, GitRepoOutcome, OwnerRules};
 use super::recompute::owner_status_for;
 
 /// A BundleDeployment as written by this batch, with the changes written to it.
@@ -20,12 +21,16 @@ use super::recompute::owner_status_for;
 pub struct WrittenBundleDeployment<'a> {
     pub bundle_deployment: &'a BundleDeployment,
     pub changes: &'a [ResourceChange],
+    /// The BundleDeployment as read just before this batch's write, when the write
+    /// changed it: the owner's incremental delta starts from it instead of rebuilding
+    /// the "before" state (which would assume a deleted object was Ready).
+    pub before: Option<&'a BundleDeployment>,
 }
 
-/// The owner status to write, or `None` when `status` already says it. `rules` are
-/// the running Fleet release's: they decide the exact recompute; the incremental
-/// deltas (an owner some of whose BundleDeployments are unknown) follow the newest
-/// release's rules.
+/// The status of the owner (of `kind`) to write, or `None` when `status` already says
+/// it. `rules` are the running Fleet release's: both the exact recompute and the
+/// incremental deltas (an owner some of whose BundleDeployments are unknown) follow
+/// them.
 ///
 /// `known` is the owner's BundleDeployments as listed after `status` was read (may be
 /// empty when the list failed); `written` are those this batch changed, in the state
@@ -33,6 +38,7 @@ pub struct WrittenBundleDeployment<'a> {
 /// the list is newer.
 pub fn status_after(
     rules: &StatusRules,
+    kind: OwnerKind,
     status: Option<&OwnerStatus>,
     written: &[WrittenBundleDeployment<'_>],
     known: &[BundleDeployment],
@@ -47,23 +53,38 @@ pub fn status_after(
     }
     if let Some(all) = all_known(&orig, view.iter().copied()) {
         let all: Vec<BundleDeployment> = all.into_iter().cloned().collect();
-        let new = owner_status_for(rules, &orig, &all, now);
+        let new = owner_status_for(rules, kind, &orig, &all, now);
         return (new != orig).then_some(new);
     }
     let view: Vec<BundleDeployment> = view.into_iter().cloned().collect();
+    let owner = OwnerRules {
+        rules: *rules,
+        kind,
+    };
     let mut status = orig.clone();
     for w in written {
         let current = view
             .iter()
             .find(|k| same_bd(k, w.bundle_deployment))
             .unwrap_or(w.bundle_deployment);
+        if let Some(before) = w.before {
+            // The real transition of this batch's write: exact whatever state the
+            // object was in (Ready, NotReady, in no list).
+            let mut moved = status.clone();
+            let outcome =
+                gitrepo::apply_change_for(&owner, &mut moved, before, current, &view, now);
+            if outcome != GitRepoOutcome::Diverged {
+                status = moved;
+                continue;
+            }
+        }
         for c in w.changes {
             match c.kind {
                 ChangeKind::Missing => {
-                    gitrepo::mark_missing(&mut status, current, &c.resource, &view, now)
+                    gitrepo::change(&owner, &mut status, current, &c.resource, &view, now, true)
                 }
                 ChangeKind::Restored => {
-                    gitrepo::unmark_missing(&mut status, current, &c.resource, &view, now)
+                    gitrepo::change(&owner, &mut status, current, &c.resource, &view, now, false)
                 }
             };
         }

@@ -13,7 +13,7 @@ use crate::fleet::state::{deployment_state, READY};
 use crate::fleet::status::{
     BundleDeployment, BundleSummary, GitRepoStatus, Resource, ResourceCounts,
 };
-use crate::fleet::ResourceKey;
+use crate::fleet::{OwnerKind, ResourceKey};
 
 use super::resource_states::{bundle_deployment_resource_states, ResourceState};
 use super::summary::{
@@ -38,13 +38,34 @@ pub fn gitrepo_status_from_bundle_deployments(
     bds: &[BundleDeployment],
     now: &str,
 ) -> GitRepoStatus {
-    owner_status_for(&StatusRules::default(), status, bds, now)
+    owner_status_for(
+        &StatusRules::default(),
+        OwnerKind::GitRepo,
+        status,
+        bds,
+        now,
+    )
 }
 
-/// [`gitrepo_status_from_bundle_deployments`] as the Fleet release with `rules`
-/// computes it (GitRepo and HelmOp alike).
+/// Fleet's HelmOp status controller (`helmops/reconciler/helmop_status.go`,
+/// `setStatusHelm`) as a pure function: the same `StatusBase` fields as a GitRepo's,
+/// but the display state is never `GitUpdating` and the Ready condition is the
+/// HelmOp's own (`Modified(1) [Bundle b]; …`), never a Bundle's copied one.
+pub fn helmop_status_from_bundle_deployments(
+    status: &GitRepoStatus,
+    bds: &[BundleDeployment],
+    now: &str,
+) -> GitRepoStatus {
+    owner_status_for(&StatusRules::default(), OwnerKind::HelmOp, status, bds, now)
+}
+
+/// The status the owner's status controller writes, as the Fleet release with `rules`
+/// computes it: [`gitrepo_status_from_bundle_deployments`] for a GitRepo,
+/// [`helmop_status_from_bundle_deployments`] for a HelmOp (any other kind is computed
+/// like a HelmOp: `StatusBase` alone).
 pub fn owner_status_for(
     rules: &StatusRules,
+    kind: OwnerKind,
     status: &GitRepoStatus,
     bds: &[BundleDeployment],
     now: &str,
@@ -87,7 +108,7 @@ pub fn owner_status_for(
     out.resource_counts = Some(total);
     out.per_cluster_resource_counts = by_cluster;
 
-    set_bundle_deployment_fields(rules, &mut out, &sorted, now);
+    set_bundle_deployment_fields(rules, kind, &mut out, &sorted, now);
     out
 }
 
@@ -95,8 +116,10 @@ pub fn owner_status_for(
 /// desiredReadyClusters, display and the Ready condition, from all of the
 /// GitRepo's BDs sorted by UID. Previous values in `status` only supply
 /// unknown fields, the display message fallback, and condition timestamps.
+/// A HelmOp (`kind`) gets its own Ready condition and no `GitUpdating`.
 pub(crate) fn set_bundle_deployment_fields(
     rules: &StatusRules,
+    kind: OwnerKind,
     status: &mut GitRepoStatus,
     sorted: &[&BundleDeployment],
     now: &str,
@@ -143,7 +166,7 @@ pub(crate) fn set_bundle_deployment_fields(
 
     // summary.SetReadyConditions(gitrepo, "Bundle", summary)
     let own = ready_message(&summary, "Bundle");
-    // The reason stays, except that v0.15 clears it when Ready becomes True.
+    // The reason stays, except that v0.14.3 on clears it when Ready becomes True.
     let reason = if own.is_empty() && rules.ready_true_clears_reason {
         String::new()
     } else {
@@ -153,15 +176,30 @@ pub(crate) fn set_bundle_deployment_fields(
             .unwrap_or_default()
     };
 
-    // display, GitUpdating
+    // display, and GitUpdating for a GitRepo only (status_controller.go)
     let previous = status.display.clone().unwrap_or_default();
+    let git_job_status = (kind == OwnerKind::GitRepo).then_some(status.git_job_status.as_str());
     status.display = Some(display_from_summary(
         &summary,
-        &status.git_job_status,
+        git_job_status,
         &previous,
         Some(&max_state_message(rules, sorted)),
     ));
     status.summary = Some(summary);
+
+    if kind != OwnerKind::GitRepo {
+        // setStatusHelm: SetReadyConditions only, no Bundle's condition copied.
+        let status_bool = if own.is_empty() { "True" } else { "False" };
+        set_condition(
+            &mut status.conditions,
+            "Ready",
+            status_bool,
+            &own,
+            &reason,
+            now,
+        );
+        return;
+    }
 
     // setReadyStatusFromBundle: first not-ready bundle wins.
     let mut bundles: Vec<Vec<&BundleDeployment>> = Vec::new();

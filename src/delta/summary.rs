@@ -139,13 +139,14 @@ pub fn is_bundle_state_message(message: &str) -> bool {
 
 /// GitRepo `display` from its summary: `readyBundleDeployments`, the
 /// highest-ranked state (`""` when all Ready) with the message of its first
-/// BD, and `GitUpdating` while the git job is not `Current`.
+/// BD, and `GitUpdating` while the git job is not `Current`. A HelmOp
+/// (`git_job_status` `None`) never shows `GitUpdating`.
 ///
 /// `previous` supplies the message when the BD in that state is beyond the
 /// 10 listed entries.
 pub fn display_from_summary(
     summary: &BundleSummary,
-    git_job_status: &str,
+    git_job_status: Option<&str>,
     previous: &StatusDisplay,
     max_state_message: Option<&str>,
 ) -> StatusDisplay {
@@ -184,10 +185,10 @@ pub fn display_from_summary(
     };
     let mut display = previous.clone();
     display.ready_bundle_deployments = format!("{}/{}", summary.ready, summary.desired_ready);
-    display.state = if git_job_status == "Current" {
-        max_state.to_string()
-    } else {
-        "GitUpdating".to_string()
+    // Only the GitRepo status controller shows `GitUpdating` (a HelmOp has no job).
+    display.state = match git_job_status {
+        Some(job) if job != "Current" => "GitUpdating".to_string(),
+        _ => max_state.to_string(),
     };
     display.error = !message.is_empty();
     display.message = message;
@@ -264,20 +265,23 @@ mod tests {
             message: "mod".into(),
             ..entry("y", "Modified", &[])
         });
-        let d = display_from_summary(&s, "Current", &StatusDisplay::default(), None);
+        let d = display_from_summary(&s, Some("Current"), &StatusDisplay::default(), None);
         assert_eq!(
             (d.state.as_str(), d.message.as_str(), d.error),
             ("Modified", "mod", true)
         );
         assert_eq!(d.ready_bundle_deployments, "1/3");
-        let d = display_from_summary(&s, "GitUpdating", &StatusDisplay::default(), None);
+        let d = display_from_summary(&s, Some(""), &StatusDisplay::default(), None);
         assert_eq!(d.state, "GitUpdating");
+        // helmop_status.go: a HelmOp shows the BDs' state whatever a job would say.
+        let d = display_from_summary(&s, None, &StatusDisplay::default(), None);
+        assert_eq!(d.state, "Modified");
         let all_ready = BundleSummary {
             ready: 2,
             desired_ready: 2,
             ..Default::default()
         };
-        let d = display_from_summary(&all_ready, "Current", &StatusDisplay::default(), None);
+        let d = display_from_summary(&all_ready, Some("Current"), &StatusDisplay::default(), None);
         assert_eq!((d.state.as_str(), d.error), ("", false));
     }
 

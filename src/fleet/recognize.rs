@@ -73,6 +73,35 @@ pub fn has_agent_shape(id: &str) -> bool {
         .is_some_and(|bd| !bd.is_empty())
 }
 
+/// The kinds (lower case) in the agent's own bundle, the only BundleDeployment whose
+/// objects carry a `fleet-agent-bootstrap[-<scope>]` id: `agent.Manifest` in
+/// `internal/cmd/controller/agentmanagement/agent/manifest.go` (called by
+/// `manageagent.go`; the same at v0.12.19, v0.13.15, v0.14.10, v0.15.6 and v0.16.1)
+/// builds a ClusterRole, a ClusterRoleBinding, two ServiceAccounts, the agent's
+/// Deployment and a NetworkPolicy. fleet-controller's import (`agent.AgentWithConfig`)
+/// and Rancher also apply the agent's Namespace, Secrets and ConfigMap under that id,
+/// but no bundle contains them: Fleet never reports them Missing.
+pub const AGENT_BUNDLE_KINDS: [&str; 5] = [
+    "clusterrole",
+    "clusterrolebinding",
+    "serviceaccount",
+    "deployment",
+    "networkpolicy",
+];
+
+/// True when an object of `kind` (any case) with this id cannot be in any bundle of
+/// Fleet's agent: the id is the agent bootstrap's and the agent's bundle has no such kind.
+pub fn outside_agent_bundle(id: &str, kind: &str) -> bool {
+    let bootstrap = id == AGENT_BOOTSTRAP_SET_ID
+        || id
+            .strip_prefix(AGENT_BOOTSTRAP_SET_ID)
+            .is_some_and(|rest| rest.starts_with('-'));
+    bootstrap
+        && !AGENT_BUNDLE_KINDS
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(kind))
+}
+
 /// Lower-case alphanumerics, `-` and `.`, as Fleet's names are.
 fn is_dns_label_like(s: &str) -> bool {
     !s.is_empty()
@@ -236,6 +265,26 @@ mod tests {
                 "{what}"
             );
         }
+    }
+
+    /// Issue #8: a real RKE2 support bundle has `cattle-fleet-system` (id
+    /// `fleet-agent-bootstrap`) and `cattle-fleet-local-system` (id
+    /// `fleet-agent-bootstrap-cattle-fleet-local-system`) written by fleet-controller and
+    /// Rancher only; the agent's bundle deploys no Namespace.
+    #[test]
+    fn the_agent_bundle_deploys_no_namespace() {
+        for id in [
+            "fleet-agent-bootstrap",
+            "fleet-agent-bootstrap-cattle-fleet-local-system",
+        ] {
+            assert!(outside_agent_bundle(id, "namespace"), "{id}");
+            assert!(outside_agent_bundle(id, "Secret"), "{id}");
+            assert!(outside_agent_bundle(id, "configmap"), "{id}");
+            assert!(!outside_agent_bundle(id, "deployment"), "{id}");
+            assert!(!outside_agent_bundle(id, "ServiceAccount"), "{id}");
+        }
+        assert!(!outside_agent_bundle("default-lots-config2", "namespace"));
+        assert!(!outside_agent_bundle("fleet-agent-bootstrapx", "namespace"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Fleet releases and the status rules that differ between them.
 //!
-//! Each rule names the release that introduced it and the file of rancher/fleet where it
-//! lives; everything else the webhook computes is unchanged from v0.12.0 to v0.16.1
+//! Each rule names the release (down to the patch) that introduced it and the file of
+//! rancher/fleet where it lives; everything else the webhook computes is unchanged from v0.12.0 to v0.16.1
 //! (BundleDeployment and StatusBase field paths, `calculateResourceCounts`).
 
 use std::fmt;
@@ -37,14 +37,67 @@ impl FleetRelease {
         }
     }
 
-    /// The status rules of this release.
-    pub fn rules(self) -> StatusRules {
-        StatusRules {
-            updating_and_error_are_not_ready: self >= FleetRelease::V0_14,
-            per_cluster_state_cap: self >= FleetRelease::V0_14,
-            ready_true_clears_reason: self >= FleetRelease::V0_15,
-            installed_message_only_when_applied: self >= FleetRelease::V0_16,
+    /// The newest patch release of this minor whose rules were checked (tags of
+    /// rancher/fleet up to August 2026).
+    pub fn newest_patch(self) -> u64 {
+        match self {
+            FleetRelease::V0_12 => 19,
+            FleetRelease::V0_13 => 15,
+            FleetRelease::V0_14 => 10,
+            FleetRelease::V0_15 => 6,
+            FleetRelease::V0_16 => 1,
         }
+    }
+
+    /// This release at patch `patch`.
+    pub fn at(self, patch: u64) -> FleetVersion {
+        FleetVersion {
+            release: self,
+            patch,
+        }
+    }
+
+    /// The status rules of this release's newest known patch ([`Self::newest_patch`]);
+    /// rules change within a minor release, see [`FleetVersion::rules`].
+    pub fn rules(self) -> StatusRules {
+        self.at(self.newest_patch()).rules()
+    }
+}
+
+/// A Fleet release down to its patch: the status rules change between patch
+/// releases (v0.13.0 vs v0.13.1 vs v0.13.5, v0.14.0 vs v0.14.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FleetVersion {
+    pub release: FleetRelease,
+    pub patch: u64,
+}
+
+impl FleetVersion {
+    /// The newest known release, used for unknown and newer versions.
+    pub const NEWEST: FleetVersion = FleetVersion {
+        release: FleetRelease::NEWEST,
+        patch: 1,
+    };
+
+    /// The status rules of this release. Each rule is on from the first patch release
+    /// that has it (checked at every patch tag of rancher/fleet v0.12.0–v0.16.1) and
+    /// stays on in every later one.
+    pub fn rules(self) -> StatusRules {
+        use FleetRelease::*;
+        let since = |release: FleetRelease, patch: u64| self >= release.at(patch);
+        StatusRules {
+            updating_is_not_ready: since(V0_13, 1),
+            error_is_not_ready: since(V0_14, 0),
+            per_cluster_state_cap: since(V0_13, 5),
+            ready_true_clears_reason: since(V0_14, 3),
+            installed_message_only_when_applied: since(V0_16, 0),
+        }
+    }
+}
+
+impl fmt::Display for FleetVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.release, self.patch)
     }
 }
 
@@ -60,6 +113,10 @@ pub struct KnownVersion {
     /// As given, e.g. `v0.14.3` (a `v` is added when missing).
     pub version: String,
     pub release: FleetRelease,
+    /// The release and patch whose rules apply: `v0.14.3` → v0.14.3; a pre-release
+    /// (`v0.14.3-rc.2`) gets its patch's rules; no patch (`v0.14`) means `.0`; versions
+    /// before v0.12 get v0.12.0's rules, newer ones the newest known release's.
+    pub rules_of: FleetVersion,
     /// False when the version is not one of the known releases: the newest rules apply.
     pub known: bool,
 }
@@ -84,24 +141,26 @@ pub fn parse_version(input: &str) -> Result<KnownVersion, VersionError> {
     let mut parts = core.split('.');
     let major: u64 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(err)?;
     let minor: u64 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(err)?;
-    if let Some(patch) = parts.next() {
-        patch.parse::<u64>().map_err(|_| err())?;
-    }
+    let patch: u64 = match parts.next() {
+        Some(p) => p.parse().map_err(|_| err())?,
+        None => 0,
+    };
     if parts.next().is_some() {
         return Err(err());
     }
-    let (release, known) = match (major, minor) {
-        (0, m) if m < 12 => (FleetRelease::V0_12, false),
-        (0, 12) => (FleetRelease::V0_12, true),
-        (0, 13) => (FleetRelease::V0_13, true),
-        (0, 14) => (FleetRelease::V0_14, true),
-        (0, 15) => (FleetRelease::V0_15, true),
-        (0, 16) => (FleetRelease::V0_16, true),
-        _ => (FleetRelease::NEWEST, false),
+    let (rules_of, known) = match (major, minor) {
+        (0, m) if m < 12 => (FleetRelease::V0_12.at(0), false),
+        (0, 12) => (FleetRelease::V0_12.at(patch), true),
+        (0, 13) => (FleetRelease::V0_13.at(patch), true),
+        (0, 14) => (FleetRelease::V0_14.at(patch), true),
+        (0, 15) => (FleetRelease::V0_15.at(patch), true),
+        (0, 16) => (FleetRelease::V0_16.at(patch), true),
+        _ => (FleetVersion::NEWEST, false),
     };
     Ok(KnownVersion {
         version: format!("v{v}"),
-        release,
+        release: rules_of.release,
+        rules_of,
         known,
     })
 }
@@ -109,29 +168,43 @@ pub fn parse_version(input: &str) -> Result<KnownVersion, VersionError> {
 /// The rules of Fleet's status computation that differ between releases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatusRules {
-    /// v0.14 (#3890): resources whose per-cluster state is `updating` or `error` are
-    /// listed under `perClusterState.notReady`; before, they were left out of every list
-    /// (`internal/resourcestatus/resourcekey.go`, `appendToPerClusterState`).
-    pub updating_and_error_are_not_ready: bool,
-    /// v0.14 (#4116): per-cluster ids are listed until ~1 MiB of them, in a stable order
-    /// (`aggregateResourceStatesClustersMap`); before, without a cap.
+    /// v0.13.1: resources whose per-cluster state is `updating` are listed under
+    /// `perClusterState.notReady`; before, they were left out of every list
+    /// (`internal/resourcestatus/resourcekey.go`, `appendToPerClusterState`; absent at
+    /// v0.13.0, present at v0.13.1).
+    pub updating_is_not_ready: bool,
+    /// v0.14.0: so are resources whose per-cluster state is `error` (same function,
+    /// `case "NotReady", "updating", "error"` from v0.14.0; never in v0.13.x).
+    pub error_is_not_ready: bool,
+    /// v0.13.5: per-cluster ids are listed until ~1 MiB of them, in a stable order
+    /// (`aggregateResourceStatesClustersMap`, `size < 1024*1024`; absent at v0.13.4);
+    /// before, without a cap.
     pub per_cluster_state_cap: bool,
-    /// v0.15: a Ready condition that becomes True loses its reason
-    /// (`internal/cmd/controller/summary/summary.go`, `SetReadyConditions`); before, the
-    /// reason of an earlier error stayed.
+    /// v0.14.3: a Ready condition that becomes True loses its reason
+    /// (`internal/cmd/controller/summary/summary.go`, `SetReadyConditions`; absent at
+    /// v0.14.2 and in every v0.13.x); before, the reason of an earlier error stayed.
     pub ready_true_clears_reason: bool,
-    /// v0.16: the `Installed` condition's message counts only for the applied deployment
-    /// (`MessageFromDeployment`); before, also a superseded attempt's.
+    /// v0.16.0: the `Installed` condition's message counts only for the applied deployment
+    /// (`MessageFromDeployment`; not in v0.15.6); before, also a superseded attempt's.
     pub installed_message_only_when_applied: bool,
 }
 
 impl Default for StatusRules {
     fn default() -> Self {
-        FleetRelease::NEWEST.rules()
+        StatusRules::NEWEST
     }
 }
 
 impl StatusRules {
+    /// The newest known release's rules (every rule on).
+    pub const NEWEST: StatusRules = StatusRules {
+        updating_is_not_ready: true,
+        error_is_not_ready: true,
+        per_cluster_state_cap: true,
+        ready_true_clears_reason: true,
+        installed_message_only_when_applied: true,
+    };
+
     /// The `perClusterState` list a per-cluster resource state is listed under.
     pub fn per_cluster_list(&self, state: &str) -> Option<&'static str> {
         Some(match state {
@@ -140,7 +213,8 @@ impl StatusRules {
             "Pending" => "Pending",
             "Modified" => "Modified",
             "NotReady" => "NotReady",
-            "updating" | "error" if self.updating_and_error_are_not_ready => "NotReady",
+            "updating" if self.updating_is_not_ready => "NotReady",
+            "error" if self.error_is_not_ready => "NotReady",
             "Orphaned" => "Orphaned",
             "Missing" => "Missing",
             "Unknown" => "Unknown",
@@ -186,17 +260,47 @@ mod tests {
     #[test]
     fn rules_by_release() {
         let r12 = FleetRelease::V0_12.rules();
-        assert!(!r12.updating_and_error_are_not_ready && !r12.per_cluster_state_cap);
+        assert!(!r12.updating_is_not_ready && !r12.per_cluster_state_cap);
         assert_eq!(r12.per_cluster_list("updating"), None);
         let r14 = FleetRelease::V0_14.rules();
         assert_eq!(r14.per_cluster_list("error"), Some("NotReady"));
-        assert!(!r14.ready_true_clears_reason);
-        assert!(FleetRelease::V0_15.rules().ready_true_clears_reason);
         assert!(
             !FleetRelease::V0_15
                 .rules()
                 .installed_message_only_when_applied
         );
         assert_eq!(StatusRules::default(), FleetRelease::V0_16.rules());
+        assert_eq!(StatusRules::NEWEST, FleetVersion::NEWEST.rules());
+    }
+
+    /// Each rule from the patch tag that introduced it (rancher/fleet tags; see the
+    /// field docs of [`StatusRules`]).
+    #[test]
+    fn rules_follow_patch_releases() {
+        use FleetRelease::*;
+        let r = |release: FleetRelease, patch| release.at(patch).rules();
+        // v0.13.0 has none of the v0.13 backports; v0.13.1 lists `updating` as notReady.
+        assert_eq!(r(V0_13, 0), r(V0_12, 19));
+        assert_eq!(r(V0_13, 0).per_cluster_list("updating"), None);
+        assert_eq!(r(V0_13, 1).per_cluster_list("updating"), Some("NotReady"));
+        assert_eq!(r(V0_13, 15).per_cluster_list("error"), None);
+        // The 1 MiB cap from v0.13.5.
+        assert!(!r(V0_13, 4).per_cluster_state_cap);
+        assert!(r(V0_13, 5).per_cluster_state_cap);
+        // `error` → notReady from v0.14.0; the Ready reason cleared from v0.14.3.
+        assert_eq!(r(V0_14, 0).per_cluster_list("error"), Some("NotReady"));
+        assert!(!r(V0_14, 2).ready_true_clears_reason);
+        assert!(r(V0_14, 3).ready_true_clears_reason);
+        assert!(r(V0_14, 4).ready_true_clears_reason);
+        assert!(!r(V0_15, 6).installed_message_only_when_applied);
+        assert!(r(V0_16, 0).installed_message_only_when_applied);
+        // Parsed versions keep their patch.
+        let at = |v: &str| parse_version(v).expect("version").rules_of;
+        assert_eq!(at("v0.13.5"), V0_13.at(5));
+        assert_eq!(at("rancher/fleet:v0.14.3-rc.2"), V0_14.at(3));
+        assert_eq!(at("v0.14"), V0_14.at(0));
+        assert_eq!(at("v0.11.9"), V0_12.at(0));
+        assert_eq!(at("v0.17.2"), FleetVersion::NEWEST);
+        assert_eq!(V0_14.at(3).to_string(), "v0.14.3");
     }
 }

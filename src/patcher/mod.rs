@@ -48,9 +48,9 @@ use kube::Client;
 use tokio::sync::Notify;
 
 use crate::{
-    admission::{CountedDeletion, DeletionSink},
+    admission::{CountedDeletion, DeletionSink, NotCounted},
     delta::DeletedResource,
-    fleet::{api::BUNDLE_DEPLOYMENT, release::FleetRelease, status::BundleDeployment, OwnerRef},
+    fleet::{api::BUNDLE_DEPLOYMENT, release::FleetVersion, status::BundleDeployment, OwnerRef},
     metrics::Metrics,
     owners::OwnerIndex,
 };
@@ -116,7 +116,7 @@ struct Shared {
     /// Owners to re-derive at the next batch (a BundleDeployment of theirs changed).
     rederive: Mutex<BTreeSet<OwnerAt>>,
     /// The Fleet release whose status rules the owner writes follow.
-    fleet_release: std::sync::RwLock<FleetRelease>,
+    fleet_release: std::sync::RwLock<FleetVersion>,
     /// Per owner, the resourceVersions of the BundleDeployments its status was last
     /// derived from: a watch event carrying one of them is not news.
     derived_from: Mutex<HashMap<OwnerRef, HashMap<String, String>>>,
@@ -168,7 +168,7 @@ impl Patcher {
                 marks: Mutex::new(Marks::default()),
                 rederive: Mutex::new(BTreeSet::new()),
                 derived_from: Mutex::new(HashMap::new()),
-                fleet_release: std::sync::RwLock::new(FleetRelease::NEWEST),
+                fleet_release: std::sync::RwLock::new(FleetVersion::NEWEST),
                 notify: Notify::new(),
                 index,
                 metrics,
@@ -186,7 +186,8 @@ impl Patcher {
         self.shared.events.clone()
     }
 
-    pub(crate) fn push(&self, item: Item) {
+    /// Queue `item`; false when the queue is full (the item is dropped).
+    pub(crate) fn push(&self, item: Item) -> bool {
         let shared = &self.shared;
         let (pushed, depth) = {
             let mut q = lock(&shared.queue);
@@ -204,6 +205,7 @@ impl Patcher {
             );
         }
         shared.notify.notify_one();
+        pushed != Pushed::Full
     }
 
     /// Re-derive `owner`'s status from its BundleDeployments in `bd_namespace` at the
@@ -220,7 +222,7 @@ impl Patcher {
     }
 
     /// Write what this Fleet release would (found at start-up, or `--fleet-version`).
-    pub fn set_fleet_release(&self, release: FleetRelease) {
+    pub fn set_fleet_release(&self, release: FleetVersion) {
         *self
             .shared
             .fleet_release
@@ -248,7 +250,7 @@ impl Patcher {
 }
 
 impl DeletionSink for Patcher {
-    fn record(&self, d: CountedDeletion) {
+    fn record(&self, d: CountedDeletion) -> Result<(), NotCounted> {
         let Some(bd) = self
             .shared
             .index
@@ -260,7 +262,7 @@ impl DeletionSink for Patcher {
                 set_id = d.owner.set_id.as_deref().unwrap_or(""),
                 "deleted object's BundleDeployment is not in the cache of this cluster; not counted"
             );
-            return;
+            return Err(NotCounted::NoBundleDeployment);
         };
         let object = Tracked {
             group: d.group,
@@ -278,12 +280,17 @@ impl DeletionSink for Patcher {
         } else {
             Op::Mark
         };
-        self.push(Item {
+        let pushed = self.push(Item {
             op,
             object,
             received: Some(d.received),
             user: d.username,
         });
+        if pushed {
+            Ok(())
+        } else {
+            Err(NotCounted::QueueFull)
+        }
     }
 }
 
@@ -298,7 +305,7 @@ fn deleted_resource(o: &Tracked) -> DeletedResource {
 }
 
 impl Shared {
-    fn fleet_release(&self) -> FleetRelease {
+    fn fleet_release(&self) -> FleetVersion {
         *self.fleet_release.read().unwrap_or_else(|e| e.into_inner())
     }
 

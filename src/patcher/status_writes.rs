@@ -31,6 +31,8 @@ struct WrittenBd {
     writes: Vec<Write>,
     changes: Vec<ResourceChange>,
     bd: BundleDeployment,
+    /// As read before the write, when the write changed it.
+    before: Option<BundleDeployment>,
 }
 
 /// Label selector of an owner's BundleDeployments, as Fleet's status controllers list
@@ -80,6 +82,8 @@ impl Shared {
             }
             let changes: Vec<ResourceChange> = writes.iter().map(Write::change).collect();
             let api = self.bundle_deployments(&namespace);
+            // The copy the written patch was computed from (the last attempt's).
+            let mut read: Option<BundleDeployment> = None;
             let result = update_status(
                 &api,
                 &name,
@@ -87,6 +91,7 @@ impl Shared {
                 &self.metrics,
                 || async {},
                 |bd: &BundleDeployment, _: &()| {
+                    read = Some(bd.clone());
                     Ok::<_, Infallible>(delta::bundle_deployment::status_after(bd, &changes, &now))
                 },
             )
@@ -101,6 +106,7 @@ impl Shared {
                         writes,
                         changes,
                         bd,
+                        before: read.filter(|_| patched),
                     });
                 }
                 Err(e) if e.is_transient() => {
@@ -134,6 +140,7 @@ impl Shared {
             .map(|w| WrittenBundleDeployment {
                 bundle_deployment: &w.bd,
                 changes: &w.changes,
+                before: w.before.as_ref(),
             })
             .collect();
         let mut derived_from: HashMap<String, String> = HashMap::new();
@@ -163,6 +170,7 @@ impl Shared {
                     .collect();
                 Ok::<_, Infallible>(delta::owner::status_after(
                     &rules,
+                    owner.kind,
                     object.status.as_ref(),
                     &views,
                     known,

@@ -12,7 +12,12 @@ use fleet_delete_guard::{
     },
     cluster::{Clients, FleetCluster},
     counting::{self, Counting},
-    delta::{merge_patch::merge_patch_diff, recompute::gitrepo_status_from_bundle_deployments},
+    delta::{
+        merge_patch::merge_patch_diff,
+        recompute::{
+            gitrepo_status_from_bundle_deployments, helmop_status_from_bundle_deployments,
+        },
+    },
     fleet::status::{BundleDeployment, GitRepoStatus},
     health::Readiness,
     metrics::Metrics,
@@ -55,12 +60,14 @@ pub fn imitate_gitrepo_status_controller(double: &ApiDouble, delay: Duration) {
         &gvr::GITREPOS,
         "fleet.cattle.io/repo-name",
         "fleet-gitrepo-status",
+        gitrepo_status_from_bundle_deployments,
         delay,
     );
 }
 
-/// Fleet's HelmOp status controller (`helmops/reconciler/helmop_status.go`): the same
-/// `StatusBase` computation as for GitRepos, from the BundleDeployments labelled
+/// Fleet's HelmOp status controller (`helmops/reconciler/helmop_status.go`): the
+/// `StatusBase` computation without the GitRepo's extras (no `GitUpdating`, its own
+/// Ready condition), from the BundleDeployments labelled
 /// `fleet.cattle.io/fleet-helm-name`, on every HelmOp update, with no forced delay.
 pub fn imitate_helmop_status_controller(double: &ApiDouble, delay: Duration) {
     imitate_owner_status_controller(
@@ -68,6 +75,7 @@ pub fn imitate_helmop_status_controller(double: &ApiDouble, delay: Duration) {
         &gvr::HELMOPS,
         "fleet.cattle.io/fleet-helm-name",
         "fleet-helmop-status",
+        helmop_status_from_bundle_deployments,
         delay,
     );
 }
@@ -77,6 +85,7 @@ fn imitate_owner_status_controller(
     owners: &kube_api_double::Gvr,
     owner_label: &'static str,
     hook: &'static str,
+    recompute: fn(&GitRepoStatus, &[BundleDeployment], &str) -> GitRepoStatus,
     delay: Duration,
 ) {
     let target = owners.clone();
@@ -107,7 +116,7 @@ fn imitate_owner_status_controller(
                 return vec![];
             };
             let now = fleet_delete_guard::patcher::now_rfc3339();
-            let new = gitrepo_status_from_bundle_deployments(&status, &bds, &now);
+            let new = recompute(&status, &bds, &now);
             let Ok(new) = new.to_value() else {
                 return vec![];
             };

@@ -32,7 +32,7 @@ use std::{
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use fleet_delete_guard::{
-    admission::{Admission, CountedDeletion, DeletionSink, ObjectOnly},
+    admission::{Admission, CountedDeletion, DeletionSink, NotCounted, ObjectOnly},
     decide::{MAX_WARNINGS, MAX_WARNING_CHARS},
     policy::{DecisionConfig, Policy, DEFAULT_CONTROLLER_IDENTITIES, DEFAULT_FLEET_IDENTITIES},
     redact::MAX_ERROR_CHARS,
@@ -78,11 +78,12 @@ impl fmt::Display for Outcome {
 struct CountingSink(Mutex<Vec<CountedDeletion>>);
 
 impl DeletionSink for CountingSink {
-    fn record(&self, deletion: CountedDeletion) {
+    fn record(&self, deletion: CountedDeletion) -> Result<(), NotCounted> {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(deletion);
+        Ok(())
     }
 }
 

@@ -13,7 +13,10 @@ use std::{
 
 use axum_server::tls_rustls::RustlsConfig;
 use fleet_delete_guard::{
-    admission::{Admission, BreakerGate, CountedDeletion, DeletionSink, ObjectOnly, OwnerResolver},
+    admission::{
+        Admission, BreakerGate, CountedDeletion, DeletionSink, NotCounted, ObjectOnly,
+        OwnerResolver,
+    },
     health::Readiness,
     metrics::Metrics,
     policy::DecisionConfig,
@@ -70,8 +73,9 @@ pub fn write_pair(dir: &Path, certs: &GeneratedCertificates) -> CertFiles {
 pub struct RecordingSink(pub Mutex<Vec<CountedDeletion>>);
 
 impl DeletionSink for RecordingSink {
-    fn record(&self, deletion: CountedDeletion) {
+    fn record(&self, deletion: CountedDeletion) -> Result<(), NotCounted> {
         self.0.lock().expect("sink lock").push(deletion);
+        Ok(())
     }
 }
 

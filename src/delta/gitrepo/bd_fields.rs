@@ -8,9 +8,9 @@ use std::collections::BTreeSet;
 use crate::fleet::conditions::set_condition;
 use crate::fleet::state::{MODIFIED, NOT_READY, READY};
 use crate::fleet::status::{BundleDeployment, GitRepoStatus, NonReadyResource};
-use crate::fleet::ResourceKey;
+use crate::fleet::{OwnerKind, ResourceKey};
 
-use super::super::resource_states::{bundle_deployment_resource_states, per_cluster_list};
+use super::super::resource_states::bundle_deployment_resource_states;
 use super::super::summary::{
     bundle_ready_message, display_from_summary, is_bundle_state_message, non_ready_entry,
     ready_message, MAX_NON_READY_RESOURCES,
@@ -21,6 +21,7 @@ use super::{bd_state, same_bd};
 /// The incremental BD-level update when not every BD is known: summary,
 /// readyClusters, display and the Ready condition.
 pub(super) fn update_bundle_deployment_fields(
+    kind: OwnerKind,
     status: &mut GitRepoStatus,
     change: &BdChange<'_>,
     now: &str,
@@ -42,14 +43,40 @@ pub(super) fn update_bundle_deployment_fields(
         let previous = status.display.clone().unwrap_or_default();
         // Only this cluster's BundleDeployments are known here: the message comes from
         // the summary's first 10 non-ready entries, or stays as Fleet last wrote it.
+        let git_job_status = (kind == OwnerKind::GitRepo).then_some(status.git_job_status.as_str());
         status.display = Some(display_from_summary(
             summary,
-            &status.git_job_status,
+            git_job_status,
             &previous,
             None,
         ));
     }
+    if kind != OwnerKind::GitRepo {
+        // helmop_status.go: the HelmOp's own Ready condition, from its summary.
+        if let Some(summary) = &status.summary {
+            let own = ready_message(summary, "Bundle");
+            let status_bool = if own.is_empty() { "True" } else { "False" };
+            let reason = if own.is_empty() && change.rules.ready_true_clears_reason {
+                String::new()
+            } else {
+                status
+                    .condition("Ready")
+                    .map(|c| c.reason.clone())
+                    .unwrap_or_default()
+            };
+            set_condition(
+                &mut status.conditions,
+                "Ready",
+                status_bool,
+                &own,
+                &reason,
+                now,
+            );
+        }
+        return;
+    }
     update_ready_condition(
+        change.rules,
         status,
         change.before,
         change.after,
@@ -72,6 +99,7 @@ pub(super) struct ShownReady {
 
 /// One BD's change with what is known around it (incremental path).
 pub(super) struct BdChange<'a> {
+    pub(super) rules: &'a StatusRules,
     pub(super) before: &'a BundleDeployment,
     pub(super) after: &'a BundleDeployment,
     pub(super) known: &'a [BundleDeployment],
@@ -87,6 +115,7 @@ pub(super) struct BdChange<'a> {
 /// in another state, `None` when the BD's state cannot be read off its
 /// resources (states like OutOfSync, or resource states Fleet does not file).
 pub(super) fn shown_ready(
+    rules: &StatusRules,
     status: &GitRepoStatus,
     cluster: &str,
     versions: &[&BundleDeployment],
@@ -97,7 +126,7 @@ pub(super) fn shown_ready(
             return None;
         }
         for (key, state) in bundle_deployment_resource_states(bd) {
-            if state.state != READY && per_cluster_list(&state.state).is_none() {
+            if state.state != READY && rules.per_cluster_list(&state.state).is_none() {
                 return None;
             }
             keys.insert(key);
@@ -116,6 +145,7 @@ pub(super) fn shown_ready(
 /// modified there is in the entry. Tells apart same-named BDs of other
 /// clusters (identical entries of several clusters all match).
 pub(super) fn shown_entry(
+    rules: &StatusRules,
     status: &GitRepoStatus,
     cluster: &str,
     before: &BundleDeployment,
@@ -145,7 +175,7 @@ pub(super) fn shown_entry(
         let covered = drifted
             .iter()
             .all(|k| e.modified_status.iter().any(|m| m.key() == **k));
-        entry_listed_for(status, e, cluster) && covered
+        entry_listed_for(rules, status, e, cluster) && covered
     };
     (0..summary.non_ready_resources.len())
         .filter(|&i| matches(&summary.non_ready_resources[i]))
@@ -156,6 +186,7 @@ pub(super) fn shown_entry(
 /// `e` for `cluster` in the state the entry gives it: the entry can be that
 /// cluster's.
 pub(super) fn entry_listed_for(
+    rules: &StatusRules,
     status: &GitRepoStatus,
     e: &NonReadyResource,
     cluster: &str,
@@ -170,13 +201,13 @@ pub(super) fn entry_listed_for(
         };
         shown_list(status, &m.key(), cluster) == Some(want)
     });
-    let not_ready = e
-        .non_ready_status
-        .iter()
-        .all(|n| match per_cluster_list(&n.summary.state) {
-            Some(list) => shown_list(status, &n.key(), cluster) == Some(list),
-            None => true,
-        });
+    let not_ready =
+        e.non_ready_status
+            .iter()
+            .all(|n| match rules.per_cluster_list(&n.summary.state) {
+                Some(list) => shown_list(status, &n.key(), cluster) == Some(list),
+                None => true,
+            });
     modified && not_ready
 }
 
@@ -185,6 +216,7 @@ pub(super) fn entry_listed_for(
 /// 10) and readyClusters.
 pub(super) fn update_summary(status: &mut GitRepoStatus, ctx: &BdChange<'_>) {
     let BdChange {
+        rules,
         before,
         after,
         known,
@@ -198,9 +230,8 @@ pub(super) fn update_summary(status: &mut GitRepoStatus, ctx: &BdChange<'_>) {
     };
     let name = after.metadata.name.as_str();
     let (state_b, state_a) = (bd_state(before), bd_state(after));
-    let entry_b =
-        (state_b != READY).then(|| non_ready_entry(&StatusRules::default(), name, before));
-    let entry_a = (state_a != READY).then(|| non_ready_entry(&StatusRules::default(), name, after));
+    let entry_b = (state_b != READY).then(|| non_ready_entry(rules, name, before));
+    let entry_a = (state_a != READY).then(|| non_ready_entry(rules, name, after));
     let entries = &summary.non_ready_resources;
     let candidates: Vec<usize> = (0..entries.len())
         .filter(|&i| entries[i].name == name)
@@ -219,8 +250,8 @@ pub(super) fn update_summary(status: &mut GitRepoStatus, ctx: &BdChange<'_>) {
             .iter()
             .filter(|k| k.metadata.name == name && !same_bd(k, after))
             .filter(|k| k.metadata.uid < after.metadata.uid)
-            .filter(|k| non_ready_entry(&StatusRules::default(), name, k).same_content(e))
-            .filter(|k| entry_listed_for(status, e, &k.cluster_id()))
+            .filter(|k| non_ready_entry(rules, name, k).same_content(e))
+            .filter(|k| entry_listed_for(rules, status, e, &k.cluster_id()))
             .count();
         same.get(rank).or(same.last()).copied()
     };
@@ -264,8 +295,8 @@ pub(super) fn update_summary(status: &mut GitRepoStatus, ctx: &BdChange<'_>) {
         return;
     }
     // A new entry keeps its place when replacing the old one, else goes by UID.
-    let insert_at =
-        shown_idx.unwrap_or_else(|| uid_position(status, after, known, peers, single_cluster));
+    let insert_at = shown_idx
+        .unwrap_or_else(|| uid_position(rules, status, after, known, peers, single_cluster));
 
     let Some(summary) = status.summary.as_mut() else {
         return;
@@ -308,6 +339,7 @@ pub(super) fn update_summary(status: &mut GitRepoStatus, ctx: &BdChange<'_>) {
 /// UID), else to a same-named BD on this cluster; entries of unknown BDs are
 /// skipped over.
 pub(super) fn uid_position(
+    rules: &StatusRules,
     status: &GitRepoStatus,
     bd: &BundleDeployment,
     known: &[BundleDeployment],
@@ -328,12 +360,12 @@ pub(super) fn uid_position(
         let shown_as: Vec<&BundleDeployment> = known
             .iter()
             .filter(|k| k.metadata.name == e.name && !same_bd(k, bd))
-            .filter(|k| entry_listed_for(status, e, &k.cluster_id()))
+            .filter(|k| entry_listed_for(rules, status, e, &k.cluster_id()))
             .collect();
         let nth = entries[..i].iter().filter(|p| p.same_content(e)).count();
         let mut same: Vec<&str> = shown_as
             .iter()
-            .filter(|k| non_ready_entry(&StatusRules::default(), &e.name, k).same_content(e))
+            .filter(|k| non_ready_entry(rules, &e.name, k).same_content(e))
             .map(|k| k.metadata.uid.as_str())
             .collect();
         same.sort_unstable();
@@ -343,7 +375,7 @@ pub(super) fn uid_position(
             .or_else(|| shown_as.first().map(|k| k.metadata.uid.as_str()))
             .or_else(|| {
                 // With one cluster, names identify BDs.
-                let ours = single_cluster || entry_listed_for(status, e, &bd.cluster_id());
+                let ours = single_cluster || entry_listed_for(rules, status, e, &bd.cluster_id());
                 peers
                     .iter()
                     .find(|p| ours && p.metadata.name == e.name)
@@ -362,6 +394,7 @@ pub(super) fn uid_position(
 /// BD UID; on several clusters only a message known to be this Bundle's is
 /// replaced.
 pub(super) fn update_ready_condition(
+    rules: &StatusRules,
     status: &mut GitRepoStatus,
     before: &BundleDeployment,
     after: &BundleDeployment,
@@ -393,12 +426,12 @@ pub(super) fn update_ready_condition(
         candidates.sort_by(|a, b| a.metadata.uid.cmp(&b.metadata.uid));
         candidates
             .first()
-            .map(|b| bundle_ready_message(&StatusRules::default(), &[b]))
+            .map(|b| bundle_ready_message(rules, &[b]))
     };
     let message = if single_cluster {
         first_non_ready()
     } else {
-        let ours_before = bundle_ready_message(&StatusRules::default(), &[before]);
+        let ours_before = bundle_ready_message(rules, &[before]);
         let shown_is_ours = current.as_ref().is_none_or(|c| {
             c.status == "True" || (!ours_before.is_empty() && c.message == ours_before)
         });
@@ -406,7 +439,7 @@ pub(super) fn update_ready_condition(
             return;
         }
         if bd_state(after) != READY {
-            Some(bundle_ready_message(&StatusRules::default(), &[after]))
+            Some(bundle_ready_message(rules, &[after]))
         } else {
             first_non_ready()
         }

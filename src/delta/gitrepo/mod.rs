@@ -16,12 +16,12 @@ use std::collections::BTreeSet;
 
 use crate::fleet::state::{deployment_state, READY};
 use crate::fleet::status::{BundleDeployment, GitRepoStatus};
-use crate::fleet::ResourceKey;
+use crate::fleet::{OwnerKind, ResourceKey};
 
 use super::bundle_deployment;
 use super::recompute::set_bundle_deployment_fields;
 use super::resource::DeletedResource;
-use super::resource_states::{bundle_deployment_resource_states, per_cluster_list, ResourceState};
+use super::resource_states::{bundle_deployment_resource_states, ResourceState};
 use super::summary::is_bundle_state_message;
 use crate::fleet::release::StatusRules;
 
@@ -30,6 +30,22 @@ mod resources;
 
 use bd_fields::{shown_entry, shown_ready, update_bundle_deployment_fields, BdChange, ShownReady};
 use resources::{move_cluster, shown_list};
+
+/// How the owner's status controller computes its status: the running Fleet
+/// release's rules, and the owner's kind (a HelmOp's status has no GitRepo extras).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OwnerRules {
+    pub rules: StatusRules,
+    pub kind: OwnerKind,
+}
+
+impl OwnerRules {
+    /// A GitRepo, with the newest release's rules.
+    pub const GITREPO: OwnerRules = OwnerRules {
+        rules: StatusRules::NEWEST,
+        kind: OwnerKind::GitRepo,
+    };
+}
 
 /// What applying a BD change to a GitRepo status did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,7 +87,7 @@ pub fn mark_missing(
     known_bds: &[BundleDeployment],
     now: &str,
 ) -> GitRepoOutcome {
-    change(status, bd, r, known_bds, now, true)
+    change(&OwnerRules::GITREPO, status, bd, r, known_bds, now, true)
 }
 
 /// GitRepo delta for "`r` exists again" (recreated, or the DELETE failed):
@@ -83,11 +99,13 @@ pub fn unmark_missing(
     known_bds: &[BundleDeployment],
     now: &str,
 ) -> GitRepoOutcome {
-    change(status, bd, r, known_bds, now, false)
+    change(&OwnerRules::GITREPO, status, bd, r, known_bds, now, false)
 }
 
-/// `r` of `bd` becomes missing (`missing`) or exists again.
-fn change(
+/// [`mark_missing`] (`missing`) or [`unmark_missing`] for the status of an owner
+/// computed by `owner`.
+pub fn change(
+    owner: &OwnerRules,
     status: &mut GitRepoStatus,
     bd: &BundleDeployment,
     r: &DeletedResource,
@@ -100,7 +118,7 @@ fn change(
         // `r` is not part of this BD, or already so: nothing of this GitRepo changes.
         return GitRepoOutcome::AlreadyApplied;
     }
-    apply_change(status, &before, &after, known_bds, now)
+    apply_change_for(owner, status, &before, &after, known_bds, now)
 }
 
 /// (before, after) of the BD for a mark (`missing == true`) or unmark.
@@ -148,6 +166,19 @@ pub fn apply_change(
     known_bds: &[BundleDeployment],
     now: &str,
 ) -> GitRepoOutcome {
+    apply_change_for(&OwnerRules::GITREPO, status, before, after, known_bds, now)
+}
+
+/// [`apply_change`] to the status of an owner computed by `owner`.
+pub fn apply_change_for(
+    owner: &OwnerRules,
+    status: &mut GitRepoStatus,
+    before: &BundleDeployment,
+    after: &BundleDeployment,
+    known_bds: &[BundleDeployment],
+    now: &str,
+) -> GitRepoOutcome {
+    let (rules, kind) = (&owner.rules, owner.kind);
     let orig = status.clone();
     let cluster = after.cluster_id();
     let states_before = bundle_deployment_resource_states(before);
@@ -161,8 +192,8 @@ pub fn apply_change(
     let mut shows_before = 0usize;
     let mut shows_neither = 0usize;
     for key in &differing {
-        let b = list_of(states_before.get(*key));
-        let a = list_of(states_after.get(*key));
+        let b = list_of(rules, states_before.get(*key));
+        let a = list_of(rules, states_after.get(*key));
         if a == b {
             continue;
         }
@@ -186,15 +217,16 @@ pub fn apply_change(
         .filter(|p| p.cluster_id() == cluster && !same_bd(p, after))
         .collect();
     let shown = ShownReady {
-        this: shown_ready(status, &cluster, &[before, after]),
-        entries: shown_entry(status, &cluster, before, after),
+        this: shown_ready(rules, status, &cluster, &[before, after]),
+        entries: shown_entry(rules, status, &cluster, before, after),
         peers: peers
             .iter()
-            .all(|p| shown_ready(status, &cluster, &[p]).unwrap_or(bd_state(p) == READY)),
+            .all(|p| shown_ready(rules, status, &cluster, &[p]).unwrap_or(bd_state(p) == READY)),
     };
     if resources_applied {
         for key in &differing {
             move_cluster(
+                rules,
                 status,
                 key,
                 &cluster,
@@ -223,18 +255,23 @@ pub fn apply_change(
     }
 
     // A Ready condition Fleet copied from a Bundle for another reason (e.g. a
-    // rendering error) is not the BDs' to change.
+    // rendering error) is not the BDs' to change. (A HelmOp never copies one.)
     let foreign_ready = orig
         .condition("Ready")
-        .filter(|c| c.status == "False" && !is_bundle_state_message(&c.message))
+        .filter(|c| {
+            kind == OwnerKind::GitRepo
+                && c.status == "False"
+                && !is_bundle_state_message(&c.message)
+        })
         .cloned();
 
     if let Some(all) = complete_bds(status, known_bds, after) {
         // Every BD is known: the BD-level fields follow exactly (and
         // idempotently) from them, as in Fleet's recompute.
-        set_bundle_deployment_fields(&StatusRules::default(), status, &all, now);
+        set_bundle_deployment_fields(rules, kind, status, &all, now);
     } else {
         let change = BdChange {
+            rules,
             before,
             after,
             known: known_bds,
@@ -243,7 +280,7 @@ pub fn apply_change(
             single_cluster: is_single_cluster(status, &cluster),
             shown,
         };
-        update_bundle_deployment_fields(status, &change, now);
+        update_bundle_deployment_fields(kind, status, &change, now);
     }
     if let Some(cond) = foreign_ready {
         if let Some(c) = status.conditions.iter_mut().find(|c| c.type_ == "Ready") {
@@ -321,8 +358,8 @@ pub fn same_bd(a: &BundleDeployment, b: &BundleDeployment) -> bool {
     a.metadata.name == b.metadata.name && a.metadata.namespace == b.metadata.namespace
 }
 
-fn list_of(state: Option<&ResourceState>) -> Option<&'static str> {
-    state.and_then(|s| per_cluster_list(&s.state))
+fn list_of(rules: &StatusRules, state: Option<&ResourceState>) -> Option<&'static str> {
+    state.and_then(|s| rules.per_cluster_list(&s.state))
 }
 
 fn bd_state(bd: &BundleDeployment) -> &'static str {

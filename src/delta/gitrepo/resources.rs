@@ -5,7 +5,8 @@ use crate::fleet::state::READY;
 use crate::fleet::status::{GitRepoStatus, Resource};
 use crate::fleet::ResourceKey;
 
-use super::super::resource_states::{per_cluster_list, ResourceState};
+use super::super::resource_states::ResourceState;
+use crate::fleet::release::StatusRules;
 
 /// Which perClusterState list of `key`'s entry names `cluster`, if any.
 pub(super) fn shown_list(
@@ -20,6 +21,7 @@ pub(super) fn shown_list(
 /// Moves `cluster` in `key`'s entry from the list it is shown in to the list
 /// of its new state, creating or dropping the entry as Fleet would.
 pub(super) fn move_cluster(
+    rules: &StatusRules,
     status: &mut GitRepoStatus,
     key: &ResourceKey,
     cluster: &str,
@@ -54,7 +56,10 @@ pub(super) fn move_cluster(
         }
     }
     if let Some(a) = after {
-        if let Some(list) = entry.per_cluster_state.list_mut(&a.state) {
+        let list = rules
+            .per_cluster_list(&a.state)
+            .and_then(|l| entry.per_cluster_state.list_mut(l));
+        if let Some(list) = list {
             let pos = list
                 .iter()
                 .position(|c| c.as_str() > cluster)
@@ -65,10 +70,10 @@ pub(super) fn move_cluster(
             entry.incomplete_state = true;
         }
     }
-    entry.state = top_level_state(entry, cluster, before, after);
+    entry.state = top_level_state(rules, entry, cluster, before, after);
     if after.is_none()
         && entry.per_cluster_state.is_empty()
-        && per_cluster_list(&entry.state).is_some()
+        && rules.per_cluster_list(&entry.state).is_some()
     {
         status.resources.remove(idx);
     }
@@ -89,6 +94,7 @@ pub(super) fn shown_list_of_entry(entry: &Resource, cluster: &str) -> Option<&'s
 /// (e.g. `updating` filed under notReady) are only visible through the old
 /// top-level state, which is kept when it still fits.
 pub(super) fn top_level_state(
+    rules: &StatusRules,
     entry: &Resource,
     cluster: &str,
     before: Option<&ResourceState>,
@@ -110,7 +116,7 @@ pub(super) fn top_level_state(
     match pairs.into_iter().find(|(_, s)| s != READY) {
         Some((c, s)) if c == cluster => s,
         Some((_, s)) => {
-            if per_cluster_list(&old) == Some(s.as_str()) {
+            if rules.per_cluster_list(&old) == Some(s.as_str()) {
                 old
             } else {
                 s
@@ -118,7 +124,7 @@ pub(super) fn top_level_state(
         }
         None => {
             let old_from_us = before.is_some_and(|b| b.state == old);
-            if per_cluster_list(&old).is_none() && !old.is_empty() && !old_from_us {
+            if rules.per_cluster_list(&old).is_none() && !old.is_empty() && !old_from_us {
                 old
             } else {
                 READY.to_string()
