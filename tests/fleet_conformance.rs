@@ -259,6 +259,36 @@ fn check_message_from_deployment(case: &Value, rules: &StatusRules, at: &str) {
     assert_eq!(message, str_of(case, "expect"), "{at}");
 }
 
+/// A HelmOp's status through the spec's steps; each step's expectations are a subset
+/// of the recomputed status (Go zero values compare equal to absent fields).
+fn check_helmop_steps(case: &Value, rules: &StatusRules, at: &str) {
+    let mut status = GitRepoStatus::default();
+    for step in case["steps"].as_array().expect("steps") {
+        let bds = bundle_deployments(step);
+        status = owner_status_for(rules, OwnerKind::HelmOp, &status, &bds, NOW);
+        let got = status.to_value().expect("status");
+        assert_ne!(got["display"]["state"], "GitUpdating", "{at}");
+        // Compared as Go values: absent equals zero.
+        let same = |want: &Value, got: &Value| {
+            normalized(&json!({ "v": want })) == normalized(&json!({ "v": got }))
+        };
+        for (field, want) in step["expect"].as_object().expect("expect") {
+            match want.as_object() {
+                Some(fields) => {
+                    for (k, v) in fields {
+                        let g = &got[field][k];
+                        assert!(same(v, g), "{at}: {}: {field}.{k} {g} ≠ {v}", step["what"]);
+                    }
+                }
+                None => {
+                    let g = &got[field];
+                    assert!(same(want, g), "{at}: {}: {field} {g} ≠ {want}", step["what"]);
+                }
+            }
+        }
+    }
+}
+
 fn key_of(v: &Value) -> (String, String, String, String) {
     (
         str_of(v, "apiVersion").to_string(),
@@ -377,6 +407,7 @@ fn run_checks(file: &str, only: impl Fn(&str) -> bool) -> (usize, usize) {
                 "ready_condition" => check_ready_condition(case, &rules, &at),
                 "message_from_deployment" => check_message_from_deployment(case, &rules, &at),
                 "agent_counts" => check_agent_counts(case, &at),
+                "helmop_steps" => check_helmop_steps(case, &rules, &at),
                 "safe_concat_name" => check_safe_concat_name(case, &at),
                 other => panic!("{file}: {test}: unknown check {other:?}"),
             }
@@ -414,6 +445,12 @@ fn controller_summary_test_at_every_release() {
 fn agent_monitor_updatestatus_test_at_every_release() {
     let (runs, skipped) = run("updatestatus_test.json");
     assert_eq!((runs, skipped), (3 * 5, 3));
+}
+
+#[test]
+fn helmops_status_integration_test_at_every_release() {
+    let (runs, skipped) = run("helmop_status_test.json");
+    assert_eq!((runs, skipped), (4, 0));
 }
 
 #[test]
