@@ -282,7 +282,11 @@ fn check_helmop_steps(case: &Value, rules: &StatusRules, at: &str) {
                 }
                 None => {
                     let g = &got[field];
-                    assert!(same(want, g), "{at}: {}: {field} {g} ≠ {want}", step["what"]);
+                    assert!(
+                        same(want, g),
+                        "{at}: {}: {field} {g} ≠ {want}",
+                        step["what"]
+                    );
                 }
             }
         }
