@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 
 use fleet_delete_guard::delta::bundle_deployment::mark_missing;
 use fleet_delete_guard::delta::recompute::owner_status_for;
+use fleet_delete_guard::delta::summary::bundle_ready_message;
 use fleet_delete_guard::delta::DeletedResource;
 use fleet_delete_guard::fleet::release::{parse_version, StatusRules};
 use fleet_delete_guard::fleet::state::message_from_deployment;
@@ -293,6 +294,36 @@ fn check_helmop_steps(case: &Value, rules: &StatusRules, at: &str) {
     }
 }
 
+/// A Bundle's summary (`status.SetFields` over its BundleDeployments, as for a HelmOp)
+/// and its Ready message (`Cluster` targets: what a GitRepo copies) through the steps.
+fn check_bundle_steps(case: &Value, rules: &StatusRules, at: &str) {
+    for step in case["steps"].as_array().expect("steps") {
+        let what = str_of(step, "what");
+        let bds = bundle_deployments(step);
+        let status = owner_status_for(
+            rules,
+            OwnerKind::HelmOp,
+            &GitRepoStatus::default(),
+            &bds,
+            NOW,
+        );
+        let summary = serde_json::to_value(&status.summary).expect("summary");
+        let expect = &step["expect"];
+        for (k, v) in expect["summary"].as_object().expect("summary") {
+            let got = summary[k].as_i64().unwrap_or(0);
+            assert_eq!(Some(got), v.as_i64(), "{at}: {what}: summary.{k}");
+        }
+        let refs: Vec<&BundleDeployment> = bds.iter().collect();
+        let message = bundle_ready_message(rules, &refs);
+        if let Some(part) = expect["readyMessageContains"].as_str() {
+            assert!(message.contains(part), "{at}: {what}: {message:?}");
+        }
+        if let Some(part) = expect["readyMessageLacks"].as_str() {
+            assert!(!message.contains(part), "{at}: {what}: {message:?}");
+        }
+    }
+}
+
 fn key_of(v: &Value) -> (String, String, String, String) {
     (
         str_of(v, "apiVersion").to_string(),
@@ -412,6 +443,7 @@ fn run_checks(file: &str, only: impl Fn(&str) -> bool) -> (usize, usize) {
                 "message_from_deployment" => check_message_from_deployment(case, &rules, &at),
                 "agent_counts" => check_agent_counts(case, &at),
                 "helmop_steps" => check_helmop_steps(case, &rules, &at),
+                "bundle_steps" => check_bundle_steps(case, &rules, &at),
                 "safe_concat_name" => check_safe_concat_name(case, &at),
                 other => panic!("{file}: {test}: unknown check {other:?}"),
             }
@@ -455,6 +487,24 @@ fn agent_monitor_updatestatus_test_at_every_release() {
 fn helmops_status_integration_test_at_every_release() {
     let (runs, skipped) = run("helmop_status_test.json");
     assert_eq!((runs, skipped), (4, 0));
+}
+
+#[test]
+fn bundle_error_handling_integration_test_at_every_release() {
+    let (runs, skipped) = run("bundle_error_handling_test.json");
+    assert_eq!((runs, skipped), (1, 0));
+}
+
+/// The v0.16 rule the bundle error-handling spec pins: against v0.15.6's rules the
+/// stale Installed message would still show.
+#[test]
+fn the_bundle_error_handling_spec_fails_against_v0_15() {
+    let doc = table("bundle_error_handling_test.json");
+    let step = &doc["cases"][0]["steps"][1];
+    let bds = bundle_deployments(step);
+    let refs: Vec<&BundleDeployment> = bds.iter().collect();
+    assert!(bundle_ready_message(&rules_at("v0.15.6"), &refs).contains("unknown field"));
+    assert!(!bundle_ready_message(&rules_at("v0.16.1"), &refs).contains("unknown field"));
 }
 
 #[test]
