@@ -17,7 +17,7 @@ use crate::fleet::labels::{
     ANNOTATION_HELM_RELEASE_NAME, ANNOTATION_HELM_RELEASE_NAMESPACE, ANNOTATION_OBJECTSET_ID,
     LABEL_OBJECTSET_HASH,
 };
-use crate::fleet::recognize::{provenance, Provenance};
+use crate::fleet::recognize::{outside_agent_bundle_resource, provenance, Provenance};
 
 /// Decisions the webhook takes for objects that are not Fleet's.
 const UNMANAGED_DECISIONS: [&str; 4] = ["not-delete", "no-object", "not-managed", "not-fleet"];
@@ -651,7 +651,17 @@ fn deletion(event: EventView<'_>, webhook_name: &str) -> Result<Parsed, String> 
             .as_deref()
             .is_some_and(|d| !UNMANAGED_DECISIONS.contains(&d))
     });
-    let by_labels = marks.is_fleet();
+    let resource = event
+        .object_ref
+        .as_ref()
+        .map(|o| o.resource.as_ref())
+        .unwrap_or_default();
+    // The agent's Namespace, Secrets, … carry its bootstrap id but are in no bundle.
+    let by_labels = marks.is_fleet()
+        && !marks
+            .set_id
+            .as_deref()
+            .is_some_and(|id| outside_agent_bundle_resource(id, resource));
     // The webhook failed open and no object was recorded (Metadata level): it matched
     // the webhook's rules (Fleet's hash label) but nothing tells more. Reported, so
     // deletions while it was down are not invisible.
@@ -1145,6 +1155,23 @@ mod tests {
         e["timestamp"] = Value::Null;
         let err = parse(&e).unwrap_err();
         assert!(err.contains("nor timestamp"), "{err}");
+    }
+
+    /// Issue #8 in the report too: the agent's Namespace under its bootstrap id is not
+    /// Fleet-managed (no bundle of the agent has a Namespace).
+    #[test]
+    fn an_agent_namespace_under_the_bootstrap_id_is_not_fleets() {
+        let mut e = event();
+        e["objectRef"] = json!({"resource": "namespaces", "namespace": "cattle-fleet-system",
+            "name": "cattle-fleet-system", "apiVersion": "v1"});
+        let hash = crate::fleet::object_set_hash("fleet-agent-bootstrap");
+        e["responseObject"] = json!({"kind": "Namespace", "metadata": {"name": "cattle-fleet-system",
+            "labels": {"objectset.rio.cattle.io/hash": hash},
+            "annotations": {"objectset.rio.cattle.io/id": "fleet-agent-bootstrap"}}});
+        assert!(matches!(parse(&e), Ok(Parsed::NotFleet)));
+        e["objectRef"] = json!({"resource": "deployments", "apiGroup": "apps",
+            "namespace": "cattle-fleet-system", "name": "fleet-agent", "apiVersion": "v1"});
+        assert!(deletion(&e).by_labels);
     }
 
     /// Issue #16: a deletion while the webhook was down (kube-apiserver failed open)

@@ -89,17 +89,34 @@ pub const AGENT_BUNDLE_KINDS: [&str; 5] = [
     "networkpolicy",
 ];
 
+/// [`AGENT_BUNDLE_KINDS`] as API resources (an audit event's `objectRef.resource`).
+pub const AGENT_BUNDLE_RESOURCES: [&str; 5] = [
+    "clusterroles",
+    "clusterrolebindings",
+    "serviceaccounts",
+    "deployments",
+    "networkpolicies",
+];
+
+fn is_agent_bootstrap_id(id: &str) -> bool {
+    id == AGENT_BOOTSTRAP_SET_ID
+        || id
+            .strip_prefix(AGENT_BOOTSTRAP_SET_ID)
+            .is_some_and(|rest| rest.starts_with('-'))
+}
+
 /// True when an object of `kind` (any case) with this id cannot be in any bundle of
 /// Fleet's agent: the id is the agent bootstrap's and the agent's bundle has no such kind.
 pub fn outside_agent_bundle(id: &str, kind: &str) -> bool {
-    let bootstrap = id == AGENT_BOOTSTRAP_SET_ID
-        || id
-            .strip_prefix(AGENT_BOOTSTRAP_SET_ID)
-            .is_some_and(|rest| rest.starts_with('-'));
-    bootstrap
+    is_agent_bootstrap_id(id)
         && !AGENT_BUNDLE_KINDS
             .iter()
             .any(|k| k.eq_ignore_ascii_case(kind))
+}
+
+/// [`outside_agent_bundle`] for an API resource (`namespaces`, `secrets`, …).
+pub fn outside_agent_bundle_resource(id: &str, resource: &str) -> bool {
+    is_agent_bootstrap_id(id) && !AGENT_BUNDLE_RESOURCES.contains(&resource)
 }
 
 /// Lower-case alphanumerics, `-` and `.`, as Fleet's names are.
@@ -284,6 +301,14 @@ mod tests {
             assert!(!outside_agent_bundle(id, "ServiceAccount"), "{id}");
         }
         assert!(!outside_agent_bundle("default-lots-config2", "namespace"));
+        assert!(outside_agent_bundle_resource(
+            "fleet-agent-bootstrap",
+            "namespaces"
+        ));
+        assert!(!outside_agent_bundle_resource(
+            "fleet-agent-bootstrap",
+            "deployments"
+        ));
         assert!(!outside_agent_bundle("fleet-agent-bootstrapx", "namespace"));
     }
 
