@@ -1,8 +1,10 @@
 //! Fleet releases and the status rules that differ between them.
 //!
 //! Each rule names the release (down to the patch) that introduced it and the file of
-//! rancher/fleet where it lives; everything else the webhook computes is unchanged from v0.12.0 to v0.16.1
-//! (BundleDeployment and StatusBase field paths, `calculateResourceCounts`).
+//! rancher/fleet where it lives; everything else the webhook computes is unchanged from
+//! v0.12.0 to v0.16.1 (BundleDeployment and StatusBase field paths,
+//! `calculateResourceCounts`). `tests/fleet_conformance.rs` runs Fleet's own test tables
+//! against these rules at the newest patch of each minor release.
 
 use std::fmt;
 
