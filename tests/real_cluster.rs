@@ -258,6 +258,15 @@ impl World {
         w
     }
 
+    /// `kubectl delete configmap NAME` in this world's namespace, as alice.
+    fn alice_deletes(&self, cp: &ControlPlane, name: &str, extra: &[&str]) -> kubectl::Run {
+        kubectl_run(
+            cp.kubectl("alice")
+                .args(["delete", "configmap", name, "-n", &self.ns])
+                .args(extra),
+        )
+    }
+
     fn counts(&self, cp: &ControlPlane) -> String {
         cp.kubectl_stdout(
             "admin",
@@ -472,14 +481,7 @@ impl Webhook {
     fn wait_called(&self, cp: &ControlPlane, world: &World) {
         let start = Instant::now();
         loop {
-            let run = kubectl_run(cp.kubectl("alice").args([
-                "delete",
-                "configmap",
-                "test-config1-one",
-                "-n",
-                &world.ns,
-                "--dry-run=server",
-            ]));
+            let run = world.alice_deletes(cp, "test-config1-one", &["--dry-run=server"]);
             if run.stderr.contains("is managed by Fleet") {
                 return;
             }
@@ -614,13 +616,7 @@ fn alice_deletes_a_fleet_configmap_kubectl_warns_the_status_reads_10_of_11_and_t
     let mark = cp.audit_events().len();
     let w = Webhook::start(cp, &world, WEBHOOK_CONFIG, &[]);
 
-    let run = kubectl_run(cp.kubectl("alice").args([
-        "delete",
-        "configmap",
-        "test-config2-one",
-        "-n",
-        &world.ns,
-    ]));
+    let run = world.alice_deletes(cp, "test-config2-one", &[]);
     assert!(run.ok, "{run}");
     assert!(
         run.stderr.contains(&format!(
@@ -706,14 +702,7 @@ fn alice_deletes_a_fleet_configmap_kubectl_warns_the_status_reads_10_of_11_and_t
 fn a_server_side_dry_run_is_warned_and_never_counted() {
     let (_g, cp, world) = setup("rc-dry-run");
     let _w = Webhook::start(cp, &world, WEBHOOK_CONFIG, &[]);
-    let run = kubectl_run(cp.kubectl("alice").args([
-        "delete",
-        "configmap",
-        "test-config3-one",
-        "-n",
-        &world.ns,
-        "--dry-run=server",
-    ]));
+    let run = world.alice_deletes(cp, "test-config3-one", &["--dry-run=server"]);
     assert!(run.ok, "{run}");
     assert!(
         run.stderr
@@ -726,13 +715,7 @@ fn a_server_side_dry_run_is_warned_and_never_counted() {
     ));
     // A real deletion after it: the GitRepo reads 10/11, not 9/11, and only the real one
     // is listed — the dry run was never counted.
-    let run = kubectl_run(cp.kubectl("alice").args([
-        "delete",
-        "configmap",
-        "test-config3-two",
-        "-n",
-        &world.ns,
-    ]));
+    let run = world.alice_deletes(cp, "test-config3-two", &[]);
     assert!(run.ok, "{run}");
     world.wait_counts(cp, "10/11");
     let bd = world.bd(cp, "lots-config3");
@@ -924,14 +907,7 @@ fn an_object_with_a_finalizer_is_counted_once_it_is_really_gone() {
             &hold,
         ],
     );
-    let run = kubectl_run(cp.kubectl("alice").args([
-        "delete",
-        "configmap",
-        "test-config2-four",
-        "-n",
-        &world.ns,
-        "--wait=false",
-    ]));
+    let run = world.alice_deletes(cp, "test-config2-four", &["--wait=false"]);
     assert!(run.ok, "{run}");
     let ts = cp.kubectl_stdout(
         "admin",
@@ -948,13 +924,7 @@ fn an_object_with_a_finalizer_is_counted_once_it_is_really_gone() {
     assert!(!ts.is_empty(), "the finalizer holds the object");
     // While the object is still there, it is not counted: the webhook waits for it. An
     // unrelated real deletion shows how far counting has got.
-    let run = kubectl_run(cp.kubectl("alice").args([
-        "delete",
-        "configmap",
-        "test-config1-four",
-        "-n",
-        &world.ns,
-    ]));
+    let run = world.alice_deletes(cp, "test-config1-four", &[]);
     assert!(run.ok, "{run}");
     world.wait_counts(cp, "10/11");
     assert!(
@@ -997,13 +967,7 @@ fn a_deletion_refused_by_a_second_webhook_is_not_left_counted() {
         "second-webhook",
         &["--policy", "deny", "--counting", "false"],
     );
-    let run = kubectl_run(cp.kubectl("alice").args([
-        "delete",
-        "configmap",
-        "test-config2-two",
-        "-n",
-        &world.ns,
-    ]));
+    let run = world.alice_deletes(cp, "test-config2-two", &[]);
     assert!(!run.ok, "the second webhook refuses: {run}");
     assert!(cp.kubectl_ok(
         "admin",
@@ -1039,13 +1003,7 @@ fn objects_of_other_objectset_writers_never_reach_the_webhook() {
             "labels": {"objectset.rio.cattle.io/hash": "0123456789abcdef0123456789abcdef01234567"},
             "annotations": {"objectset.rio.cattle.io/id": "cluster-agent-rancher"}}})]);
     let before = w.review_lines().len();
-    let run = kubectl_run(cp.kubectl("alice").args([
-        "delete",
-        "configmap",
-        "rancher-owned",
-        "-n",
-        &world.ns,
-    ]));
+    let run = world.alice_deletes(cp, "rancher-owned", &[]);
     assert!(run.ok, "{run}");
     assert!(!run.stderr.contains("Warning"), "{run}");
     // The apiserver's CEL matchCondition kept it: no review, no annotation.
@@ -1057,13 +1015,7 @@ fn objects_of_other_objectset_writers_never_reach_the_webhook() {
         "{e:#}"
     );
     // A Fleet deletion afterwards is reviewed, and is the only new review.
-    let run = kubectl_run(cp.kubectl("alice").args([
-        "delete",
-        "configmap",
-        "test-config1-two",
-        "-n",
-        &world.ns,
-    ]));
+    let run = world.alice_deletes(cp, "test-config1-two", &[]);
     assert!(run.ok, "{run}");
     world.wait_counts(cp, "10/11");
     let reviews: Vec<Value> = w.review_lines().into_iter().skip(before).collect();
@@ -1080,13 +1032,7 @@ fn with_the_webhook_stopped_deletions_succeed_and_the_audit_log_says_failed_open
     let (_g, cp, world) = setup("rc-failed-open");
     let mut w = Webhook::start(cp, &world, WEBHOOK_CONFIG, &[]);
     w.kill();
-    let run = kubectl_run(cp.kubectl("alice").args([
-        "delete",
-        "configmap",
-        "test-config1-three",
-        "-n",
-        &world.ns,
-    ]));
+    let run = world.alice_deletes(cp, "test-config1-three", &[]);
     assert!(run.ok, "failurePolicy Ignore: {run}");
     let e = wait_audit(cp, "test-config1-three", "delete");
     let failed_open = e["annotations"]
@@ -1108,13 +1054,7 @@ fn with_the_webhook_stopped_deletions_succeed_and_the_audit_log_says_failed_open
 fn verify_against_the_real_apiserver_agrees_after_counting() {
     let (_g, cp, world) = setup("rc-verify");
     let _w = Webhook::start(cp, &world, WEBHOOK_CONFIG, &[]);
-    let run = kubectl_run(cp.kubectl("alice").args([
-        "delete",
-        "configmap",
-        "test-config2-three",
-        "-n",
-        &world.ns,
-    ]));
+    let run = world.alice_deletes(cp, "test-config2-three", &[]);
     assert!(run.ok, "{run}");
     world.wait_counts(cp, "10/11");
     let out = Command::new(env!("CARGO_BIN_EXE_fleet-delete-guard"))
