@@ -227,36 +227,36 @@ struct Head<'a> {
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct UserView<'a> {
+pub(super) struct UserView<'a> {
     #[serde(borrow)]
-    username: Cow<'a, str>,
+    pub(super) username: Cow<'a, str>,
     #[serde(borrow)]
     groups: Option<Vec<Str<'a>>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]
-struct ObjectRefView<'a> {
+pub(super) struct ObjectRefView<'a> {
     #[serde(borrow)]
-    resource: Cow<'a, str>,
+    pub(super) resource: Cow<'a, str>,
     #[serde(borrow)]
-    namespace: Cow<'a, str>,
+    pub(super) namespace: Cow<'a, str>,
     #[serde(borrow)]
-    name: Cow<'a, str>,
+    pub(super) name: Cow<'a, str>,
     #[serde(borrow)]
-    api_group: Cow<'a, str>,
+    pub(super) api_group: Cow<'a, str>,
     #[serde(borrow)]
-    api_version: Cow<'a, str>,
+    pub(super) api_version: Cow<'a, str>,
     #[serde(borrow)]
-    subresource: Cow<'a, str>,
+    pub(super) subresource: Cow<'a, str>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct StatusView<'a> {
-    code: Option<i64>,
+pub(super) struct StatusView<'a> {
+    pub(super) code: Option<i64>,
     #[serde(borrow)]
-    message: Cow<'a, str>,
+    pub(super) message: Cow<'a, str>,
 }
 
 /// The fields of an audit Event a deletion row needs.

@@ -15,7 +15,7 @@ use std::{
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::event::Outcome;
+use super::event::{ObjectRefView, Outcome, StatusView, UserView};
 
 /// Which objects are the guard's (`audit --guard-*` flags).
 #[derive(Debug, Clone)]
@@ -116,34 +116,8 @@ impl GuardChange {
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct UserView<'a> {
-    #[serde(borrow)]
-    username: Cow<'a, str>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default, rename_all = "camelCase")]
-struct ObjectRefView<'a> {
-    #[serde(borrow)]
-    resource: Cow<'a, str>,
-    #[serde(borrow)]
-    namespace: Cow<'a, str>,
-    #[serde(borrow)]
-    name: Cow<'a, str>,
-    #[serde(borrow)]
-    api_group: Cow<'a, str>,
-    #[serde(borrow)]
-    subresource: Cow<'a, str>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct StatusView {
-    code: Option<i64>,
-}
-
+// The user, objectRef and responseStatus views are the deletion reader's
+// (event.rs): one reading of those audit fields.
 #[derive(Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]
 struct GuardView<'a> {
@@ -161,7 +135,7 @@ struct GuardView<'a> {
     user_agent: Cow<'a, str>,
     #[serde(borrow)]
     object_ref: Option<ObjectRefView<'a>>,
-    response_status: Option<StatusView>,
+    response_status: Option<StatusView<'a>>,
     #[serde(borrow)]
     request_received_timestamp: Option<Cow<'a, str>>,
     #[serde(borrow)]
