@@ -75,7 +75,9 @@ pub fn start(
     let observer = patcher.clone();
     let bds = watcher(
         bd_api,
-        watcher::Config::default().labels(&cluster.selector()),
+        watcher::Config::default()
+            .labels(&cluster.selector())
+            .page_size(WATCH_PAGE),
     )
     .default_backoff();
     tokio::spawn(async move {
@@ -136,6 +138,12 @@ pub fn start(
     tokio::spawn(patcher.clone().run());
     Counting { index, patcher }
 }
+
+/// Pages of the BundleDeployment watch's (re-)list. Smaller than kube's 500: each page's
+/// body and its parse are a transient on top of the index, and the peak RSS with 10,000
+/// BundleDeployments fell from 31.9 to 26.1 MiB when ready (BENCHMARKS.md); 100
+/// requests instead of 20 for 10,000 cost nothing noticeable in start-up time.
+const WATCH_PAGE: u32 = 100;
 
 /// Watch one owner kind's metadata for the policy annotation. A Fleet without that kind
 /// (HelmOps before v0.13) answers 404, an RBAC without it 403: readiness then does not
