@@ -7,11 +7,11 @@
 //! when the object returns. Every path is bounded: marks expire, re-applies are capped.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     time::{Duration, Instant},
 };
 
-use super::queue::Tracked;
+use super::{probe_plan::GroupKey, queue::Tracked};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MarkState {
@@ -208,6 +208,27 @@ impl Marks {
         due.into_iter().map(|m| m.object.clone()).collect()
     }
 
+    /// Every mark of the kinds and namespaces of `objects`, oldest first: the LIST of a
+    /// group answers for all of them at once.
+    pub fn in_groups_of(&self, objects: &[Tracked]) -> Vec<Tracked> {
+        let keys: HashSet<GroupKey> = objects.iter().map(GroupKey::of).collect();
+        let mut members: Vec<&Mark> = self
+            .by_uid
+            .values()
+            .filter(|m| keys.contains(&GroupKey::of(&m.object)))
+            .collect();
+        members.sort_by_key(|m| m.since);
+        members.into_iter().map(|m| m.object.clone()).collect()
+    }
+
+    /// Marks seen gone.
+    pub fn confirmed(&self) -> usize {
+        self.by_uid
+            .values()
+            .filter(|m| m.state == MarkState::Confirmed)
+            .count()
+    }
+
     /// Drop marks older than the TTL; returns them for logging.
     pub fn expire(&mut self, now: Instant, t: &MarkTimings) -> Vec<Mark> {
         let old: Vec<String> = self
@@ -364,6 +385,27 @@ mod tests {
         marks.checked("u1", Seen::Gone, later, &t());
         assert!(marks.due(later + Duration::from_secs(1), &t()).is_empty());
         assert_eq!(marks.due(later + Duration::from_secs(11), &t()).len(), 1);
+    }
+
+    #[test]
+    fn the_members_of_a_group_are_its_kind_in_its_namespace() {
+        let now = Instant::now();
+        let mut marks = Marks::default();
+        marks.marked(tracked("u1", "b"), now, true);
+        marks.marked(tracked("u2", "b"), now + Duration::from_millis(1), true);
+        let elsewhere = Tracked {
+            namespace: "other".into(),
+            ..tracked("u3", "b")
+        };
+        marks.marked(elsewhere, now, true);
+        let members: Vec<String> = marks
+            .in_groups_of(&[tracked("u2", "b")])
+            .into_iter()
+            .map(|t| t.uid)
+            .collect();
+        assert_eq!(members, ["u1", "u2"], "oldest first, same namespace only");
+        marks.checked("u1", Seen::Gone, now, &t());
+        assert_eq!(marks.confirmed(), 1);
     }
 
     #[test]

@@ -151,6 +151,7 @@ pub async fn resync_pass(
                 name: gone.name.to_string(),
                 uid,
                 created_at: gone.created_at.map(str::to_string),
+                objectset_hash: None,
                 bd: owner,
             },
             received: None,
