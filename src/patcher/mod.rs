@@ -316,9 +316,11 @@ impl DeletionSink for Patcher {
             name: d.name,
             uid: d.object_uid,
             created_at: d.created_at,
-            objectset_hash: d
+            objectset_hashes: d
                 .objectset_hash
-                .or_else(|| d.owner.set_id.as_deref().map(object_set_hash)),
+                .or_else(|| d.owner.set_id.as_deref().map(object_set_hash))
+                .into_iter()
+                .collect(),
             bd,
         };
         let op = if d.has_finalizers {

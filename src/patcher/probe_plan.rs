@@ -113,14 +113,24 @@ pub fn plan(
     out
 }
 
-/// `objectset.rio.cattle.io/hash in (h1,h2)`; `None` when a hash is unknown or there are
-/// too many to name.
+/// `objectset.rio.cattle.io/hash in (h1,h2)`; `None` when an object's hash is unknown or
+/// there are too many to name.
 pub fn selector(objects: &[Tracked]) -> Option<String> {
-    let hashes: Option<BTreeSet<&str>> = objects
-        .iter()
-        .map(|o| o.objectset_hash.as_deref().filter(|h| valid_label_value(h)))
-        .collect();
-    let hashes = hashes.filter(|h| !h.is_empty() && h.len() <= MAX_HASHES_PER_SELECTOR)?;
+    let mut hashes: BTreeSet<&str> = BTreeSet::new();
+    for o in objects {
+        if o.objectset_hashes.is_empty() {
+            return None;
+        }
+        for h in &o.objectset_hashes {
+            if !valid_label_value(h) {
+                return None;
+            }
+            hashes.insert(h);
+        }
+    }
+    if hashes.is_empty() || hashes.len() > MAX_HASHES_PER_SELECTOR {
+        return None;
+    }
     let values: Vec<&str> = hashes.into_iter().collect();
     Some(format!("{HASH_LABEL} in ({})", values.join(",")))
 }
@@ -128,7 +138,8 @@ pub fn selector(objects: &[Tracked]) -> Option<String> {
 /// A label value that is safe inside a selector (what Kubernetes allows: alphanumerics,
 /// `-`, `_`, `.`, at most 63 characters).
 fn valid_label_value(v: &str) -> bool {
-    v.len() <= 63
+    !v.is_empty()
+        && v.len() <= 63
         && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
@@ -201,7 +212,7 @@ mod tests {
     fn in_ns(uid: &str, ns: &str, hash: Option<&str>) -> Tracked {
         Tracked {
             namespace: ns.into(),
-            objectset_hash: hash.map(str::to_string),
+            objectset_hashes: hash.map(str::to_string).into_iter().collect(),
             ..tracked(uid, "b")
         }
     }
