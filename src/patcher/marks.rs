@@ -187,7 +187,9 @@ impl Marks {
         self.by_uid.values().any(|m| &m.object.bd.owner == owner)
     }
 
-    /// Objects due for a GET now, oldest first.
+    /// Objects due for a check now, least recently checked first (never checked
+    /// first, then by age): when the probe budget cannot serve them all, every mark
+    /// gets its turn and rechecks of old marks never starve new ones.
     pub fn due(&self, now: Instant, t: &MarkTimings) -> Vec<Tracked> {
         let mut due: Vec<&Mark> = self
             .by_uid
@@ -204,7 +206,7 @@ impl Marks {
                 }
             })
             .collect();
-        due.sort_by_key(|m| m.since);
+        due.sort_by_key(|m| (m.checked, m.since));
         due.into_iter().map(|m| m.object.clone()).collect()
     }
 
@@ -406,6 +408,18 @@ mod tests {
         assert_eq!(members, ["u1", "u2"], "oldest first, same namespace only");
         marks.checked("u1", Seen::Gone, now, &t());
         assert_eq!(marks.confirmed(), 1);
+    }
+
+    #[test]
+    fn the_least_recently_checked_come_first() {
+        let now = Instant::now();
+        let mut marks = Marks::default();
+        marks.marked(tracked("old", "b"), now, true);
+        marks.checked("old", Seen::Gone, now + Duration::from_secs(1), &t());
+        marks.marked(tracked("new", "b"), now + Duration::from_secs(2), true);
+        let later = now + Duration::from_millis(2600);
+        let due: Vec<String> = marks.due(later, &t()).into_iter().map(|o| o.uid).collect();
+        assert_eq!(due, ["new", "old"], "never checked before checked");
     }
 
     #[test]
