@@ -213,7 +213,7 @@ pub struct ServeArgs {
     #[arg(long, env = "FLEET_DELETE_GUARD_MARK_TTL", default_value = "900", value_parser = parse_duration)]
     pub mark_ttl: Duration,
 
-    /// Requests per second at most (and as many saved up) that check whether counted
+    /// Requests per second at most (a tick's worth saved up) that check whether counted
     /// objects are still gone or came back: one metadata LIST per kind and namespace,
     /// a GET for a lone object.
     #[arg(long, env = "FLEET_DELETE_GUARD_PROBE_RATE", default_value_t = 50,

@@ -17,6 +17,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use fleet_delete_guard::patcher::PatcherConfig;
 use futures::{stream, StreamExt};
 use kube_api_double::{gvr, ApiDouble, Fault, Options, Origin, RequestRecord, Verb};
 use serde_json::{json, Value};
@@ -46,8 +47,9 @@ fn probes(double: &ApiDouble) -> Vec<RequestRecord> {
 
 /// Probe requests at most in a span: the bucket's burst plus its rate over the span
 /// (and 100 ms for the way from the worker to the double).
-fn cap(rate: u32, span: Duration) -> usize {
-    rate as usize + (f64::from(rate) * (span.as_secs_f64() + 0.1)).floor() as usize
+fn cap(config: &PatcherConfig, span: Duration) -> usize {
+    let rate = f64::from(config.probe_rate);
+    config.probe_burst() as usize + (rate * (span.as_secs_f64() + 0.1)).floor() as usize
 }
 
 /// The most requests of `records` in any one second.
@@ -108,10 +110,7 @@ async fn wait_missing(double: &ApiDouble, repo: &str, n: i64) {
 }
 
 /// Started, caches synced, the start-up resync done, the request log cleared.
-async fn started(
-    double: &ApiDouble,
-    config: fleet_delete_guard::patcher::PatcherConfig,
-) -> CountingServer {
+async fn started(double: &ApiDouble, config: PatcherConfig) -> CountingServer {
     let s = CountingServer::start(double, config).await.synced().await;
     let metrics = s.metrics.clone();
     support::wait_until("the start-up resync", WAIT, || {
@@ -139,9 +138,9 @@ async fn a_namespace_deletion_of_5000_objects_is_probed_with_few_requests_within
     let double = ApiDouble::start(Options::default()).await;
     let objects = seed_owner(&double, "big", 5000, &["doomed"]);
     // The production timings: a 200 ms tick, young marks every 500 ms, 50 probes/s.
-    let config = fleet_delete_guard::patcher::PatcherConfig::default();
+    let config = PatcherConfig::default();
     let rate = config.probe_rate;
-    let s = started(&double, config).await;
+    let s = started(&double, config.clone()).await;
     let originals: Vec<Value> = objects[..20]
         .iter()
         .map(|(ns, n)| double.get(&gvr::CONFIGMAPS, ns, n).expect("cm"))
@@ -185,7 +184,7 @@ async fn a_namespace_deletion_of_5000_objects_is_probed_with_few_requests_within
         peak_per_second(&probes),
     );
     assert!(
-        probes.len() <= cap(rate, span),
+        probes.len() <= cap(&config, span),
         "{} probe requests over {span:?}",
         probes.len()
     );
@@ -204,11 +203,11 @@ async fn probes_of_many_groups_stay_within_the_cap() {
     let namespaces: Vec<String> = (0..60).map(|i| format!("ns-{i:02}")).collect();
     let ns: Vec<&str> = namespaces.iter().map(String::as_str).collect();
     let objects = seed_owner(&double, "wide", 120, &ns);
-    let config = fleet_delete_guard::patcher::PatcherConfig {
+    let config = PatcherConfig {
         probe_rate: 20,
         ..fast_patcher()
     };
-    let s = started(&double, config).await;
+    let s = started(&double, config.clone()).await;
     delete_all(&double, &s, &objects, "alice").await;
     wait_missing(&double, "wide", 120).await;
     let patcher = s.counting.patcher.clone();
@@ -224,9 +223,14 @@ async fn probes_of_many_groups_stay_within_the_cap() {
         peak_per_second(&probes)
     );
     assert!(
-        probes.len() <= cap(20, span),
+        probes.len() <= cap(&config, span),
         "{} probe requests over {span:?}",
         probes.len()
+    );
+    let peak = peak_per_second(&probes);
+    assert!(
+        peak <= cap(&config, Duration::from_secs(1)),
+        "{peak} in one second"
     );
     assert_eq!(s.counting.patcher.marks_len(), 120, "no mark lost");
 }
@@ -307,7 +311,7 @@ async fn a_kind_that_may_not_be_listed_is_checked_with_gets() {
 async fn a_list_in_pages_is_followed_to_its_last_page() {
     let double = ApiDouble::start(Options::default()).await;
     let objects = seed_owner(&double, "paged", 40, &["apps"]);
-    let config = fleet_delete_guard::patcher::PatcherConfig {
+    let config = PatcherConfig {
         probe_page_size: 5,
         ..fast_patcher()
     };
@@ -337,7 +341,7 @@ async fn a_list_in_pages_is_followed_to_its_last_page() {
 async fn a_list_with_more_pages_than_allowed_stops_and_keeps_the_marks() {
     let double = ApiDouble::start(Options::default()).await;
     let objects = seed_owner(&double, "huge", 40, &["apps"]);
-    let config = fleet_delete_guard::patcher::PatcherConfig {
+    let config = PatcherConfig {
         probe_page_size: 5,
         probe_max_pages: 2,
         ..fast_patcher()
@@ -431,11 +435,7 @@ async fn coalescing(
         .flat_map(|i| (0..owners).map(move |k| k * per + i))
         .map(|j| all[j].clone())
         .collect();
-    let s = started(
-        &double,
-        fleet_delete_guard::patcher::PatcherConfig::default(),
-    )
-    .await;
+    let s = started(&double, PatcherConfig::default()).await;
     delete_all(&double, &s, &order, "alice").await;
     for repo in &repos {
         wait_missing(&double, repo, per as i64).await;

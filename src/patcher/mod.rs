@@ -88,7 +88,7 @@ pub struct PatcherConfig {
     /// The worker wakes at least this often to check marks.
     pub tick: Duration,
     /// Probe requests (the GETs and LIST pages that check marked objects) per second
-    /// at most, and as many saved up (`--probe-rate`).
+    /// at most (`--probe-rate`); one tick's worth is saved up ([`Self::probe_burst`]).
     pub probe_rate: u32,
     /// Objects per page of a group's LIST.
     pub probe_page_size: u32,
@@ -101,6 +101,15 @@ pub struct PatcherConfig {
     pub instance: String,
     /// How often deployed resources are compared with what exists (also once at start).
     pub resync_interval: Duration,
+}
+
+impl PatcherConfig {
+    /// Probe requests saved up at most: one tick's worth (the worker spends them once a
+    /// tick), so that no second ever sees more than `probe_rate` and a tick's worth.
+    pub fn probe_burst(&self) -> u32 {
+        let per_tick = f64::from(self.probe_rate) * self.tick.as_secs_f64();
+        (per_tick.ceil() as u32).max(1)
+    }
 }
 
 impl Default for PatcherConfig {
@@ -193,7 +202,7 @@ impl Patcher {
                 marks: Mutex::new(Marks::default()),
                 probe_budget: Mutex::new(TokenBucket::new(
                     config.probe_rate,
-                    config.probe_rate,
+                    config.probe_burst(),
                     std::time::Instant::now(),
                 )),
                 unlistable: Mutex::new(Unlistable::default()),

@@ -2,7 +2,10 @@
 //! GET of one object, or the LIST of a group ([`super::probe_plan`] says which), each
 //! request within the global budget (`--probe-rate`, [`super::rate`]).
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use kube::{
     api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams},
@@ -15,6 +18,7 @@ use super::{
     marks::Seen,
     probe_plan::{self, GroupKey, Live, Probe},
     queue::Tracked,
+    rate::TokenBucket,
     Shared,
 };
 
@@ -73,7 +77,7 @@ pub async fn look(cluster: &Client, o: &Tracked, timeout: Duration) -> Option<Se
 pub enum Listed {
     /// Every page: an object not in it is gone.
     Complete(Vec<Live>),
-    /// The pages read before the budget, the page bound or an error stopped it.
+    /// The pages read before the page bound or an error stopped it.
     Partial(Vec<Live>),
     /// 403 on the first page: the kind may not be listed.
     Forbidden,
@@ -91,12 +95,9 @@ pub struct ListRequest<'a> {
 }
 
 /// LIST a group's metadata, following continue tokens for at most `max_pages` pages;
-/// `next_page` is asked before every page after the first (the rate budget).
-pub async fn list(
-    cluster: &Client,
-    req: &ListRequest<'_>,
-    mut next_page: impl FnMut() -> bool,
-) -> Listed {
+/// every page after the first waits for its request from `budget` (the first is the
+/// caller's).
+pub async fn list(cluster: &Client, req: &ListRequest<'_>, budget: &Mutex<TokenBucket>) -> Listed {
     let api = api(cluster, req.key);
     let mut params = ListParams::default().limit(req.page_size.max(1));
     if let Some(s) = req.selector {
@@ -104,8 +105,8 @@ pub async fn list(
     }
     let mut live: Vec<Live> = Vec::new();
     for page in 0..req.max_pages.max(1) {
-        if page > 0 && !next_page() {
-            return Listed::Partial(live);
+        if page > 0 {
+            wait_for_token(budget).await;
         }
         let answer = tokio::time::timeout(req.timeout, api.list_metadata(&params)).await;
         let list = match answer {
@@ -143,6 +144,22 @@ pub async fn list(
     }
     tracing::debug!(group = %req.key, pages = req.max_pages, "the LIST of the marked objects has more pages than allowed; the rest is checked later");
     Listed::Partial(live)
+}
+
+/// Wait for a request of `budget`: the next page of a LIST under way (a LIST longer
+/// than the burst completes, at the rate).
+async fn wait_for_token(budget: &Mutex<TokenBucket>) {
+    loop {
+        let wait = {
+            let mut bucket = lock(budget);
+            let now = Instant::now();
+            if bucket.try_take(now) {
+                return;
+            }
+            bucket.until_next(now)
+        };
+        tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+    }
 }
 
 impl Shared {
@@ -196,10 +213,8 @@ impl Shared {
                         max_pages: self.config.probe_max_pages,
                         timeout,
                     };
-                    let (listed, complete) = match list(&self.cluster, &req, || {
-                        self.take_probe_token()
-                    })
-                    .await
+                    let (listed, complete) = match list(&self.cluster, &req, &self.probe_budget)
+                        .await
                     {
                         Listed::Complete(l) => (l, true),
                         Listed::Partial(l) => (l, false),

@@ -4,7 +4,7 @@
 //! A dozen lines of arithmetic; the ecosystem's limiter (`governor`) would bring eight
 //! crates to vet (supply-chain/) and hides its clock behind its own abstraction.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// `rate` tokens per second, at most `burst` saved up; one request takes one token.
 #[derive(Debug, Clone)]
@@ -34,6 +34,16 @@ impl TokenBucket {
         self.last = self.last.max(now);
     }
 
+    /// How long until a token is there (zero when one is).
+    pub fn until_next(&mut self, now: Instant) -> Duration {
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((1.0 - self.tokens) / self.rate)
+        }
+    }
+
     /// Take one token if there is one.
     pub fn try_take(&mut self, now: Instant) -> bool {
         self.refill(now);
@@ -48,8 +58,6 @@ impl TokenBucket {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     fn taken(b: &mut TokenBucket, now: Instant, tries: usize) -> usize {
@@ -79,6 +87,20 @@ mod tests {
         }
         assert!(total <= 20 * 5 + 20, "{total}");
         assert!(total >= 20 * 5, "the rate is served: {total}");
+    }
+
+    #[test]
+    fn the_wait_for_the_next_token() {
+        let start = Instant::now();
+        let mut b = TokenBucket::new(10, 1, start);
+        assert_eq!(b.until_next(start), Duration::ZERO);
+        assert!(b.try_take(start));
+        let wait = b.until_next(start);
+        assert!(
+            wait > Duration::from_millis(99) && wait <= Duration::from_millis(100),
+            "{wait:?}"
+        );
+        assert!(b.try_take(start + wait));
     }
 
     #[test]
