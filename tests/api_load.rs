@@ -278,6 +278,35 @@ async fn a_failing_list_keeps_the_marks_and_is_retried_once_a_tick() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_that_never_answers_is_given_up_and_tried_again_one_at_a_time() {
+    let double = ApiDouble::start(Options::default()).await;
+    let objects = seed_owner(&double, "slow", 10, &["apps"]);
+    let mut config = fast_patcher();
+    config.retry.call_timeout = Duration::from_millis(300);
+    let call_timeout = config.retry.call_timeout;
+    let s = started(&double, config).await;
+    let hang = double.inject(Fault::new(Verb::List, "configmaps").always().hang());
+    delete_all(&double, &s, &objects, "alice").await;
+    wait_missing(&double, "slow", 10).await;
+    let from = Instant::now();
+    support::wait_until("LISTs given up", WAIT, || double.fault_hits(hang) >= 3).await;
+    let hung = double.fault_hits(hang) as f64;
+    let elapsed = from.elapsed();
+    assert_eq!(s.counting.patcher.marks_len(), 10, "no mark lost");
+    // Each LIST waits for its timeout before the next is made (and one may have been
+    // under way at `from`): no pile-up of requests the API does not answer.
+    let bound = elapsed.as_secs_f64() / call_timeout.as_secs_f64() + 2.0;
+    assert!(hung <= bound, "{hung} hung LISTs in {elapsed:?}");
+    double.remove_fault(hang);
+    let patcher = s.counting.patcher.clone();
+    support::wait_until("every mark confirmed", WAIT, || {
+        patcher.confirmed_marks() == 10
+    })
+    .await;
+    assert_eq!(missing(&support::fleet::gitrepo_named(&double, "slow")), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kind_that_may_not_be_listed_is_checked_with_gets() {
     let double = ApiDouble::start(Options::default()).await;
     let objects = seed_owner(&double, "secretive", 10, &["apps"]);
