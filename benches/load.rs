@@ -23,6 +23,8 @@
 // libc: signals, CPU affinity, timer slack and rusage of the measured processes.
 #![allow(unsafe_code)]
 
+#[path = "support/process.rs"]
+mod process;
 #[path = "support/reviews.rs"]
 mod reviews;
 
@@ -42,6 +44,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use kube_api_double::{ApiDouble, Options};
+use process::{context_switches, free_port, memory_kib, process_cpu, readyz};
 use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
 use tokio::sync::{mpsc, Mutex};
 
@@ -181,13 +184,6 @@ struct Server {
     log: PathBuf,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 impl Server {
     /// Start the server; returns it and the time from spawn to `/readyz` 200.
     async fn start(
@@ -271,17 +267,7 @@ impl Server {
 
     /// `VmHWM` (peak RSS) and `VmRSS` in KiB.
     fn memory_kib(&self) -> (u64, u64) {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        (field("VmHWM:"), field("VmRSS:"))
+        memory_kib(self.pid())
     }
 
     /// CPU time of all the server's threads so far.
@@ -290,70 +276,8 @@ impl Server {
     }
 
     async fn stop(mut self) {
-        // SIGTERM: graceful shutdown, as in a cluster.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        process::stop(&mut self.child).await;
     }
-}
-
-/// Context switches (voluntary and not) of every thread of `pid` so far.
-fn context_switches(pid: u32) -> u64 {
-    let mut total = 0u64;
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for task in tasks.flatten() {
-            if let Ok(s) = std::fs::read_to_string(task.path().join("status")) {
-                total += s
-                    .lines()
-                    .filter(|l| l.contains("ctxt_switches:"))
-                    .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                    .sum::<u64>();
-            }
-        }
-    }
-    total
-}
-
-/// Sum of the CPU time of every thread of `pid` (`/proc/PID/task/*/schedstat`, ns).
-fn process_cpu(pid: u32) -> Duration {
-    let mut total = 0u64;
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for task in tasks.flatten() {
-            if let Ok(s) = std::fs::read_to_string(task.path().join("schedstat")) {
-                total += s
-                    .split_whitespace()
-                    .next()
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0);
-            }
-        }
-    }
-    Duration::from_nanos(total)
-}
-
-async fn readyz(addr: SocketAddr) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
-        return false;
-    };
-    if s.write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .is_err()
-    {
-        return false;
-    }
-    let mut buf = Vec::with_capacity(512);
-    let _ = s.read_to_end(&mut buf).await;
-    buf.starts_with(b"HTTP/1.1 200")
 }
 
 // ------------------------------------------------------------------ connections
@@ -820,16 +744,8 @@ async fn run(args: Args) {
     })
     .await;
     let n = args.bundle_deployments;
-    for r in 0..n.div_ceil(reviews::BDS_PER_REPO) {
-        double.seed(reviews::gitrepo(r)).expect("seed gitrepo");
-    }
-    for j in 0..n {
-        double
-            .seed(reviews::bundle_deployment(j))
-            .expect("seed bundledeployment");
-        double
-            .seed(reviews::fleet_configmap(j))
-            .expect("seed configmap");
+    for object in reviews::cluster(n) {
+        double.seed(object).expect("seed the API double");
     }
     let kubeconfig = dir.join("kubeconfig");
     double.write_kubeconfig(&kubeconfig).expect("kubeconfig");

@@ -137,6 +137,9 @@ pub struct Summary {
     pub decision: &'static str,
     pub dry_run: bool,
     pub warnings: usize,
+    /// The review ended on the fast path (not a deletion, or not of a Fleet-managed
+    /// object): logged at debug level only.
+    pub fast_path: bool,
     /// Set when the object inside the review could not be read.
     pub unexpected_shape: Option<String>,
 }
@@ -413,6 +416,7 @@ fn summarize(request: &Request<'_>, facts: &crate::decide::Review, verdict: &Ver
         decision: verdict.outcome.as_str(),
         dry_run: facts.dry_run,
         warnings: verdict.warnings.len(),
+        fast_path: verdict.is_fast_path(),
         unexpected_shape: None,
     }
 }

@@ -20,8 +20,8 @@ use crate::{
     admission::OwnerResolver,
     decide::{ObjectFacts, Owner},
     fleet::{
-        gates::Gates, object_set_hash, set_id, view::BundleDeploymentView, OwnerKind, OwnerRef,
-        DEFAULT_LABEL_PREFIX, LABEL_BUNDLE_NAME,
+        gates::Gates, object_set_hash_bytes, parse_object_set_hash, set_id,
+        view::BundleDeploymentView, OwnerKind, OwnerRef, DEFAULT_LABEL_PREFIX, LABEL_BUNDLE_NAME,
     },
     policy::Policy,
 };
@@ -123,13 +123,16 @@ struct Indexed {
     desired_ready: u64,
 }
 
+/// The keys of the index. What a BundleDeployment costs here is in BENCHMARKS.md
+/// ("Memory per cached BundleDeployment"): its keys are not stored twice — on removal
+/// they are computed again from its name, as on insertion.
 #[derive(Default)]
 struct Maps {
-    /// setID and hash → owner, with the index of the agent scope the key was made for
-    /// (an id and a hash label agree when they map to the same entry and scope).
-    by_key: HashMap<String, (Arc<Indexed>, usize)>,
-    /// BD `ns/name` → the keys it put in `by_key`, to remove them on delete.
-    keys_of: HashMap<String, Vec<String>>,
+    /// setID → owner, with the index of the agent scope the id was made for.
+    by_set_id: HashMap<Box<str>, (Arc<Indexed>, u8)>,
+    /// The hash label's SHA-1 → owner, with the scope's index (an id and a hash label
+    /// agree when they map to the same entry and scope).
+    by_hash: HashMap<[u8; 20], (Arc<Indexed>, u8)>,
     /// Per owner, its BundleDeployments' desiredReady summed.
     desired: HashMap<OwnerRef, u64>,
 }
@@ -142,8 +145,7 @@ impl Maps {
         desired_ready: u64,
         scopes: &[String],
     ) {
-        let id = format!("{}/{}", bd.namespace, bd.name);
-        self.remove(&id);
+        self.remove(&bd.namespace, &bd.name, scopes);
         if desired_ready > 0 {
             *self.desired.entry(bd.owner.clone()).or_default() += desired_ready;
         }
@@ -152,30 +154,38 @@ impl Maps {
             deleting,
             desired_ready,
         });
-        let mut keys = Vec::with_capacity(scopes.len() * 2);
         for (i, scope) in scopes.iter().enumerate() {
+            let i = u8::try_from(i).unwrap_or(u8::MAX);
             let set_id = set_id(&owner.bd.name, DEFAULT_LABEL_PREFIX, scope);
-            let hash = object_set_hash(&set_id);
-            self.by_key.insert(hash.clone(), (owner.clone(), i));
-            self.by_key.insert(set_id.clone(), (owner.clone(), i));
-            keys.push(hash);
-            keys.push(set_id);
+            self.by_hash
+                .insert(object_set_hash_bytes(&set_id), (owner.clone(), i));
+            self.by_set_id
+                .insert(set_id.into_boxed_str(), (owner.clone(), i));
         }
-        self.keys_of.insert(id, keys);
     }
 
-    fn remove(&mut self, id: &str) {
-        let Some(keys) = self.keys_of.remove(id) else {
-            return;
-        };
+    /// Remove BundleDeployment `namespace/name`: the keys its name makes that still
+    /// map to it (another one may have taken a key since, e.g. two `fleet-agent*`
+    /// BundleDeployments share the bootstrap setID).
+    fn remove(&mut self, namespace: &str, name: &str, scopes: &[String]) {
+        let is_it = |o: &Arc<Indexed>| o.bd.name == name && o.bd.namespace == namespace;
         let mut removed: Option<Arc<Indexed>> = None;
-        for key in keys {
+        for scope in scopes {
+            let set_id = set_id(name, DEFAULT_LABEL_PREFIX, scope);
+            let hash = object_set_hash_bytes(&set_id);
             if self
-                .by_key
-                .get(&key)
-                .is_some_and(|(o, _)| format!("{}/{}", o.bd.namespace, o.bd.name) == id)
+                .by_set_id
+                .get(set_id.as_str())
+                .is_some_and(|(o, _)| is_it(o))
             {
-                removed = self.by_key.remove(&key).map(|(o, _)| o).or(removed);
+                removed = self
+                    .by_set_id
+                    .remove(set_id.as_str())
+                    .map(|(o, _)| o)
+                    .or(removed);
+            }
+            if self.by_hash.get(&hash).is_some_and(|(o, _)| is_it(o)) {
+                removed = self.by_hash.remove(&hash).map(|(o, _)| o).or(removed);
             }
         }
         if let Some(gone) = removed {
@@ -186,6 +196,24 @@ impl Maps {
                 }
             }
         }
+    }
+
+    /// BundleDeployments that resolve (by their first scope's setID).
+    fn len(&self) -> usize {
+        self.by_set_id
+            .values()
+            .filter(|(_, scope)| *scope == 0)
+            .count()
+    }
+
+    /// The entry of a setID annotation.
+    fn by_set_id(&self, id: &str) -> Option<&(Arc<Indexed>, u8)> {
+        self.by_set_id.get(id)
+    }
+
+    /// The entry of a hash label (only a label Fleet could have written: 40 hex digits).
+    fn by_hash(&self, label: &str) -> Option<&(Arc<Indexed>, u8)> {
+        parse_object_set_hash(label).and_then(|h| self.by_hash.get(&h))
     }
 }
 
@@ -278,12 +306,8 @@ impl OwnerIndex {
                 }
             }
             Event::Delete(bd) => {
-                let id = format!(
-                    "{}/{}",
-                    bd.meta().namespace.as_deref().unwrap_or_default(),
-                    bd.name_any()
-                );
-                state.live.remove(&id);
+                let namespace = bd.meta().namespace.as_deref().unwrap_or_default();
+                state.live.remove(namespace, &bd.name_any(), &self.scopes);
             }
         }
     }
@@ -352,14 +376,14 @@ impl OwnerIndex {
     ) -> Option<Arc<BundleDeploymentRef>> {
         let state = self.read();
         set_id
-            .and_then(|id| state.live.by_key.get(id))
-            .or_else(|| hash.and_then(|h| state.live.by_key.get(h)))
+            .and_then(|id| state.live.by_set_id(id))
+            .or_else(|| hash.and_then(|h| state.live.by_hash(h)))
             .map(|(i, _)| i.bd.clone())
     }
 
-    /// Number of BundleDeployments indexed.
+    /// Number of BundleDeployments indexed (counted, not stored: called at sync only).
     pub fn len(&self) -> usize {
-        self.read().live.keys_of.len()
+        self.read().live.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -394,15 +418,14 @@ impl OwnerResolver for OwnerIndex {
         let bd = object
             .objectset_id
             .as_deref()
-            .and_then(|id| state.live.by_key.get(id));
+            .and_then(|id| state.live.by_set_id(id));
         if let Some((indexed, scope)) = bd {
             // The hash label agrees with the id when it is the key made with it: no SHA-1
             // on the admission path for objects of known bundles.
             owner.hash_agrees = Some(object.objectset_hash.as_deref().is_none_or(|h| {
                 state
                     .live
-                    .by_key
-                    .get(h)
+                    .by_hash(h)
                     .is_some_and(|(o, s)| Arc::ptr_eq(o, indexed) && s == scope)
             }));
             let bd = &indexed.bd;
@@ -420,6 +443,7 @@ impl OwnerResolver for OwnerIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fleet::object_set_hash;
 
     fn bd(name: &str, repo: Option<&str>) -> DynamicObject {
         let mut labels = serde_json::json!({
@@ -552,6 +576,49 @@ mod tests {
                 .desired_ready,
             None
         );
+    }
+
+    #[test]
+    fn keys_are_computed_again_on_removal_and_a_shared_key_stays_with_its_holder() {
+        let idx = index();
+        for name in [
+            "lots-config1",
+            "lots-config2",
+            "fleet-agent-local",
+            "fleet-agent-c1",
+        ] {
+            idx.apply_bundle_deployment_event(&Event::Apply(bd(name, Some("lots"))));
+        }
+        // The two agent BundleDeployments share the bootstrap setID: the later holds it.
+        assert_eq!(idx.len(), 3);
+        let agent = idx.bundle_deployment(Some("fleet-agent-bootstrap"), None);
+        assert_eq!(
+            agent.map(|b| b.name.clone()).as_deref(),
+            Some("fleet-agent-c1")
+        );
+        // Removing the one that lost the key leaves the holder's keys alone.
+        idx.apply_bundle_deployment_event(&Event::Delete(bd("fleet-agent-local", Some("lots"))));
+        assert!(idx
+            .bundle_deployment(Some("fleet-agent-bootstrap"), None)
+            .is_some());
+        // A re-applied BundleDeployment keeps one entry; a deleted one leaves no key.
+        idx.apply_bundle_deployment_event(&Event::Apply(bd("lots-config1", Some("lots"))));
+        assert_eq!(idx.len(), 3);
+        idx.apply_bundle_deployment_event(&Event::Delete(bd("lots-config1", Some("lots"))));
+        assert_eq!(idx.len(), 2);
+        let hash = object_set_hash("default-lots-config1");
+        assert!(idx
+            .bundle_deployment(Some("default-lots-config1"), None)
+            .is_none());
+        assert!(idx.bundle_deployment(None, Some(&hash)).is_none());
+        let scoped = object_set_hash("default-lots-config1-cattle-fleet-local-system");
+        assert!(idx.bundle_deployment(None, Some(&scoped)).is_none());
+        // The other keeps both kinds of key, for both scopes.
+        let hash2 = object_set_hash("default-lots-config2-cattle-fleet-local-system");
+        assert!(idx.bundle_deployment(None, Some(&hash2)).is_some());
+        // Only Fleet's own spelling of a hash resolves.
+        let upper = object_set_hash("default-lots-config2").to_uppercase();
+        assert!(idx.bundle_deployment(None, Some(&upper)).is_none());
     }
 
     #[tokio::test]

@@ -249,8 +249,28 @@ async fn validate(
 }
 
 /// The log line of one answered review: one JSON object per line with the JSON log
-/// format (`review answered` at info level; `unexpected shape` at warn level).
+/// format — `review answered` at info level for a deletion of a Fleet-managed object,
+/// at debug level for the fast path (`not-managed`, `not-fleet`, …: most of the
+/// reviews, and nothing happened to them; the `reviews_total` metric counts them);
+/// `unexpected shape` at warn level.
 pub fn log_answer(s: &Summary, latency: Duration) {
+    macro_rules! answered {
+        ($level:ident) => {
+            tracing::$level!(
+                uid = %s.uid,
+                user = %s.user,
+                operation = s.operation,
+                resource = %s.resource,
+                namespace = %s.namespace,
+                name = %s.name,
+                decision = s.decision,
+                dry_run = s.dry_run,
+                warnings = s.warnings,
+                latency_us = latency.as_micros() as u64,
+                "review answered"
+            )
+        };
+    }
     match &s.unexpected_shape {
         Some(detail) => {
             tracing::warn!(
@@ -258,19 +278,8 @@ pub fn log_answer(s: &Summary, latency: Duration) {
                 "review allowed: its object has an unexpected shape"
             );
         }
-        None => tracing::info!(
-            uid = %s.uid,
-            user = %s.user,
-            operation = s.operation,
-            resource = %s.resource,
-            namespace = %s.namespace,
-            name = %s.name,
-            decision = s.decision,
-            dry_run = s.dry_run,
-            warnings = s.warnings,
-            latency_us = latency.as_micros() as u64,
-            "review answered"
-        ),
+        None if s.fast_path => answered!(debug),
+        None => answered!(info),
     }
 }
 

@@ -269,6 +269,14 @@ pub fn gitrepo(r: usize) -> Value {
 }
 
 /// Bodies as bytes.
+/// The cluster the benches seed: `n` BundleDeployments in GitRepos of
+/// [`BDS_PER_REPO`], the GitRepos, and the ConfigMap each BundleDeployment deploys.
+pub fn cluster(n: usize) -> impl Iterator<Item = Value> {
+    (0..n.div_ceil(BDS_PER_REPO))
+        .map(gitrepo)
+        .chain((0..n).flat_map(|j| [bundle_deployment(j), fleet_configmap(j)]))
+}
+
 pub fn bytes(v: &Value) -> Vec<u8> {
     serde_json::to_vec(v).expect("review serialises")
 }

@@ -20,4 +20,7 @@ pub use labels::*;
 pub use names::{cluster_namespace, key_hash, safe_concat_name};
 pub use owner::{OwnerKind, OwnerRef};
 pub use resource_key::ResourceKey;
-pub use setid::{hash_for_bundle_deployment, object_set_hash, set_id, DEFAULT_LABEL_PREFIX};
+pub use setid::{
+    hash_for_bundle_deployment, object_set_hash, object_set_hash_bytes, parse_object_set_hash,
+    set_id, DEFAULT_LABEL_PREFIX,
+};

@@ -35,6 +35,31 @@ pub fn object_set_hash(set_id: &str) -> String {
     hex_lower(&Sha1::digest(set_id.as_bytes()))
 }
 
+/// The SHA-1 behind [`object_set_hash`], as bytes: what the owner index keeps (20 bytes
+/// in the map's own table instead of a 40-character string on the heap).
+pub fn object_set_hash_bytes(set_id: &str) -> [u8; 20] {
+    Sha1::digest(set_id.as_bytes()).into()
+}
+
+/// The bytes of a hash label, when it is what [`object_set_hash`] writes: exactly 40
+/// lowercase hex digits. Anything else is no hash of Fleet's (None).
+pub fn parse_object_set_hash(label: &str) -> Option<[u8; 20]> {
+    let digits = label.as_bytes();
+    if digits.len() != 40 {
+        return None;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 20];
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
 /// Hash label value the agent with `scope` puts on objects of BD `bd_name`.
 pub fn hash_for_bundle_deployment(bd_name: &str, scope: &str) -> String {
     object_set_hash(&set_id(bd_name, DEFAULT_LABEL_PREFIX, scope))
@@ -43,6 +68,23 @@ pub fn hash_for_bundle_deployment(bd_name: &str, scope: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hash_bytes_round_trip_through_the_label() {
+        let id = set_id("lots-config-one", DEFAULT_LABEL_PREFIX, "");
+        let label = object_set_hash(&id);
+        assert_eq!(
+            parse_object_set_hash(&label),
+            Some(object_set_hash_bytes(&id))
+        );
+        // Only what Fleet writes: 40 lowercase hex digits.
+        assert_eq!(parse_object_set_hash(&label.to_uppercase()), None);
+        assert_eq!(parse_object_set_hash(&label[..39]), None);
+        assert_eq!(parse_object_set_hash(&format!("{label}0")), None);
+        assert_eq!(parse_object_set_hash(&format!("{}g", &label[..39])), None);
+        assert_eq!(parse_object_set_hash(""), None);
+        assert_eq!(parse_object_set_hash("é"), None);
+    }
 
     #[test]
     fn worked_example_standalone_and_rancher() {
