@@ -228,6 +228,8 @@ async fn main() {
                             .respond(503),
                     );
                     double.inject(Fault::new(Verb::Get, "configmaps").times(5).respond(500));
+                    // The grouped checks (one LIST per kind and namespace).
+                    double.inject(Fault::new(Verb::List, "configmaps").times(5).respond(500));
                 }
                 3 => double.set_global_latency(Duration::from_millis(300)),
                 4 => {

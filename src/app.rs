@@ -340,6 +340,7 @@ impl ServeArgs {
                 PatchGitRepo::Auto => !separate_fleet,
             },
             queue_capacity: self.queue_capacity,
+            probe_rate: self.probe_rate,
             marks: MarkTimings {
                 confirm_timeout: self.confirm_timeout,
                 ttl: self.mark_ttl,

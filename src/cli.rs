@@ -213,6 +213,13 @@ pub struct ServeArgs {
     #[arg(long, env = "FLEET_DELETE_GUARD_MARK_TTL", default_value = "900", value_parser = parse_duration)]
     pub mark_ttl: Duration,
 
+    /// Requests per second at most (a tick's worth saved up) that check whether counted
+    /// objects are still gone or came back: one metadata LIST per kind and namespace,
+    /// a GET for a lone object.
+    #[arg(long, env = "FLEET_DELETE_GUARD_PROBE_RATE", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub probe_rate: u32,
+
     /// --cert-secret, --webhook-config, …: the certificate bootstrap.
     #[command(flatten)]
     pub cert_bootstrap: BootstrapArgs,

@@ -981,7 +981,9 @@ async fn the_resync_pages_through_bundle_deployments_and_lists_objects_metadata_
         "BundleDeployments paged: {:?}",
         bd_pages.iter().map(|r| &r.query).collect::<Vec<_>>()
     );
-    let cm_pages = pages("configmaps");
+    let mut cm_pages = pages("configmaps");
+    // Not the checks of the three marks (listed by their objectset hash label).
+    cm_pages.retain(|r| !r.query.contains("%28") && !r.query.contains('('));
     assert_eq!(cm_pages.len(), 3, "ConfigMaps paged once through");
     for r in cm_pages {
         let accept = r.accept.clone().unwrap_or_default();

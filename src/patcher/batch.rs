@@ -5,7 +5,8 @@
 //! be made yet go back to the queue.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
+    sync::atomic::Ordering,
     time::Instant,
 };
 
@@ -14,7 +15,7 @@ use crate::delta::ResourceChange;
 use super::{
     deleted_resource, lock,
     marks::Seen,
-    probe,
+    probe::Outcome,
     queue::{Item, Op, Pushed},
     OwnerAt, Shared,
 };
@@ -47,31 +48,18 @@ impl Shared {
             rederive = rederive.len(),
             "handling queued work"
         );
+        self.batches.fetch_add(1, Ordering::Relaxed);
         let mut writes: Vec<Write> = Vec::with_capacity(items.len());
+        let mut rechecks: Vec<Item> = Vec::new();
         for item in items {
             match item.op {
                 Op::Mark => writes.push(Write { mark: true, item }),
                 Op::Unmark => writes.push(Write { mark: false, item }),
                 Op::AwaitGone => lock(&self.marks).await_gone(item.object, Instant::now()),
-                Op::Recheck => {
-                    match probe::look(&self.cluster, &item.object, self.config.retry.call_timeout)
-                        .await
-                    {
-                        Some(Seen::Gone) => {
-                            let allowed = lock(&self.marks)
-                                .reapply(&item.object.uid, self.config.marks.max_reapplies);
-                            if allowed {
-                                writes.push(Write { mark: true, item });
-                            } else {
-                                tracing::warn!(object = %item.object.describe(), "another writer keeps dropping this mark; no longer re-applying it");
-                            }
-                        }
-                        Some(Seen::Unreadable) | None => {}
-                        Some(_) => writes.push(Write { mark: false, item }),
-                    }
-                }
+                Op::Recheck => rechecks.push(item),
             }
         }
+        writes.extend(self.recheck(rechecks).await);
         // Owner → BundleDeployment → writes, in a stable order.
         let mut groups: BTreeMap<OwnerAt, WritesByBundleDeployment> = BTreeMap::new();
         for w in writes {
@@ -92,6 +80,50 @@ impl Shared {
         for (owner, bds) in groups {
             self.write_group(owner, bds).await;
         }
+    }
+
+    /// Marks another writer dropped: probed (grouped, within the budget); re-applied
+    /// while the object is gone (capped per mark), taken back when it is there. Those
+    /// the budget left out go back to the queue; those the API did not answer for are
+    /// dropped (the watch asks again at the BundleDeployment's next change).
+    async fn recheck(&self, items: Vec<Item>) -> Vec<Write> {
+        if items.is_empty() {
+            return Vec::new();
+        }
+        let objects: Vec<_> = items.iter().map(|i| i.object.clone()).collect();
+        let outcomes: HashMap<String, Outcome> = self
+            .probe(&objects, &objects)
+            .await
+            .into_iter()
+            .map(|(o, outcome)| (o.uid, outcome))
+            .collect();
+        let mut writes = Vec::new();
+        let mut later = Vec::new();
+        for item in items {
+            match outcomes.get(&item.object.uid) {
+                Some(Outcome::Seen(Seen::Gone)) => {
+                    let allowed = lock(&self.marks)
+                        .reapply(&item.object.uid, self.config.marks.max_reapplies);
+                    if allowed {
+                        writes.push(Write { mark: true, item });
+                    } else {
+                        tracing::warn!(object = %item.object.describe(), "another writer keeps dropping this mark; no longer re-applying it");
+                    }
+                }
+                Some(Outcome::Seen(Seen::Unreadable)) | Some(Outcome::Unknown) | None => {}
+                Some(Outcome::NotProbed) => later.push(item),
+                Some(Outcome::Seen(_)) => writes.push(Write { mark: false, item }),
+            }
+        }
+        if !later.is_empty() {
+            let mut q = lock(&self.queue);
+            for item in later {
+                if q.push(item) == Pushed::Full {
+                    self.metrics.queue_overflow.inc();
+                }
+            }
+        }
+        writes
     }
 
     /// Put writes back in the queue (their marks and arrival times kept).

@@ -1,6 +1,7 @@
 //! The worker's side of the marks ([`super::marks`] holds their pure bookkeeping):
 //! recording each mark after its BundleDeployment write, the periodic checks that
-//! confirm, revert or release them (a GET through [`super::probe`]), and the
+//! confirm, revert or release them (grouped, within the probe budget, through
+//! [`super::probe`]), and the
 //! BundleDeployment watch's view, which shows a mark another writer dropped and an
 //! owner to re-derive.
 
@@ -21,7 +22,7 @@ use super::{
     batch::Write,
     deleted_resource, lock,
     marks::{Next, UnmarkReason},
-    probe,
+    probe::Outcome,
     queue::{Item, Op, Pushed, Tracked},
     Patcher, Shared,
 };
@@ -96,44 +97,45 @@ impl Shared {
         }
     }
 
+    /// Check the marks that are due — grouped ([`super::probe`]), within the probe
+    /// budget; what is not probed now stays due for the next tick — and queue what
+    /// follows: a mark once an awaited object is gone, an unmark when the deletion did
+    /// not happen or the object is back.
     pub(super) async fn check_marks(&self) {
         let now = Instant::now();
-        let (due, expired) = {
+        let (due, members, expired) = {
             let mut marks = lock(&self.marks);
             let expired = marks.expire(now, &self.config.marks);
-            let mut due = marks.due(now, &self.config.marks);
-            due.truncate(self.config.checks_per_tick);
-            (due, expired)
+            let due = marks.due(now, &self.config.marks);
+            let members = marks.in_groups_of(&due);
+            (due, members, expired)
         };
         for m in expired {
             tracing::debug!(object = %m.object.describe(), "mark expired; Fleet has had time to catch up");
         }
-        for object in due {
-            let Some(seen) =
-                probe::look(&self.cluster, &object, self.config.retry.call_timeout).await
-            else {
-                continue;
-            };
-            let next =
-                lock(&self.marks).checked(&object.uid, seen, Instant::now(), &self.config.marks);
-            let op = match next {
-                Next::Keep | Next::Forget => continue,
-                Next::Mark => Op::Mark,
-                Next::Unmark(reason) => {
-                    match reason {
-                        UnmarkReason::NotDeleted => {
-                            self.metrics.reverts.inc();
-                            tracing::warn!(object = %object.describe(), "the deletion did not happen (refused or failed after admission); reverting the mark");
-                        }
-                        UnmarkReason::CameBack => {
-                            self.metrics.unmarked.inc();
-                            tracing::info!(object = %object.describe(), "the object is back; removing the mark");
-                        }
-                    }
-                    Op::Unmark
+        if due.is_empty() {
+            return;
+        }
+        let results = self.probe(&due, &members).await;
+        let now = Instant::now();
+        let mut follow_ups = Vec::new();
+        {
+            let mut marks = lock(&self.marks);
+            for (object, outcome) in results {
+                let Outcome::Seen(seen) = outcome else {
+                    continue;
+                };
+                let next = marks.checked(&object.uid, seen, now, &self.config.marks);
+                if let Some(op) = self.follow_up(&object, next) {
+                    follow_ups.push((op, object));
                 }
-            };
-            let mut q = lock(&self.queue);
+            }
+        }
+        if follow_ups.is_empty() {
+            return;
+        }
+        let mut q = lock(&self.queue);
+        for (op, object) in follow_ups {
             if q.push(Item {
                 op,
                 object,
@@ -143,8 +145,29 @@ impl Shared {
             {
                 self.metrics.queue_overflow.inc();
             }
-            drop(q);
-            self.notify.notify_one();
+        }
+        drop(q);
+        self.notify.notify_one();
+    }
+
+    /// The write a check's verdict calls for, counted and logged.
+    fn follow_up(&self, object: &Tracked, next: Next) -> Option<Op> {
+        match next {
+            Next::Keep | Next::Forget => None,
+            Next::Mark => Some(Op::Mark),
+            Next::Unmark(reason) => {
+                match reason {
+                    UnmarkReason::NotDeleted => {
+                        self.metrics.reverts.inc();
+                        tracing::warn!(object = %object.describe(), "the deletion did not happen (refused or failed after admission); reverting the mark");
+                    }
+                    UnmarkReason::CameBack => {
+                        self.metrics.unmarked.inc();
+                        tracing::info!(object = %object.describe(), "the object is back; removing the mark");
+                    }
+                }
+                Some(Op::Unmark)
+            }
         }
     }
 }

@@ -7,11 +7,11 @@
 //! when the object returns. Every path is bounded: marks expire, re-applies are capped.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     time::{Duration, Instant},
 };
 
-use super::queue::Tracked;
+use super::{probe_plan::GroupKey, queue::Tracked};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MarkState {
@@ -187,7 +187,9 @@ impl Marks {
         self.by_uid.values().any(|m| &m.object.bd.owner == owner)
     }
 
-    /// Objects due for a GET now, oldest first.
+    /// Objects due for a check now, least recently checked first (never checked
+    /// first, then by age): when the probe budget cannot serve them all, every mark
+    /// gets its turn and rechecks of old marks never starve new ones.
     pub fn due(&self, now: Instant, t: &MarkTimings) -> Vec<Tracked> {
         let mut due: Vec<&Mark> = self
             .by_uid
@@ -204,8 +206,29 @@ impl Marks {
                 }
             })
             .collect();
-        due.sort_by_key(|m| m.since);
+        due.sort_by_key(|m| (m.checked, m.since));
         due.into_iter().map(|m| m.object.clone()).collect()
+    }
+
+    /// Every mark of the kinds and namespaces of `objects`, oldest first: the LIST of a
+    /// group answers for all of them at once.
+    pub fn in_groups_of(&self, objects: &[Tracked]) -> Vec<Tracked> {
+        let keys: HashSet<GroupKey> = objects.iter().map(GroupKey::of).collect();
+        let mut members: Vec<&Mark> = self
+            .by_uid
+            .values()
+            .filter(|m| keys.contains(&GroupKey::of(&m.object)))
+            .collect();
+        members.sort_by_key(|m| m.since);
+        members.into_iter().map(|m| m.object.clone()).collect()
+    }
+
+    /// Marks seen gone.
+    pub fn confirmed(&self) -> usize {
+        self.by_uid
+            .values()
+            .filter(|m| m.state == MarkState::Confirmed)
+            .count()
     }
 
     /// Drop marks older than the TTL; returns them for logging.
@@ -364,6 +387,39 @@ mod tests {
         marks.checked("u1", Seen::Gone, later, &t());
         assert!(marks.due(later + Duration::from_secs(1), &t()).is_empty());
         assert_eq!(marks.due(later + Duration::from_secs(11), &t()).len(), 1);
+    }
+
+    #[test]
+    fn the_members_of_a_group_are_its_kind_in_its_namespace() {
+        let now = Instant::now();
+        let mut marks = Marks::default();
+        marks.marked(tracked("u1", "b"), now, true);
+        marks.marked(tracked("u2", "b"), now + Duration::from_millis(1), true);
+        let elsewhere = Tracked {
+            namespace: "other".into(),
+            ..tracked("u3", "b")
+        };
+        marks.marked(elsewhere, now, true);
+        let members: Vec<String> = marks
+            .in_groups_of(&[tracked("u2", "b")])
+            .into_iter()
+            .map(|t| t.uid)
+            .collect();
+        assert_eq!(members, ["u1", "u2"], "oldest first, same namespace only");
+        marks.checked("u1", Seen::Gone, now, &t());
+        assert_eq!(marks.confirmed(), 1);
+    }
+
+    #[test]
+    fn the_least_recently_checked_come_first() {
+        let now = Instant::now();
+        let mut marks = Marks::default();
+        marks.marked(tracked("old", "b"), now, true);
+        marks.checked("old", Seen::Gone, now + Duration::from_secs(1), &t());
+        marks.marked(tracked("new", "b"), now + Duration::from_secs(2), true);
+        let later = now + Duration::from_millis(2600);
+        let due: Vec<String> = marks.due(later, &t()).into_iter().map(|o| o.uid).collect();
+        assert_eq!(due, ["new", "old"], "never checked before checked");
     }
 
     #[test]

@@ -22,8 +22,9 @@
 //! One job per file: this module holds the handle ([`Patcher`]) and the state the
 //! worker shares with it; `worker.rs` the loop, `batch.rs` the grouping of queued work
 //! into writes, `status_writes.rs` the writes of one owner's group, `mark_checks.rs` the
-//! worker's side of the marks ([`marks`] their pure bookkeeping), [`probe`] the GET of a
-//! deleted object, [`write`] the one status-write path, [`queue`], [`events`] and
+//! worker's side of the marks ([`marks`] their pure bookkeeping), [`probe`] the checks
+//! of deleted objects (one metadata LIST per kind and namespace, planned by
+//! [`probe_plan`], capped by [`rate`]), [`write`] the one status-write path, [`queue`], [`events`] and
 //! [`resync`].
 
 mod batch;
@@ -32,7 +33,9 @@ pub mod fleet_api;
 mod mark_checks;
 pub mod marks;
 pub mod probe;
+pub mod probe_plan;
 pub mod queue;
+pub mod rate;
 pub mod resync;
 mod status_writes;
 mod worker;
@@ -40,7 +43,10 @@ pub mod write;
 
 use std::{
     collections::{BTreeSet, HashMap},
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
@@ -50,7 +56,10 @@ use tokio::sync::Notify;
 use crate::{
     admission::{CountedDeletion, DeletionSink, NotCounted},
     delta::DeletedResource,
-    fleet::{api::BUNDLE_DEPLOYMENT, release::FleetVersion, status::BundleDeployment, OwnerRef},
+    fleet::{
+        api::BUNDLE_DEPLOYMENT, object_set_hash, release::FleetVersion, status::BundleDeployment,
+        OwnerRef,
+    },
     metrics::Metrics,
     owners::OwnerIndex,
 };
@@ -58,7 +67,9 @@ use crate::{
 use events::{EventQueue, EventReceiver};
 use fleet_api::FleetApi;
 use marks::{MarkTimings, Marks};
+use probe_plan::Unlistable;
 use queue::{Item, Op, Pushed, Queue, Tracked};
+use rate::TokenBucket;
 use write::RetryPolicy;
 
 pub use events::EVENT_REASON;
@@ -76,14 +87,29 @@ pub struct PatcherConfig {
     pub event_queue_capacity: usize,
     /// The worker wakes at least this often to check marks.
     pub tick: Duration,
-    /// Objects checked with a GET per tick at most.
-    pub checks_per_tick: usize,
+    /// Probe requests (the GETs and LIST pages that check marked objects) per second
+    /// at most (`--probe-rate`); one tick's worth is saved up ([`Self::probe_burst`]).
+    pub probe_rate: u32,
+    /// Objects per page of a group's LIST.
+    pub probe_page_size: u32,
+    /// Pages of one group's LIST at most; objects beyond are checked when a later LIST
+    /// reaches them.
+    pub probe_max_pages: u32,
     pub marks: MarkTimings,
     pub retry: RetryPolicy,
     /// This process, as the Events' reporting instance.
     pub instance: String,
     /// How often deployed resources are compared with what exists (also once at start).
     pub resync_interval: Duration,
+}
+
+impl PatcherConfig {
+    /// Probe requests saved up at most: one tick's worth (the worker spends them once a
+    /// tick), so that no second ever sees more than `probe_rate` and a tick's worth.
+    pub fn probe_burst(&self) -> u32 {
+        let per_tick = f64::from(self.probe_rate) * self.tick.as_secs_f64();
+        (per_tick.ceil() as u32).max(1)
+    }
 }
 
 impl Default for PatcherConfig {
@@ -93,7 +119,9 @@ impl Default for PatcherConfig {
             queue_capacity: 10_000,
             event_queue_capacity: 64,
             tick: Duration::from_millis(200),
-            checks_per_tick: 200,
+            probe_rate: 50,
+            probe_page_size: 500,
+            probe_max_pages: 20,
             marks: MarkTimings::default(),
             retry: RetryPolicy::default(),
             instance: "fleet-delete-guard".to_string(),
@@ -113,6 +141,12 @@ struct OwnerAt {
 struct Shared {
     queue: Mutex<Queue>,
     marks: Mutex<Marks>,
+    /// The global cap on probe requests.
+    probe_budget: Mutex<TokenBucket>,
+    /// Groups whose LIST was refused: checked with GETs for a while.
+    unlistable: Mutex<Unlistable>,
+    /// Worker batches that wrote something (for the coalescing measurements).
+    batches: AtomicU64,
     /// Owners to re-derive at the next batch (a BundleDeployment of theirs changed).
     rederive: Mutex<BTreeSet<OwnerAt>>,
     /// The Fleet release whose status rules the owner writes follow.
@@ -166,6 +200,13 @@ impl Patcher {
             shared: Arc::new(Shared {
                 queue: Mutex::new(Queue::new(config.queue_capacity)),
                 marks: Mutex::new(Marks::default()),
+                probe_budget: Mutex::new(TokenBucket::new(
+                    config.probe_rate,
+                    config.probe_burst(),
+                    std::time::Instant::now(),
+                )),
+                unlistable: Mutex::new(Unlistable::default()),
+                batches: AtomicU64::new(0),
                 rederive: Mutex::new(BTreeSet::new()),
                 derived_from: Mutex::new(HashMap::new()),
                 fleet_release: std::sync::RwLock::new(FleetVersion::NEWEST),
@@ -247,6 +288,17 @@ impl Patcher {
     pub fn marks_len(&self) -> usize {
         lock(&self.shared.marks).len()
     }
+
+    /// Marks seen gone by a probe so far (for tests).
+    pub fn confirmed_marks(&self) -> usize {
+        lock(&self.shared.marks).confirmed()
+    }
+
+    /// Worker batches handled so far (queued work or owners to re-derive): each writes
+    /// every owner's status at most once (for tests and the coalescing measurements).
+    pub fn batches(&self) -> u64 {
+        self.shared.batches.load(Ordering::Relaxed)
+    }
 }
 
 impl DeletionSink for Patcher {
@@ -273,6 +325,11 @@ impl DeletionSink for Patcher {
             name: d.name,
             uid: d.object_uid,
             created_at: d.created_at,
+            objectset_hashes: d
+                .objectset_hash
+                .or_else(|| d.owner.set_id.as_deref().map(object_set_hash))
+                .into_iter()
+                .collect(),
             bd,
         };
         let op = if d.has_finalizers {

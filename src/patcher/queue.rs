@@ -25,6 +25,10 @@ pub struct Tracked {
     /// The deleted object's uid: one deletion, whatever the number of reviews.
     pub uid: String,
     pub created_at: Option<String>,
+    /// The values its `objectset.rio.cattle.io/hash` label may have (the one a review
+    /// saw; one per agent scope for the resync's): the probes list a kind's marked
+    /// objects in a namespace by them ([`super::probe_plan`]). Empty when unknown.
+    pub objectset_hashes: Vec<String>,
     pub bd: Arc<BundleDeploymentRef>,
 }
 
@@ -152,6 +156,7 @@ pub(crate) mod tests {
             name: format!("cm-{uid}"),
             uid: uid.into(),
             created_at: None,
+            objectset_hashes: vec!["h".into()],
             bd: Arc::new(BundleDeploymentRef {
                 namespace: "cluster-ns".into(),
                 name: bd.into(),

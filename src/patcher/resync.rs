@@ -99,7 +99,14 @@ pub async fn resync_pass(
     target: &Target<'_>,
     scopes: Vec<String>,
 ) -> Result<(ResyncReport, Report), ResyncError> {
-    let mut comparison = Comparison::new(scopes, Default::default());
+    // The hash labels a gone object carried, one per agent scope: its probes list by them.
+    let hashes_of = |bd_name: &str| -> Vec<String> {
+        scopes
+            .iter()
+            .map(|scope| crate::fleet::hash_for_bundle_deployment(bd_name, scope))
+            .collect()
+    };
+    let mut comparison = Comparison::new(scopes.clone(), Default::default());
     let kinds = scan::scan(target, &mut comparison, &mut |_| {}).await?;
     let mut report = ResyncReport {
         bundle_deployments: comparison.listed_bundle_deployments(),
@@ -151,6 +158,7 @@ pub async fn resync_pass(
                 name: gone.name.to_string(),
                 uid,
                 created_at: gone.created_at.map(str::to_string),
+                objectset_hashes: hashes_of(&owner.name),
                 bd: owner,
             },
             received: None,

@@ -308,12 +308,24 @@ impl CountingServer {
 /// The AdmissionReview kube-apiserver sends when `user` deletes ConfigMap `name` as it
 /// is stored in the double right now.
 pub fn delete_review(double: &ApiDouble, name: &str, user: &str, review_uid: &str) -> Value {
+    delete_review_in(double, "default", name, user, review_uid)
+}
+
+/// [`delete_review`] of ConfigMap `namespace/name`.
+pub fn delete_review_in(
+    double: &ApiDouble,
+    namespace: &str,
+    name: &str,
+    user: &str,
+    review_uid: &str,
+) -> Value {
     let cm = double
-        .get(&gvr::CONFIGMAPS, "default", name)
-        .unwrap_or_else(|| panic!("configmap {name} exists"));
+        .get(&gvr::CONFIGMAPS, namespace, name)
+        .unwrap_or_else(|| panic!("configmap {namespace}/{name} exists"));
     let mut review = fixture_json("admissionreview-delete-configmap.json");
     review["request"]["uid"] = review_uid.into();
     review["request"]["name"] = name.into();
+    review["request"]["namespace"] = namespace.into();
     review["request"]["oldObject"] = cm;
     review["request"]["userInfo"] = json!({ "username": user, "groups": ["system:authenticated"] });
     review
@@ -346,6 +358,12 @@ pub fn without_volatile(mut v: Value) -> Value {
 pub fn gitrepo(double: &ApiDouble) -> Value {
     double
         .get(&gvr::GITREPOS, "fleet-local", "lots")
+        .expect("gitrepo")
+}
+
+pub fn gitrepo_named(double: &ApiDouble, name: &str) -> Value {
+    double
+        .get(&gvr::GITREPOS, "fleet-local", name)
         .expect("gitrepo")
 }
 
@@ -424,4 +442,70 @@ pub fn seed_many(double: &ApiDouble, n: usize) {
 /// The review of deleting `cm-NNN` of [`seed_many`].
 pub fn many_review(double: &ApiDouble, name: &str, uid: &str) -> Value {
     delete_review(double, name, "alice", uid)
+}
+
+/// A GitRepo `fleet-local/{repo}` with one BundleDeployment `{repo}-config` deploying
+/// `n` ConfigMaps `{repo}-0000`… spread over `namespaces` (in turn), all Ready; the
+/// GitRepo status as Fleet computes it. Returns each ConfigMap's `(namespace, name)`.
+pub fn seed_owner(
+    double: &ApiDouble,
+    repo: &str,
+    n: usize,
+    namespaces: &[&str],
+) -> Vec<(String, String)> {
+    let bundle = format!("{repo}-config");
+    let set_id = format!("default-{bundle}");
+    let hash = fleet_delete_guard::fleet::object_set_hash(&set_id);
+    let objects: Vec<(String, String)> = (0..n)
+        .map(|i| {
+            (
+                namespaces[i % namespaces.len().max(1)].to_string(),
+                format!("{repo}-{i:04}"),
+            )
+        })
+        .collect();
+    for (namespace, name) in &objects {
+        double
+            .seed(json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {
+                    "name": name, "namespace": namespace,
+                    "creationTimestamp": "2026-08-20T09:01:12Z",
+                    "labels": {"objectset.rio.cattle.io/hash": hash, "app.kubernetes.io/managed-by": "Helm"},
+                    "annotations": {"objectset.rio.cattle.io/id": set_id, "meta.helm.sh/release-name": bundle, "meta.helm.sh/release-namespace": "default"}
+                },
+                "data": {"n": name}
+            }))
+            .expect("seed cm");
+    }
+    let resources: Vec<Value> = objects
+        .iter()
+        .map(|(ns, n)| json!({"kind": "ConfigMap", "apiVersion": "v1", "namespace": ns, "name": n, "createdAt": "2026-08-20T09:01:12Z"}))
+        .collect();
+    let mut bd = fixture_json("bundledeployments-lots.json")["items"][0].clone();
+    bd["metadata"] = json!({
+        "name": bundle, "namespace": BD_NAMESPACE,
+        "creationTimestamp": "2026-08-20T09:01:05Z",
+        "labels": {
+            "fleet.cattle.io/bundle-name": bundle, "fleet.cattle.io/bundle-namespace": "fleet-local",
+            "fleet.cattle.io/cluster": "local", "fleet.cattle.io/cluster-namespace": "fleet-local",
+            "fleet.cattle.io/managed": "true", "fleet.cattle.io/repo-name": repo
+        }
+    });
+    bd["status"]["resources"] = Value::Array(resources);
+    bd["status"]["resourceCounts"] = json!({"ready": n, "desiredReady": n, "waitApplied": 0, "modified": 0, "orphaned": 0, "missing": 0, "unknown": 0, "notReady": 0});
+    bd["status"]["release"] = format!("default/{bundle}:1").into();
+    let typed = BundleDeployment::from_value(&bd).expect("typed bd");
+    double.seed(bd).expect("seed bd");
+    let mut gitrepo = fixture_json("gitrepo-lots.json");
+    gitrepo["metadata"]["name"] = repo.into();
+    gitrepo["metadata"]
+        .as_object_mut()
+        .expect("metadata")
+        .remove("uid");
+    let status = GitRepoStatus::from_value(&Value::Null).expect("empty status");
+    let status = gitrepo_status_from_bundle_deployments(&status, &[typed], "2026-08-20T09:01:20Z");
+    gitrepo["status"] = status.to_value().expect("status");
+    double.seed(gitrepo).expect("seed repo");
+    objects
 }
