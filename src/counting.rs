@@ -139,11 +139,11 @@ pub fn start(
     Counting { index, patcher }
 }
 
-/// Pages of the BundleDeployment watch's (re-)list. Smaller than kube's 500: each page's
-/// body and its parse are a transient on top of the index, and the peak RSS with 10,000
-/// BundleDeployments fell from 31.9 to 26.1 MiB when ready (BENCHMARKS.md); 100
-/// requests instead of 20 for 10,000 cost nothing noticeable in start-up time.
-const WATCH_PAGE: u32 = 100;
+/// Pages of the BundleDeployment watch's (re-)list: the resync's page size, not kube's
+/// 500. Each page's body and its parse are a transient on top of the index: with 10,000
+/// BundleDeployments the peak RSS when ready fell from 31.9 to about 27 MiB
+/// (BENCHMARKS.md); 100 requests instead of 20 did not slow the start-up measurably.
+const WATCH_PAGE: u32 = crate::cluster::scan::PAGE;
 
 /// Watch one owner kind's metadata for the policy annotation. A Fleet without that kind
 /// (HelmOps before v0.13) answers 404, an RBAC without it 403: readiness then does not

@@ -966,10 +966,10 @@ async fn the_resync_pages_through_bundle_deployments_and_lists_objects_metadata_
         requests
             .iter()
             .filter(|r| r.verb == Verb::List && r.resource() == resource)
-            .filter(|r| r.query.contains("limit=500"))
+            .filter(|r| r.query.contains("limit=100"))
             .collect::<Vec<_>>()
     };
-    // 1,200 objects in pages of 500: three requests each, two of them continuing —
+    // 1,200 objects in pages of 100: twelve requests each, eleven of them continuing —
     // once for the watch's initial list and once for the resync.
     let bd_pages = pages("bundledeployments");
     assert!(
@@ -977,14 +977,14 @@ async fn the_resync_pages_through_bundle_deployments_and_lists_objects_metadata_
             .iter()
             .filter(|r| r.query.contains("continue="))
             .count()
-            >= 4,
+            >= 22,
         "BundleDeployments paged: {:?}",
         bd_pages.iter().map(|r| &r.query).collect::<Vec<_>>()
     );
     let mut cm_pages = pages("configmaps");
     // Not the checks of the three marks (listed by their objectset hash label).
     cm_pages.retain(|r| !r.query.contains("%28") && !r.query.contains('('));
-    assert_eq!(cm_pages.len(), 3, "ConfigMaps paged once through");
+    assert_eq!(cm_pages.len(), 12, "ConfigMaps paged once through");
     for r in cm_pages {
         let accept = r.accept.clone().unwrap_or_default();
         assert!(

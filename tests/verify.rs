@@ -490,12 +490,12 @@ async fn verify_lists_page_by_page_metadata_only() {
         requests
             .iter()
             .filter(|r| r.verb == Verb::List && r.resource() == resource)
-            .filter(|r| r.query.contains("limit=500"))
+            .filter(|r| r.query.contains("limit=100"))
             .collect::<Vec<_>>()
     };
-    assert_eq!(pages("bundledeployments").len(), 3, "1,200 in pages of 500");
+    assert_eq!(pages("bundledeployments").len(), 12, "1,200 in pages of 100");
     let cms = pages("configmaps");
-    assert_eq!(cms.len(), 3);
+    assert_eq!(cms.len(), 12);
     for r in cms {
         let accept = r.accept.clone().unwrap_or_default();
         assert!(accept.contains("as=PartialObjectMetadataList"), "{accept}");

@@ -22,7 +22,10 @@ use crate::fleet::{
 };
 
 /// Page size of the LISTs: bounded memory and request size on large clusters.
-pub const PAGE: u32 = 500;
+/// Objects per LIST page. 100, not kube's 500: a page's body and its parse are the
+/// resync's transient, and with 10,000 BundleDeployments the server's peak RSS after its
+/// start-up resync fell by about 6 MiB (BENCHMARKS.md, "Memory").
+pub const PAGE: u32 = 100;
 /// Page size of owner (GitRepo, HelmOp) LISTs: their status can be large.
 const OWNER_PAGE: u32 = 100;
 
