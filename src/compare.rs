@@ -461,7 +461,9 @@ impl Comparison {
                     namespace: entry.key.namespace.clone(),
                     name: entry.key.name.clone(),
                 })
-                .or_default()
+                // Almost every object has one claim: room for one, not `push`'s four
+                // (about 200 bytes less per deployed object during a resync).
+                .or_insert_with(|| Vec::with_capacity(1))
                 .push(claim);
         }
         true
