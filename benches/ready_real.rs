@@ -100,6 +100,9 @@ struct Sample {
     etcd_cpu_ms: f64,
     quiet_ms: f64,
     quiet_hwm_kib: u64,
+    /// The first resync's `missing` and `discrepancies` (its log line): 0 and 0 when the
+    /// seeded statuses agree with the cluster.
+    resync: Option<(u64, u64)>,
 }
 
 /// Namespace and cluster of the seeded BundleDeployments (Fleet's `fleet-local/local`).
@@ -264,6 +267,9 @@ struct Seeded {
 }
 
 /// `reviews::cluster(n)` created, `concurrency` requests in flight; statuses patched.
+/// Each ConfigMap is created before its BundleDeployment, whose
+/// `status.resources[].createdAt` then says the ConfigMap's real creationTimestamp (the
+/// apiserver sets it; the resync compares the two, as Fleet's agent reports them).
 async fn seed(client: &Client, n: usize, concurrency: usize) -> Seeded {
     let objects: Vec<Value> = reviews::cluster(n).collect();
     let mut seeded = Seeded {
@@ -272,8 +278,36 @@ async fn seed(client: &Client, n: usize, concurrency: usize) -> Seeded {
         bytes: objects.iter().map(|o| reviews::bytes(o).len()).sum(),
         ..Seeded::default()
     };
-    let requests: Vec<usize> = futures::stream::iter(objects)
-        .map(|o| create(client.clone(), o))
+    // Units of work: a GitRepo alone; a ConfigMap with the BundleDeployment deploying it.
+    let mut units: Vec<(Option<Value>, Value)> = Vec::new();
+    let mut bundle_deployment = None;
+    for object in objects {
+        match object["kind"].as_str() {
+            Some("BundleDeployment") => bundle_deployment = Some(object),
+            Some("ConfigMap") => {
+                units.push((Some(object), bundle_deployment.take().expect("its BD")))
+            }
+            _ => units.push((None, object)),
+        }
+    }
+    let requests: Vec<usize> = futures::stream::iter(units)
+        .map(|(configmap, mut owner)| {
+            let client = client.clone();
+            async move {
+                let (mut made, mut created_at) = (0, None);
+                if let Some(cm) = configmap {
+                    (made, created_at) = create(client.clone(), cm).await?;
+                }
+                if let (Some(t), Some(resources)) =
+                    (created_at, owner["status"]["resources"].as_array_mut())
+                {
+                    for r in resources {
+                        r["createdAt"] = json!(t);
+                    }
+                }
+                Ok::<usize, kube::Error>(made + create(client, owner).await?.0)
+            }
+        })
         .buffer_unordered(concurrency.max(1))
         .try_collect()
         .await
@@ -283,8 +317,8 @@ async fn seed(client: &Client, n: usize, concurrency: usize) -> Seeded {
 }
 
 /// Create `object` without its server-set fields; then its status, if any, through the
-/// status subresource. Returns the requests made.
-async fn create(client: Client, mut object: Value) -> Result<usize, kube::Error> {
+/// status subresource. Returns the requests made and the creationTimestamp.
+async fn create(client: Client, mut object: Value) -> Result<(usize, Option<String>), kube::Error> {
     let status = object
         .as_object_mut()
         .and_then(|o| o.remove("status"))
@@ -315,9 +349,10 @@ async fn create(client: Client, mut object: Value) -> Result<usize, kube::Error>
         .to_string();
     let api: Api<DynamicObject> = Api::namespaced_with(client, &namespace, &resource);
     let object: DynamicObject = serde_json::from_value(object).map_err(kube::Error::SerdeError)?;
-    api.create(&PostParams::default(), &object).await?;
+    let created = api.create(&PostParams::default(), &object).await?;
+    let created_at = created.metadata.creation_timestamp.map(|t| t.0.to_string());
     let Some(status) = status else {
-        return Ok(1);
+        return Ok((1, created_at));
     };
     api.patch_status(
         &name,
@@ -325,7 +360,7 @@ async fn create(client: Client, mut object: Value) -> Result<usize, kube::Error>
         &Patch::Merge(json!({ "status": status })),
     )
     .await?;
-    Ok(2)
+    Ok((2, created_at))
 }
 
 /// This cluster's BundleDeployments, paged as `serve` pages: (items, pages). The items
@@ -442,6 +477,14 @@ async fn run_once(args: &Args, cp: &ControlPlane, bin: &Path, cert_dir: &Path, i
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let synced_ms = logged_at(&text, "caches synced; counting deletions")
         .map(|t| t.duration_since(wall).as_secs_f64() * 1e3);
+    let resync = logged(&text, "resync done").map(|v| {
+        let n = |k: &str| {
+            v[k].as_u64()
+                .or(v["fields"][k].as_u64())
+                .unwrap_or(u64::MAX)
+        };
+        (n("missing"), n("discrepancies"))
+    });
     if let Some(dir) = &args.keep_logs {
         std::fs::create_dir_all(dir).expect("--keep-logs dir");
         std::fs::write(dir.join(format!("serve-{i}.log")), &text).expect("keep log");
@@ -454,15 +497,20 @@ async fn run_once(args: &Args, cp: &ControlPlane, bin: &Path, cert_dir: &Path, i
         etcd_cpu_ms: etcd_cpu.as_secs_f64() * 1e3,
         quiet_ms: quiet.as_secs_f64() * 1e3,
         quiet_hwm_kib,
+        resync,
     }
+}
+
+/// The first JSON log line whose message is `message`.
+fn logged(log: &str, message: &str) -> Option<Value> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["fields"]["message"] == message || v["message"] == message)
 }
 
 /// The timestamp of the first JSON log line whose message is `message`.
 fn logged_at(log: &str, message: &str) -> Option<jiff::Timestamp> {
-    log.lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["fields"]["message"] == message || v["message"] == message)
-        .and_then(|v| v["timestamp"].as_str().and_then(|t| t.parse().ok()))
+    logged(log, message).and_then(|v| v["timestamp"].as_str().and_then(|t| t.parse().ok()))
 }
 
 fn report(n: usize, samples: &[Sample]) {
@@ -501,6 +549,17 @@ fn report(n: usize, samples: &[Sample]) {
         quiet.1,
         mib(quiet_hwm.1),
     );
+    println!();
+    let resyncs: Vec<String> = samples
+        .iter()
+        .map(|s| match s.resync {
+            Some((missing, discrepancies)) => {
+                format!("{missing} missing, {discrepancies} discrepancies")
+            }
+            None => "not logged before quiet".to_string(),
+        })
+        .collect();
+    println!("First resync of each run: {}.", resyncs.join("; "));
 }
 
 fn shell(cmd: &str) -> String {

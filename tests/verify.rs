@@ -493,7 +493,11 @@ async fn verify_lists_page_by_page_metadata_only() {
             .filter(|r| r.query.contains("limit=100"))
             .collect::<Vec<_>>()
     };
-    assert_eq!(pages("bundledeployments").len(), 12, "1,200 in pages of 100");
+    assert_eq!(
+        pages("bundledeployments").len(),
+        12,
+        "1,200 in pages of 100"
+    );
     let cms = pages("configmaps");
     assert_eq!(cms.len(), 12);
     for r in cms {
