@@ -23,7 +23,8 @@
 //!    resync finds every deployed object present and writes nothing: every start sees
 //!    the same cluster.
 //! 3. A floor: the paged LIST (pages of 100, as `serve`) of this cluster's
-//!    BundleDeployments by the bench itself, bodies not parsed.
+//!    BundleDeployments by the bench itself, bodies not parsed; and the same with the
+//!    other page sizes of `--floor-limits` (0: one unpaged LIST).
 //! 4. `--runs` times a fresh `serve` process (`--counting=true`, as `admin`: a client
 //!    certificate in `system:masters`, which is more than deploy/'s RBAC grants; the
 //!    rights do not change what is listed), certificate made beforehand with
@@ -78,6 +79,9 @@ struct Args {
     /// Extra arguments for `serve`, e.g. `--extra=--breaker=off`.
     #[arg(long, allow_hyphen_values = true)]
     extra: Vec<String>,
+    /// Page sizes of the floor LIST besides serve's 100 (0: unpaged), for comparison.
+    #[arg(long, value_delimiter = ',', default_value = "500,0")]
+    floor_limits: Vec<usize>,
     /// Copy the servers' logs here.
     #[arg(long)]
     keep_logs: Option<PathBuf>,
@@ -150,15 +154,21 @@ async fn run(args: Args) {
     let seeding_s = seeding.elapsed().as_secs_f64();
 
     // The floor: what listing them costs the apiserver and the wire, nothing parsed.
-    let mut floor = Vec::new();
-    for _ in 0..3 {
-        let t = Instant::now();
-        let (items, pages) = list_raw(&client, n).await;
-        floor.push(t.elapsed().as_secs_f64() * 1e3);
-        assert_eq!(items, n, "the LIST returns every seeded BundleDeployment");
-        assert_eq!(pages, n.div_ceil(PAGE).max(1));
+    let mut floors = Vec::new();
+    for limit in std::iter::once(PAGE).chain(args.floor_limits.iter().copied()) {
+        let mut ms = Vec::new();
+        for _ in 0..3 {
+            let t = Instant::now();
+            let (items, pages) = list_raw(&client, n, limit).await;
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+            assert_eq!(items, n, "the LIST returns every seeded BundleDeployment");
+            if limit > 0 {
+                assert_eq!(pages, n.div_ceil(limit).max(1));
+            }
+        }
+        ms.sort_by(f64::total_cmp);
+        floors.push((limit, ms));
     }
-    floor.sort_by(f64::total_cmp);
 
     let cert_dir = cp.path("serve-certs");
     let status = Command::new(&bin)
@@ -192,12 +202,19 @@ async fn run(args: Args) {
         args.concurrency,
         seeded.requests as f64 / seeding_s.max(1e-9),
     );
-    println!(
-        "- floor: the paged LIST (limit {PAGE}) of the {n} BundleDeployments by the bench, bodies unparsed: min {:.0} / median {:.0} / max {:.0} ms",
-        floor[0],
-        floor[floor.len() / 2],
-        floor[floor.len() - 1]
-    );
+    for (limit, ms) in &floors {
+        let paging = match limit {
+            0 => "one unpaged LIST".to_string(),
+            l if *l == PAGE => format!("the paged LIST (limit {l}, as serve)"),
+            l => format!("the paged LIST (limit {l})"),
+        };
+        println!(
+            "- floor: {paging} of the {n} BundleDeployments by the bench, bodies unparsed: min {:.0} / median {:.0} / max {:.0} ms",
+            ms[0],
+            ms[ms.len() / 2],
+            ms[ms.len() - 1]
+        );
+    }
     println!(
         "- server: {} serve --counting=true, KUBECONFIG=admin (system:masters), RUST_LOG={}, extra {:?}",
         bin.display(),
@@ -365,7 +382,7 @@ async fn create(client: Client, mut object: Value) -> Result<(usize, Option<Stri
 
 /// This cluster's BundleDeployments, paged as `serve` pages: (items, pages). The items
 /// are counted, not parsed.
-async fn list_raw(client: &Client, n: usize) -> (usize, usize) {
+async fn list_raw(client: &Client, n: usize, limit: usize) -> (usize, usize) {
     #[derive(serde::Deserialize)]
     struct Meta {
         #[serde(rename = "continue", default)]
@@ -380,7 +397,7 @@ async fn list_raw(client: &Client, n: usize) -> (usize, usize) {
     let mut token = String::new();
     loop {
         let mut query = format!(
-            "limit={PAGE}&labelSelector={}",
+            "limit={limit}&labelSelector={}",
             SELECTOR.replace(',', "%2C")
         );
         if !token.is_empty() {
