@@ -30,7 +30,8 @@
 //!    rights do not change what is listed), certificate made beforehand with
 //!    `fleet-delete-guard certs`: spawn → `GET /readyz` 200 (polled every 2 ms), its
 //!    VmHWM then, the CPU kube-apiserver and etcd spent meanwhile, when its log said
-//!    "caches synced", and ready → quiet (the first resync done: < 1 % CPU over 0.5 s).
+//!    "caches synced", how long the first resync took after it (its "resync done" line),
+//!    and ready → quiet (< 1 % CPU over 0.5 s), its VmHWM then.
 
 #[path = "../tests/support/kubectl.rs"]
 mod kubectl;
@@ -99,6 +100,8 @@ struct Sample {
     ready_ms: f64,
     /// "caches synced" in the server's log, after spawn (its timestamp).
     synced_ms: Option<f64>,
+    /// "resync done" (the first resync) in the log, after "caches synced".
+    resync_ms: Option<f64>,
     ready_hwm_kib: u64,
     apiserver_cpu_ms: f64,
     etcd_cpu_ms: f64,
@@ -492,8 +495,11 @@ async fn run_once(args: &Args, cp: &ControlPlane, bin: &Path, cert_dir: &Path, i
     process::stop(&mut child).await;
 
     let text = std::fs::read_to_string(&log).unwrap_or_default();
-    let synced_ms = logged_at(&text, "caches synced; counting deletions")
-        .map(|t| t.duration_since(wall).as_secs_f64() * 1e3);
+    let synced = logged_at(&text, "caches synced; counting deletions");
+    let synced_ms = synced.map(|t| t.duration_since(wall).as_secs_f64() * 1e3);
+    let resync_ms = synced
+        .zip(logged_at(&text, "resync done"))
+        .map(|(from, to)| to.duration_since(from).as_secs_f64() * 1e3);
     let resync = logged(&text, "resync done").map(|v| {
         let n = |k: &str| {
             v[k].as_u64()
@@ -509,6 +515,7 @@ async fn run_once(args: &Args, cp: &ControlPlane, bin: &Path, cert_dir: &Path, i
     Sample {
         ready_ms: ready.as_secs_f64() * 1e3,
         synced_ms,
+        resync_ms,
         ready_hwm_kib,
         apiserver_cpu_ms: apiserver_cpu.as_secs_f64() * 1e3,
         etcd_cpu_ms: etcd_cpu.as_secs_f64() * 1e3,
@@ -546,14 +553,15 @@ fn report(n: usize, samples: &[Sample]) {
     let api = col(|s| s.apiserver_cpu_ms);
     let etcd = col(|s| s.etcd_cpu_ms);
     let quiet = col(|s| s.quiet_ms);
+    let resync = stats(samples.iter().filter_map(|s| s.resync_ms).collect());
     let quiet_hwm = col(|s| s.quiet_hwm_kib as f64);
     println!();
     println!(
-        "| BundleDeployments | runs | start → ready, min / median / max | \"caches synced\" logged, median | peak RSS when ready, median (max) | kube-apiserver CPU, start → ready, median | etcd CPU, median | ready → quiet (first resync), median | peak RSS when quiet, median |"
+        "| BundleDeployments | runs | start → ready, min / median / max | \"caches synced\" logged, median | peak RSS when ready, median (max) | kube-apiserver CPU, start → ready, median | etcd CPU, median | first resync (log: synced → done), median | ready → quiet, median | peak RSS when quiet, median |"
     );
-    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     println!(
-        "| {n} | {} | {:.0} / {:.0} / {:.0} ms | {:.0} ms | {:.1} MiB ({:.1}) | {:.0} ms | {:.0} ms | {:.0} ms | {:.1} MiB |",
+        "| {n} | {} | {:.0} / {:.0} / {:.0} ms | {:.0} ms | {:.1} MiB ({:.1}) | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.1} MiB |",
         samples.len(),
         ready.0,
         ready.1,
@@ -563,6 +571,7 @@ fn report(n: usize, samples: &[Sample]) {
         mib(hwm.2),
         api.1,
         etcd.1,
+        resync.1,
         quiet.1,
         mib(quiet_hwm.1),
     );
