@@ -218,23 +218,30 @@ fn the_readme_is_a_front_page_with_the_two_commands() {
     }
 }
 
-/// `[[test]]` targets of Cargo.toml that need a feature (external programs).
-fn feature_gated_tests() -> Vec<String> {
+/// `[[test]]` and `[[bench]]` targets of Cargo.toml that need a feature (external
+/// programs), as the cargo flag that selects each: `--test NAME`, `--bench NAME`.
+fn feature_gated_targets() -> Vec<String> {
     let manifest = read(&root().join("Cargo.toml"));
-    let mut names = Vec::new();
+    let mut flags = Vec::new();
+    let mut section = "";
     let mut current: Option<String> = None;
     for line in manifest.lines().map(str::trim) {
         if line.starts_with('[') {
             current = None;
+            section = match line {
+                "[[test]]" => "--test",
+                "[[bench]]" => "--bench",
+                _ => "",
+            };
         }
         if let Some(name) = line.strip_prefix("name = ") {
-            current = Some(name.trim_matches('"').to_string());
+            current = Some(format!("{section} {}", name.trim_matches('"')));
         }
-        if line.starts_with("required-features") {
-            names.extend(current.clone());
+        if line.starts_with("required-features") && !section.is_empty() {
+            flags.extend(current.clone());
         }
     }
-    names
+    flags
 }
 
 /// `flag` as a whole word of `text` (`--test chart` is not in `--test chart_sources`).
@@ -245,11 +252,10 @@ fn names_flag(text: &str, flag: &str) -> bool {
     })
 }
 
-/// Whether `text` runs test target `name`: with `--test name`, or through a script of
-/// scripts/ it names that does.
-fn runs(text: &str, name: &str) -> bool {
-    let flag = format!("--test {name}");
-    if names_flag(text, &flag) {
+/// Whether `text` runs the target cargo's `flag` selects (`--test NAME`, `--bench
+/// NAME`): with that flag, or through a script of scripts/ it names that does.
+fn runs(text: &str, flag: &str) -> bool {
+    if names_flag(text, flag) {
         return true;
     }
     text.match_indices("scripts/")
@@ -261,34 +267,41 @@ fn runs(text: &str, name: &str) -> bool {
                 .all(|c| c.is_ascii_alphanumeric() || "/_-.".contains(c))
                 .then(|| root().join(path))
         })
-        .any(|script| std::fs::read_to_string(script).is_ok_and(|s| names_flag(&s, &flag)))
+        .any(|script| std::fs::read_to_string(script).is_ok_and(|s| names_flag(&s, flag)))
 }
 
 #[test]
 fn every_test_needing_an_external_program_is_documented_and_run_by_ci() {
-    let names = feature_gated_tests();
-    assert!(names.len() >= 2, "{names:?}");
+    let flags = feature_gated_targets();
+    assert!(flags.len() >= 3, "{flags:?}");
+    assert!(
+        flags.contains(&"--bench ready_real".to_string()),
+        "{flags:?}"
+    );
     let testing = read(&root().join("docs/src/testing.md"));
     let ci = read(&root().join(".ci/run"));
     assert!(testing.contains("cargo test --workspace --locked"));
-    for name in names {
+    for flag in flags {
         assert!(
-            runs(&testing, &name),
-            "docs/src/testing.md has no command running --test {name}"
+            runs(&testing, &flag),
+            "docs/src/testing.md has no command running {flag}"
         );
-        assert!(runs(&ci, &name), ".ci/run does not run --test {name}");
+        assert!(runs(&ci, &flag), ".ci/run does not run {flag}");
     }
 }
 
 #[test]
 fn a_test_target_run_through_a_script_counts_as_run_and_an_unnamed_one_does_not() {
     // scripts/build-helm.sh builds helm and runs no test target.
-    assert!(runs("cargo test --test chart", "chart"));
-    assert!(!runs("scripts/build-helm.sh", "chart"));
-    assert!(!runs("scripts/no-such-script.sh", "chart"));
-    assert!(!runs("cargo test --test chart_sources", "chart"));
+    assert!(runs("cargo test --test chart", "--test chart"));
+    assert!(!runs("scripts/build-helm.sh", "--test chart"));
+    assert!(!runs("scripts/no-such-script.sh", "--test chart"));
+    assert!(!runs("cargo test --test chart_sources", "--test chart"));
     assert!(runs(
         "cargo test --test chart_sources --locked",
-        "chart_sources"
+        "--test chart_sources"
     ));
+    // A bench is run with --bench, not --test.
+    assert!(runs("cargo bench --bench ready_real", "--bench ready_real"));
+    assert!(!runs("cargo test --test ready_real", "--bench ready_real"));
 }

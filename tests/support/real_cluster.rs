@@ -473,6 +473,13 @@ impl ControlPlane {
         }
     }
 
+    /// The process id of component `name` (`etcd`, `kube-apiserver`,
+    /// `kube-controller-manager`), e.g. to read its CPU time from /proc.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        let procs = self.processes.lock().unwrap_or_else(|e| e.into_inner());
+        procs.iter().find(|p| p.name == name).map(|p| p.child.id())
+    }
+
     /// Fails when a component has exited.
     pub fn assert_running(&self) {
         let mut procs = self.processes.lock().unwrap_or_else(|e| e.into_inner());
