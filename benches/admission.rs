@@ -8,7 +8,8 @@
 //! SCENARIO is `fast-pod`, `fast-configmap`, `fast-secret`, `fleet` (owner from a cache of
 //! 10,000 BundleDeployments) or `fleet-unresolved`; each iteration is what the HTTP
 //! handler does with a body: [`Admission::review`] and serialising the answer. `log-span`
-//! and `log-event` format the review's log line (with and without the `review` span).
+//! and `log-event` format a Fleet-managed review's log line (with and without the
+//! `review` span); `log-fast` is the fast path's, at debug level and so filtered out.
 
 #[path = "support/reviews.rs"]
 mod reviews;
@@ -341,12 +342,22 @@ fn log_line(summary: &fleet_delete_guard::admission::Summary, in_span: bool) {
     }
 }
 
-fn bench_log(c: &mut Criterion) {
-    let admission = admission(Arc::new(ObjectOnly));
-    let summary = admission
-        .review(&body("fast-pod"), Instant::now())
+/// The summary of a review the server logs at info: a Fleet-managed deletion (the fast
+/// path's line is at debug level, filtered out: `log-fast`).
+fn logged_summary(scenario: &str) -> fleet_delete_guard::admission::Summary {
+    let owners: Arc<dyn OwnerResolver> = if scenario == "fast-pod" {
+        Arc::new(ObjectOnly)
+    } else {
+        owner_index(BUNDLE_DEPLOYMENTS)
+    };
+    admission(owners)
+        .review(&body(scenario), Instant::now())
         .expect("review")
-        .summary;
+        .summary
+}
+
+fn bench_log(c: &mut Criterion) {
+    let summary = logged_summary("fleet");
     let mut g = c.benchmark_group("log line (JSON, to io::sink)");
     tracing::subscriber::with_default(json_subscriber(), || {
         g.bench_function("review span + event (as served)", |b| {
@@ -362,10 +373,7 @@ fn bench_log(c: &mut Criterion) {
 /// `--instructions SCENARIO N`: N handled reviews of SCENARIO, for callgrind.
 fn instructions(scenario: &str, n: usize) {
     if let Some(which) = scenario.strip_prefix("log-") {
-        let summary = admission(Arc::new(ObjectOnly))
-            .review(&body("fast-pod"), Instant::now())
-            .expect("review")
-            .summary;
+        let summary = logged_summary(if which == "fast" { "fast-pod" } else { "fleet" });
         tracing::subscriber::with_default(json_subscriber(), || {
             for _ in 0..n {
                 log_line(black_box(&summary), which == "span");
