@@ -232,14 +232,23 @@ async fn start_counting(args: &ServeArgs, metrics: &Metrics, readiness: &Readine
         mode, cluster = %cluster, bundledeployment_namespace = %cluster.bundle_deployment_namespace,
         patch_gitrepo = config.patch_gitrepo, "counting deletions"
     );
-    let counting = counting::start(
-        &clients,
-        &cluster,
-        args.fleet.agent_scopes.clone(),
-        config,
-        metrics.clone(),
-        readiness.clone(),
-    );
+    // The watches, the patcher and the resync spawn their tasks on the background
+    // runtime (src/background.rs); without one, on the webhook's workers. The breaker's
+    // tasks stay on the workers: counted deletions wait for them.
+    let background = crate::background::start()
+        .map_err(|e| tracing::warn!(error = %e, "no background thread; counting runs on the webhook's workers"))
+        .ok();
+    let counting = {
+        let _entered = background.as_ref().map(|h| h.enter());
+        counting::start(
+            &clients,
+            &cluster,
+            args.fleet.agent_scopes.clone(),
+            config,
+            metrics.clone(),
+            readiness.clone(),
+        )
+    };
     {
         let (flag, fleet, patcher, metrics, readiness) = (
             args.fleet_version.clone(),

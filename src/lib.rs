@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod app;
 pub mod auditlog;
+pub mod background;
 pub mod breaker;
 pub mod certs;
 pub mod cli;
