@@ -250,7 +250,8 @@ impl Patcher {
     }
 
     /// Re-derive `owner`'s status from its BundleDeployments in `bd_namespace` at the
-    /// next batch (the resync found it disagreeing with them).
+    /// next batch: for every owner at each resync (written only where it disagrees), and
+    /// when a BundleDeployment changed under an owner with marks.
     pub fn rederive(&self, owner: OwnerRef, bd_namespace: &str) {
         if !owner.kind.has_resource_counts() || !self.shared.config.patch_gitrepo {
             return;
