@@ -234,20 +234,15 @@ impl Server {
         }
         let started = Instant::now();
         let mut child = cmd.spawn().expect("spawn the server");
-        let deadline = started + Duration::from_secs(60);
-        loop {
-            if readyz(metrics).await {
-                break;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "server exited with {status} before ready; log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            assert!(Instant::now() < deadline, "server not ready within 60 s");
-            tokio::time::sleep(Duration::from_micros(500)).await;
-        }
+        process::wait_ready(
+            "server",
+            &mut child,
+            &log,
+            Duration::from_secs(60),
+            Duration::from_micros(500),
+            || readyz(metrics),
+        )
+        .await;
         let ready = started.elapsed();
         let ca_pem = std::fs::read_to_string(&ca).expect("generated CA");
         (

@@ -477,24 +477,21 @@ async fn start(args: &Args, setup: &Setup, kind: Kind, round: usize) -> Running 
         .stderr(log_file)
         .spawn()
         .expect("spawn the server");
-    let deadline = started + Duration::from_secs(120);
-    loop {
-        let ready = match metrics {
-            Some(m) => readyz(m).await,
-            None => answers(setup, &url),
-        };
-        if ready {
-            break;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "{kind:?} exited with {status} before ready; log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        assert!(Instant::now() < deadline, "{kind:?} not ready within 120 s");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let what = format!("{kind:?}");
+    process::wait_ready(
+        &what,
+        &mut child,
+        &log,
+        Duration::from_secs(120),
+        Duration::from_millis(2),
+        || async {
+            match metrics {
+                Some(m) => readyz(m).await,
+                None => answers(setup, &url),
+            }
+        },
+    )
+    .await;
     let ready = started.elapsed();
     // Every server answers the same body with an allowed review of its uid.
     assert!(

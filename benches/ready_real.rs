@@ -464,17 +464,15 @@ async fn run_once(args: &Args, cp: &ControlPlane, bin: &Path, cert_dir: &Path, i
     let started = Instant::now();
     let mut child = real_cluster::spawn(cmd).expect("spawn the server");
     let pid = child.id();
-    let deadline = started + Duration::from_secs(120);
-    while !readyz(metrics).await {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "serve exited with {status} before ready; log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        assert!(Instant::now() < deadline, "serve not ready within 120 s");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    process::wait_ready(
+        "serve",
+        &mut child,
+        &log,
+        Duration::from_secs(120),
+        Duration::from_millis(2),
+        || readyz(metrics),
+    )
+    .await;
     let ready = started.elapsed();
     let ready_hwm_kib = memory_kib(pid).0;
     let apiserver_cpu = process_cpu(api_pid).saturating_sub(api_before);

@@ -5,7 +5,9 @@
 #![allow(unsafe_code, dead_code)]
 
 use std::{
+    future::Future,
     net::SocketAddr,
+    path::Path,
     process::Child,
     time::{Duration, Instant},
 };
@@ -81,6 +83,35 @@ pub async fn readyz(addr: SocketAddr) -> bool {
     let mut buf = Vec::with_capacity(512);
     let _ = s.read_to_end(&mut buf).await;
     buf.starts_with(b"HTTP/1.1 200")
+}
+
+/// Poll `ready` every `every` until it says yes. Panics with the server's log when the
+/// child exits first, or after `timeout` (`what` names it in the message).
+pub async fn wait_ready<F, Fut>(
+    what: &str,
+    child: &mut Child,
+    log: &Path,
+    timeout: Duration,
+    every: Duration,
+    mut ready: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !ready().await {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{what} exited with {status} before ready; log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} not ready within {timeout:?}"
+        );
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// SIGTERM (graceful shutdown, as in a cluster), then SIGKILL after 30 s.
