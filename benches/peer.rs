@@ -225,18 +225,8 @@ fn main() {
 }
 
 async fn run(args: Args) {
-    let bin = args
-        .server_bin
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_fleet-delete-guard")));
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = match &args.keep_dir {
-        Some(d) => {
-            std::fs::create_dir_all(d).expect("keep dir");
-            d.clone()
-        }
-        None => tmp.path().to_path_buf(),
-    };
+    let bin = process::server_bin(args.server_bin.as_deref());
+    let (_tmp, dir) = process::work_dir(args.keep_dir.as_deref());
     let n = args.bundle_deployments;
 
     // The cluster of the `on` server.

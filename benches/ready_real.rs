@@ -135,16 +135,13 @@ fn main() {
 }
 
 async fn run(args: Args) {
-    let bin = args
-        .server_bin
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_fleet-delete-guard")));
+    let bin = process::server_bin(args.server_bin.as_deref());
     let n = args.bundle_deployments;
     let kubectl = kubectl::find().expect("kubectl ($KUBECTL, /usr/bin/kubectl or $PATH)");
     let started = Instant::now();
     let cp = tokio::task::spawn_blocking(move || {
         let cp = ControlPlane::start(kubectl);
-        install_crds(&cp);
+        cp.install_fleet_crds(&[FLEET_NS, reviews::BD_NAMESPACE, "cattle-fleet-system"]);
         cp
     })
     .await
@@ -234,39 +231,6 @@ async fn run(args: Args) {
     }
     report(n, &samples);
     drop(cp);
-}
-
-/// The Fleet CRD stand-ins and the namespaces (as tests/real_cluster.rs, without deploy/).
-fn install_crds(cp: &ControlPlane) {
-    let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/real-cluster/fleet-crds.yaml");
-    let out = cp
-        .kubectl("admin")
-        .args(["apply", "--server-side", "-f"])
-        .arg(&crds)
-        .output()
-        .expect("kubectl apply CRDs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    cp.kubectl_stdout(
-        "admin",
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd",
-            "gitrepos.fleet.cattle.io",
-            "helmops.fleet.cattle.io",
-            "bundledeployments.fleet.cattle.io",
-        ],
-    );
-    let namespaces: Vec<Value> = [FLEET_NS, reviews::BD_NAMESPACE, "cattle-fleet-system"]
-        .iter()
-        .map(|n| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}))
-        .collect();
-    cp.apply(&namespaces);
 }
 
 async fn admin_client(cp: &ControlPlane) -> Client {

@@ -88,37 +88,7 @@ fn fresh(mut obj: Value) -> Value {
 /// the webhook's clientConfig pointed at a URL on loopback instead of the Service
 /// (nothing runs pods here; envtest does the same).
 fn install_fleet_and_deploy(cp: &ControlPlane) {
-    let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/real-cluster/fleet-crds.yaml");
-    let out = cp
-        .kubectl("admin")
-        .args(["apply", "--server-side", "-f"])
-        .arg(&crds)
-        .output()
-        .expect("kubectl apply CRDs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    cp.kubectl_stdout(
-        "admin",
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd",
-            "gitrepos.fleet.cattle.io",
-            "helmops.fleet.cattle.io",
-            "bundles.fleet.cattle.io",
-            "bundledeployments.fleet.cattle.io",
-            "clusters.fleet.cattle.io",
-        ],
-    );
-    let namespaces: Vec<Value> = [NS, "fleet-local", BD_NS]
-        .iter()
-        .map(|n| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}))
-        .collect();
-    cp.apply(&namespaces);
+    cp.install_fleet_crds(&[NS, "fleet-local", BD_NS]);
     // deploy/ without its ValidatingWebhookConfiguration: each test installs that, with
     // its own webhook's URL.
     let objects: Vec<Value> = kubectl::render(&cp.kubectl, "")

@@ -7,10 +7,31 @@
 use std::{
     future::Future,
     net::SocketAddr,
-    path::Path,
+    path::{Path, PathBuf},
     process::Child,
     time::{Duration, Instant},
 };
+
+/// The server binary: `--server-bin`, else the release binary cargo built for the bench.
+pub fn server_bin(given: Option<&Path>) -> PathBuf {
+    given
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_fleet-delete-guard")))
+}
+
+/// Where a bench keeps logs and files: `--keep-dir` (created), else a temporary
+/// directory removed when the returned guard is dropped.
+pub fn work_dir(keep: Option<&Path>) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = match keep {
+        Some(d) => {
+            std::fs::create_dir_all(d).expect("keep dir");
+            d.to_path_buf()
+        }
+        None => tmp.path().to_path_buf(),
+    };
+    (tmp, dir)
+}
 
 /// A port free on loopback now (the server binds it a moment later).
 pub fn free_port() -> u16 {

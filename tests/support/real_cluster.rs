@@ -523,6 +523,42 @@ impl ControlPlane {
             .unwrap_or(false)
     }
 
+    /// The Fleet CRD stand-ins (tests/real-cluster/fleet-crds.yaml), applied and
+    /// Established, and `namespaces` created.
+    pub fn install_fleet_crds(&self, namespaces: &[&str]) {
+        let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/real-cluster/fleet-crds.yaml");
+        let out = self
+            .kubectl("admin")
+            .args(["apply", "--server-side", "-f"])
+            .arg(&crds)
+            .output()
+            .expect("kubectl apply CRDs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.kubectl_stdout(
+            "admin",
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd",
+                "gitrepos.fleet.cattle.io",
+                "helmops.fleet.cattle.io",
+                "bundles.fleet.cattle.io",
+                "bundledeployments.fleet.cattle.io",
+                "clusters.fleet.cattle.io",
+            ],
+        );
+        let namespaces: Vec<Value> = namespaces
+            .iter()
+            .map(|n| serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}))
+            .collect();
+        self.apply(&namespaces);
+    }
+
     /// kubectl's stdout; fails the test with stderr when kubectl fails.
     pub fn kubectl_stdout(&self, identity: &str, args: &[&str]) -> String {
         let out = self
