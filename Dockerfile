@@ -16,7 +16,10 @@ COPY tests/support/api-double/Cargo.toml tests/support/api-double/Cargo.toml
 COPY scripts/build-release.sh scripts/build-release.sh
 RUN scripts/build-release.sh deps
 
-# Then the sources (tests are not built into the image).
+# Then the sources (tests are not built into the image), and the link order of the
+# server's functions that build.rs hands the linker (link/symbol-order.txt).
+COPY build.rs build.rs
+COPY link link
 COPY src src
 RUN OUT=/out scripts/build-release.sh build && OUT=/out scripts/build-release.sh check
 

@@ -162,6 +162,18 @@ pub struct ServeArgs {
     #[arg(long, env = "FLEET_DELETE_GUARD_REQUEST_TIMEOUT", default_value = "4", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
+    /// Threads that answer reviews (TLS, parsing, the decision, the answer). One answers
+    /// over 20,000 reviews a second; counting's watches, resync and patcher run on a
+    /// thread of their own. More threads cost CPU per review in wake-ups between them
+    /// (BENCHMARKS.md, "Beside the kube-rs admission example").
+    #[arg(
+        long,
+        env = "FLEET_DELETE_GUARD_WORKER_THREADS",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u16).range(1..=256)
+    )]
+    pub worker_threads: u16,
+
     /// Reviews processed at once; more wait for a slot within the request timeout.
     #[arg(
         long,
@@ -710,8 +722,27 @@ mod tests {
         assert_eq!(a.fleet_identities, DEFAULT_FLEET_IDENTITIES);
         assert_eq!(a.controller_identities, DEFAULT_CONTROLLER_IDENTITIES);
         assert!(a.break_glass_groups.is_empty());
+        assert_eq!(a.worker_threads, 1);
         let b = a.breaker.config("cattle-fleet-system");
         assert_eq!(b, crate::breaker::BreakerConfig::default());
+    }
+
+    #[test]
+    fn worker_threads_are_bounded() {
+        let parse = |n: &str| {
+            let flag = format!("--worker-threads={n}");
+            Cli::try_parse_from(["fleet-delete-guard", "serve", &flag]).map(|cli| {
+                match cli.command {
+                    Command::Serve(a) => a.worker_threads,
+                    _ => unreachable!("serve"),
+                }
+            })
+        };
+        assert_eq!(parse("4").expect("4 threads"), 4);
+        for bad in ["0", "257", "-1", "two"] {
+            let err = parse(bad).expect_err(bad).to_string();
+            assert!(err.contains("--worker-threads"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -28,10 +28,39 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     tls::install_crypto_provider();
     let cli = Cli::parse();
+    let worker_threads = match &cli.command {
+        Command::Serve(args) => args.worker_threads,
+        _ => 1,
+    };
+    match runtime(worker_threads) {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(e) => {
+            eprintln!("fleet-delete-guard: cannot start the async runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The runtime that answers reviews (`serve --worker-threads`, default one thread: the
+/// reviews are short, and a second worker costs CPU per review in wake-ups between the
+/// two). Counting has a thread of its own (src/background.rs).
+fn runtime(worker_threads: u16) -> std::io::Result<tokio::runtime::Runtime> {
+    if worker_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(usize::from(worker_threads))
+            .enable_all()
+            .build()
+    }
+}
+
+async fn run(cli: Cli) -> std::process::ExitCode {
     match cli.command {
         Command::Serve(args) => {
             init_logging(args.log_format);

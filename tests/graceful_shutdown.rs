@@ -31,10 +31,21 @@ async fn wait_for_metric(addr: std::net::SocketAddr, line: &str) {
 
 #[tokio::test]
 async fn sigterm_drains_in_flight_reviews_then_exits() {
+    drains_in_flight_review_then_exits(&[]).await;
+}
+
+/// The same with the runtime of several workers (`--worker-threads`; the default is
+/// one thread).
+#[tokio::test]
+async fn sigterm_drains_with_two_worker_threads() {
+    drains_in_flight_review_then_exits(&["--worker-threads=2"]).await;
+}
+
+async fn drains_in_flight_review_then_exits(args: &[&str]) {
     let certs = support::certificates();
     let dir = tempfile::tempdir().expect("tempdir");
     let files = support::write_pair(dir.path(), &certs);
-    let process = support::ServeProcess::spawn(&files, &[], &[]);
+    let process = support::ServeProcess::spawn(&files, args, &[]);
     let (addr, metrics_addr) = process.serving();
 
     let body = support::fixture("admissionreview-delete-configmap.json");
