@@ -114,6 +114,13 @@ impl DesiredReady for kube::api::DynamicObject {
     }
 }
 
+/// The index's maps hash with foldhash, seeded per process, instead of SipHash: the
+/// keys are setIDs and SHA-1 digests, looked up on every Fleet-managed review, and
+/// SipHash was about 3 % of such a review's CPU (BENCHMARKS.md, "Beside the kube-rs
+/// admission example"). Only lookups take a key from a review; the keys stored come from
+/// BundleDeployments, GitRepos and HelmOps.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// One indexed BundleDeployment.
 #[derive(Debug)]
 struct Indexed {
@@ -129,12 +136,12 @@ struct Indexed {
 #[derive(Default)]
 struct Maps {
     /// setID → owner, with the index of the agent scope the id was made for.
-    by_set_id: HashMap<Box<str>, (Arc<Indexed>, u8)>,
+    by_set_id: Map<Box<str>, (Arc<Indexed>, u8)>,
     /// The hash label's SHA-1 → owner, with the scope's index (an id and a hash label
     /// agree when they map to the same entry and scope).
-    by_hash: HashMap<[u8; 20], (Arc<Indexed>, u8)>,
+    by_hash: Map<[u8; 20], (Arc<Indexed>, u8)>,
     /// Per owner, its BundleDeployments' desiredReady summed.
-    desired: HashMap<OwnerRef, u64>,
+    desired: Map<OwnerRef, u64>,
 }
 
 impl Maps {
@@ -222,8 +229,8 @@ struct State {
     live: Maps,
     /// Filled during a re-list, swapped in at `InitDone`.
     relisting: Option<Maps>,
-    policies: HashMap<OwnerRef, Policy>,
-    relisting_policies: Option<HashMap<OwnerRef, Policy>>,
+    policies: Map<OwnerRef, Policy>,
+    relisting_policies: Option<Map<OwnerRef, Policy>>,
 }
 
 /// Which watch streams have delivered their first complete list.
@@ -321,12 +328,12 @@ impl OwnerIndex {
     pub fn apply_owner_event<K: Resource>(&self, kind: OwnerKind, event: &Event<K>) {
         let mut state = self.write();
         match event {
-            Event::Init => state.relisting_policies = Some(HashMap::new()),
+            Event::Init => state.relisting_policies = Some(Map::default()),
             Event::InitApply(owner) => {
                 if let Some((key, Some(policy))) = owner_policy(kind, owner) {
                     state
                         .relisting_policies
-                        .get_or_insert_with(HashMap::new)
+                        .get_or_insert_with(Map::default)
                         .insert(key, policy);
                 }
             }
