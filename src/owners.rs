@@ -131,14 +131,15 @@ struct Indexed {
 }
 
 /// The keys of the index. What a BundleDeployment costs here is in BENCHMARKS.md
-/// ("Memory per cached BundleDeployment"): its keys are not stored twice — on removal
-/// they are computed again from its name, as on insertion.
+/// ("Memory per cached BundleDeployment"): one key per agent scope, the 20 bytes of the
+/// SHA-1 of the setID — what Fleet writes into the hash label — inside the table itself.
+/// A setID is looked up by its SHA-1 (one block with the CPU's SHA instructions,
+/// cheaper than a second table whose string keys each cost a heap allocation and a
+/// cache miss to compare); on removal the keys are computed again from the name.
 #[derive(Default)]
 struct Maps {
-    /// setID → owner, with the index of the agent scope the id was made for.
-    by_set_id: Map<Box<str>, (Arc<Indexed>, u8)>,
-    /// The hash label's SHA-1 → owner, with the scope's index (an id and a hash label
-    /// agree when they map to the same entry and scope).
+    /// SHA-1 of the setID (= the hash label's bytes) → owner, with the index of the
+    /// agent scope the id was made for.
     by_hash: Map<[u8; 20], (Arc<Indexed>, u8)>,
     /// Per owner, its BundleDeployments' desiredReady summed.
     desired: Map<OwnerRef, u64>,
@@ -166,8 +167,6 @@ impl Maps {
             let set_id = set_id(&owner.bd.name, DEFAULT_LABEL_PREFIX, scope);
             self.by_hash
                 .insert(object_set_hash_bytes(&set_id), (owner.clone(), i));
-            self.by_set_id
-                .insert(set_id.into_boxed_str(), (owner.clone(), i));
         }
     }
 
@@ -178,19 +177,7 @@ impl Maps {
         let is_it = |o: &Arc<Indexed>| o.bd.name == name && o.bd.namespace == namespace;
         let mut removed: Option<Arc<Indexed>> = None;
         for scope in scopes {
-            let set_id = set_id(name, DEFAULT_LABEL_PREFIX, scope);
-            let hash = object_set_hash_bytes(&set_id);
-            if self
-                .by_set_id
-                .get(set_id.as_str())
-                .is_some_and(|(o, _)| is_it(o))
-            {
-                removed = self
-                    .by_set_id
-                    .remove(set_id.as_str())
-                    .map(|(o, _)| o)
-                    .or(removed);
-            }
+            let hash = object_set_hash_bytes(&set_id(name, DEFAULT_LABEL_PREFIX, scope));
             if self.by_hash.get(&hash).is_some_and(|(o, _)| is_it(o)) {
                 removed = self.by_hash.remove(&hash).map(|(o, _)| o).or(removed);
             }
@@ -207,15 +194,16 @@ impl Maps {
 
     /// BundleDeployments that resolve (by their first scope's setID).
     fn len(&self) -> usize {
-        self.by_set_id
+        self.by_hash
             .values()
             .filter(|(_, scope)| *scope == 0)
             .count()
     }
 
-    /// The entry of a setID annotation.
-    fn by_set_id(&self, id: &str) -> Option<&(Arc<Indexed>, u8)> {
-        self.by_set_id.get(id)
+    /// The entry of a setID annotation, and the setID's SHA-1 (its hash label's bytes).
+    fn by_set_id(&self, id: &str) -> (Option<&(Arc<Indexed>, u8)>, [u8; 20]) {
+        let hash = object_set_hash_bytes(id);
+        (self.by_hash.get(&hash), hash)
     }
 
     /// The entry of a hash label (only a label Fleet could have written: 40 hex digits).
@@ -383,7 +371,7 @@ impl OwnerIndex {
     ) -> Option<Arc<BundleDeploymentRef>> {
         let state = self.read();
         set_id
-            .and_then(|id| state.live.by_set_id(id))
+            .and_then(|id| state.live.by_set_id(id).0)
             .or_else(|| hash.and_then(|h| state.live.by_hash(h)))
             .map(|(i, _)| i.bd.clone())
     }
@@ -422,19 +410,19 @@ impl OwnerResolver for OwnerIndex {
     fn resolve(&self, object: &ObjectFacts) -> Owner {
         let mut owner = Owner::from_object(object);
         let state = self.read();
-        let bd = object
-            .objectset_id
-            .as_deref()
-            .and_then(|id| state.live.by_set_id(id));
-        if let Some((indexed, scope)) = bd {
-            // The hash label agrees with the id when it is the key made with it: no SHA-1
-            // on the admission path for objects of known bundles.
-            owner.hash_agrees = Some(object.objectset_hash.as_deref().is_none_or(|h| {
-                state
-                    .live
-                    .by_hash(h)
-                    .is_some_and(|(o, s)| Arc::ptr_eq(o, indexed) && s == scope)
-            }));
+        let Some(id) = object.objectset_id.as_deref() else {
+            return owner;
+        };
+        let (bd, id_hash) = state.live.by_set_id(id);
+        if let Some((indexed, _)) = bd {
+            // The hash label agrees with the id when it is the id's SHA-1: the same key,
+            // so the same entry and scope.
+            owner.hash_agrees = Some(
+                object
+                    .objectset_hash
+                    .as_deref()
+                    .is_none_or(|h| parse_object_set_hash(h) == Some(id_hash)),
+            );
             let bd = &indexed.bd;
             owner.bundle = Some(bd.bundle.clone());
             owner.policy = state.policies.get(&bd.owner).copied();
