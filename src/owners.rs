@@ -200,10 +200,9 @@ impl Maps {
             .count()
     }
 
-    /// The entry of a setID annotation, and the setID's SHA-1 (its hash label's bytes).
-    fn by_set_id(&self, id: &str) -> (Option<&(Arc<Indexed>, u8)>, [u8; 20]) {
-        let hash = object_set_hash_bytes(id);
-        (self.by_hash.get(&hash), hash)
+    /// The entry of a setID annotation (by its SHA-1, the key).
+    fn by_set_id(&self, id: &str) -> Option<&(Arc<Indexed>, u8)> {
+        self.by_hash.get(&object_set_hash_bytes(id))
     }
 
     /// The entry of a hash label (only a label Fleet could have written: 40 hex digits).
@@ -371,7 +370,7 @@ impl OwnerIndex {
     ) -> Option<Arc<BundleDeploymentRef>> {
         let state = self.read();
         set_id
-            .and_then(|id| state.live.by_set_id(id).0)
+            .and_then(|id| state.live.by_set_id(id))
             .or_else(|| hash.and_then(|h| state.live.by_hash(h)))
             .map(|(i, _)| i.bd.clone())
     }
@@ -409,12 +408,13 @@ impl OwnerResolver for OwnerIndex {
     /// copies from a Service onto its Endpoints.
     fn resolve(&self, object: &ObjectFacts) -> Owner {
         let mut owner = Owner::from_object(object);
-        let state = self.read();
         let Some(id) = object.objectset_id.as_deref() else {
             return owner;
         };
-        let (bd, id_hash) = state.live.by_set_id(id);
-        if let Some((indexed, _)) = bd {
+        // The SHA-1 before the lock: the watch's writes wait for readers.
+        let id_hash = object_set_hash_bytes(id);
+        let state = self.read();
+        if let Some((indexed, _)) = state.live.by_hash.get(&id_hash) {
             // The hash label agrees with the id when it is the id's SHA-1: the same key,
             // so the same entry and scope.
             owner.hash_agrees = Some(
