@@ -316,16 +316,12 @@ fn bench_delta(c: &mut Criterion) {
     g.finish();
 }
 
-/// The subscriber `main` installs for `--log-format json`, writing to `io::sink`.
+/// The subscriber `serve` installs for `--log-format json`, writing to `io::sink`.
 fn json_subscriber() -> impl tracing::Subscriber + Send + Sync {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-        .with_writer(std::io::sink)
-        .json()
-        .flatten_event(true)
-        .with_current_span(true)
-        .with_span_list(false)
-        .finish()
+    fleet_delete_guard::logging::json_subscriber(
+        std::io::sink,
+        tracing_subscriber::EnvFilter::new("info"),
+    )
 }
 
 /// The review log line as `server::validate` emits it: inside the `review` span with

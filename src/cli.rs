@@ -261,6 +261,30 @@ pub struct ServeArgs {
         default_value = "json"
     )]
     pub log_format: LogFormat,
+
+    /// How long info and debug lines may wait in memory before they are written to
+    /// stderr, as Kubernetes' own `--log-flush-frequency` (duration, or 0: every line at
+    /// once). Warnings and errors are written at once, with whatever waits before them;
+    /// a clean stop writes everything. Writing a line costs a system call: at the rates
+    /// of a mass deletion, batching them is a measured part of a review's CPU
+    /// (BENCHMARKS.md, "The log line").
+    #[arg(
+        long,
+        env = "FLEET_DELETE_GUARD_LOG_FLUSH_INTERVAL",
+        default_value = "0.1s",
+        value_parser = parse_flush_interval
+    )]
+    pub log_flush_interval: Duration,
+}
+
+/// A duration, or `0` for none.
+fn parse_flush_interval(s: &str) -> Result<Duration, String> {
+    let number = s.trim().trim_end_matches('s').parse::<f64>();
+    if number.is_ok_and(|n| n == 0.0) {
+        Ok(Duration::ZERO)
+    } else {
+        parse_duration(s)
+    }
 }
 
 /// `auto`, or a Fleet version such as `v0.14.3`.
@@ -742,6 +766,32 @@ mod tests {
         for bad in ["0", "257", "-1", "two"] {
             let err = parse(bad).expect_err(bad).to_string();
             assert!(err.contains("--worker-threads"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn log_flush_interval_takes_a_duration_or_zero() {
+        let parse = |v: &str| {
+            let flag = format!("--log-flush-interval={v}");
+            Cli::try_parse_from(["fleet-delete-guard", "serve", &flag]).map(|cli| {
+                match cli.command {
+                    Command::Serve(a) => a.log_flush_interval,
+                    _ => unreachable!("serve"),
+                }
+            })
+        };
+        let default = Cli::try_parse_from(["fleet-delete-guard", "serve"]).expect("defaults");
+        let Command::Serve(a) = default.command else {
+            panic!("serve")
+        };
+        assert_eq!(a.log_flush_interval, Duration::from_millis(100));
+        assert_eq!(parse("0").expect("0"), Duration::ZERO);
+        assert_eq!(parse("0s").expect("0s"), Duration::ZERO);
+        assert_eq!(parse("2").expect("2"), Duration::from_secs(2));
+        assert_eq!(parse("0.5s").expect("0.5s"), Duration::from_millis(500));
+        for bad in ["-1", "soon", "5ms", ""] {
+            let err = parse(bad).expect_err(bad).to_string();
+            assert!(err.contains("--log-flush-interval"), "{bad}: {err}");
         }
     }
 

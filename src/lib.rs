@@ -21,6 +21,7 @@ pub mod fleet;
 pub mod fleet_version;
 pub mod health;
 pub mod listener;
+pub mod logging;
 pub mod metrics;
 pub mod owners;
 pub mod patcher;

@@ -5,28 +5,9 @@
 use clap::Parser;
 use fleet_delete_guard::{
     app,
-    cli::{Cli, Command, LogFormat},
-    tls,
+    cli::{Cli, Command},
+    logging, tls,
 };
-use tracing_subscriber::EnvFilter;
-
-/// Lines are written synchronously to stderr: a non-blocking writer thread was
-/// measured and not adopted (BENCHMARKS.md, "Measured and not adopted").
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .init(),
-        LogFormat::Text => builder.init(),
-    }
-}
 
 fn main() -> std::process::ExitCode {
     tls::install_crypto_provider();
@@ -36,7 +17,12 @@ fn main() -> std::process::ExitCode {
         _ => 1,
     };
     match runtime(worker_threads) {
-        Ok(runtime) => runtime.block_on(run(cli)),
+        Ok(runtime) => {
+            let code = runtime.block_on(run(cli));
+            drop(runtime);
+            logging::flush();
+            code
+        }
         Err(e) => {
             eprintln!("fleet-delete-guard: cannot start the async runtime: {e}");
             std::process::ExitCode::FAILURE
@@ -63,7 +49,7 @@ fn runtime(worker_threads: u16) -> std::io::Result<tokio::runtime::Runtime> {
 async fn run(cli: Cli) -> std::process::ExitCode {
     match cli.command {
         Command::Serve(args) => {
-            init_logging(args.log_format);
+            logging::init(args.log_format, args.log_flush_interval);
             match app::serve(*args).await {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {

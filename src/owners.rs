@@ -121,13 +121,18 @@ impl DesiredReady for kube::api::DynamicObject {
 /// BundleDeployments, GitRepos and HelmOps.
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// One indexed BundleDeployment.
-#[derive(Debug)]
-struct Indexed {
+/// One key of an indexed BundleDeployment, held in the table itself: a review's lookup
+/// goes from the table's slot straight to the BundleDeployment, one dependent cache miss
+/// fewer than through a shared entry of its own (BENCHMARKS.md, "What the gaps are made
+/// of"). Its keys (one per agent scope) each hold a copy.
+#[derive(Debug, Clone)]
+struct Slot {
     bd: Arc<BundleDeploymentRef>,
+    desired_ready: u64,
     /// It has a deletionTimestamp: its owner was deleted, Fleet's agent uninstalls it.
     deleting: bool,
-    desired_ready: u64,
+    /// Index of the agent scope the key was made for.
+    scope: u8,
 }
 
 /// The keys of the index. What a BundleDeployment costs here is in BENCHMARKS.md
@@ -138,9 +143,8 @@ struct Indexed {
 /// cache miss to compare); on removal the keys are computed again from the name.
 #[derive(Default)]
 struct Maps {
-    /// SHA-1 of the setID (= the hash label's bytes) → owner, with the index of the
-    /// agent scope the id was made for.
-    by_hash: Map<[u8; 20], (Arc<Indexed>, u8)>,
+    /// SHA-1 of the setID (= the hash label's bytes) → its BundleDeployment.
+    by_hash: Map<[u8; 20], Slot>,
     /// Per owner, its BundleDeployments' desiredReady summed.
     desired: Map<OwnerRef, u64>,
 }
@@ -157,16 +161,16 @@ impl Maps {
         if desired_ready > 0 {
             *self.desired.entry(bd.owner.clone()).or_default() += desired_ready;
         }
-        let owner = Arc::new(Indexed {
-            bd: Arc::new(bd),
-            deleting,
-            desired_ready,
-        });
+        let bd = Arc::new(bd);
         for (i, scope) in scopes.iter().enumerate() {
-            let i = u8::try_from(i).unwrap_or(u8::MAX);
-            let set_id = set_id(&owner.bd.name, DEFAULT_LABEL_PREFIX, scope);
-            self.by_hash
-                .insert(object_set_hash_bytes(&set_id), (owner.clone(), i));
+            let set_id = set_id(&bd.name, DEFAULT_LABEL_PREFIX, scope);
+            let slot = Slot {
+                bd: bd.clone(),
+                desired_ready,
+                deleting,
+                scope: u8::try_from(i).unwrap_or(u8::MAX),
+            };
+            self.by_hash.insert(object_set_hash_bytes(&set_id), slot);
         }
     }
 
@@ -174,12 +178,12 @@ impl Maps {
     /// map to it (another one may have taken a key since, e.g. two `fleet-agent*`
     /// BundleDeployments share the bootstrap setID).
     fn remove(&mut self, namespace: &str, name: &str, scopes: &[String]) {
-        let is_it = |o: &Arc<Indexed>| o.bd.name == name && o.bd.namespace == namespace;
-        let mut removed: Option<Arc<Indexed>> = None;
+        let is_it = |s: &Slot| s.bd.name == name && s.bd.namespace == namespace;
+        let mut removed: Option<Slot> = None;
         for scope in scopes {
             let hash = object_set_hash_bytes(&set_id(name, DEFAULT_LABEL_PREFIX, scope));
-            if self.by_hash.get(&hash).is_some_and(|(o, _)| is_it(o)) {
-                removed = self.by_hash.remove(&hash).map(|(o, _)| o).or(removed);
+            if self.by_hash.get(&hash).is_some_and(is_it) {
+                removed = self.by_hash.remove(&hash).or(removed);
             }
         }
         if let Some(gone) = removed {
@@ -194,19 +198,16 @@ impl Maps {
 
     /// BundleDeployments that resolve (by their first scope's setID).
     fn len(&self) -> usize {
-        self.by_hash
-            .values()
-            .filter(|(_, scope)| *scope == 0)
-            .count()
+        self.by_hash.values().filter(|slot| slot.scope == 0).count()
     }
 
     /// The entry of a setID annotation (by its SHA-1, the key).
-    fn by_set_id(&self, id: &str) -> Option<&(Arc<Indexed>, u8)> {
+    fn by_set_id(&self, id: &str) -> Option<&Slot> {
         self.by_hash.get(&object_set_hash_bytes(id))
     }
 
     /// The entry of a hash label (only a label Fleet could have written: 40 hex digits).
-    fn by_hash(&self, label: &str) -> Option<&(Arc<Indexed>, u8)> {
+    fn by_hash(&self, label: &str) -> Option<&Slot> {
         parse_object_set_hash(label).and_then(|h| self.by_hash.get(&h))
     }
 }
@@ -372,7 +373,7 @@ impl OwnerIndex {
         set_id
             .and_then(|id| state.live.by_set_id(id))
             .or_else(|| hash.and_then(|h| state.live.by_hash(h)))
-            .map(|(i, _)| i.bd.clone())
+            .map(|slot| slot.bd.clone())
     }
 
     /// Number of BundleDeployments indexed (counted, not stored: called at sync only).
@@ -414,7 +415,7 @@ impl OwnerResolver for OwnerIndex {
         // The SHA-1 before the lock: the watch's writes wait for readers.
         let id_hash = object_set_hash_bytes(id);
         let state = self.read();
-        if let Some((indexed, _)) = state.live.by_hash.get(&id_hash) {
+        if let Some(slot) = state.live.by_hash.get(&id_hash) {
             // The hash label agrees with the id when it is the id's SHA-1: the same key,
             // so the same entry and scope.
             owner.hash_agrees = Some(
@@ -423,11 +424,11 @@ impl OwnerResolver for OwnerIndex {
                     .as_deref()
                     .is_none_or(|h| parse_object_set_hash(h) == Some(id_hash)),
             );
-            let bd = &indexed.bd;
+            let bd = &slot.bd;
             owner.bundle = Some(bd.bundle.clone());
             owner.policy = state.policies.get(&bd.owner).copied();
             owner.desired_ready = state.live.desired.get(&bd.owner).copied();
-            owner.bundle_deleting = indexed.deleting;
+            owner.bundle_deleting = slot.deleting;
             owner.owned_by = Some(bd.owner.clone());
             owner.unmonitored = bd.unmonitored;
         }

@@ -257,12 +257,12 @@ pub fn log_answer(s: &Summary, latency: Duration) {
     macro_rules! answered {
         ($level:ident) => {
             tracing::$level!(
-                uid = %s.uid,
-                user = %s.user,
+                uid = s.uid.as_str(),
+                user = s.user.as_str(),
                 operation = s.operation,
-                resource = %s.resource,
-                namespace = %s.namespace,
-                name = %s.name,
+                resource = s.resource.as_str(),
+                namespace = s.namespace.as_str(),
+                name = s.name.as_str(),
                 decision = s.decision,
                 dry_run = s.dry_run,
                 warnings = s.warnings,
@@ -274,7 +274,9 @@ pub fn log_answer(s: &Summary, latency: Duration) {
     match &s.unexpected_shape {
         Some(detail) => {
             tracing::warn!(
-                uid = %s.uid, detail = %detail, latency_us = latency.as_micros() as u64,
+                uid = s.uid.as_str(),
+                detail = detail.as_str(),
+                latency_us = latency.as_micros() as u64,
                 "review allowed: its object has an unexpected shape"
             );
         }

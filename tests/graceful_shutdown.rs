@@ -97,3 +97,68 @@ async fn drains_in_flight_review_then_exits(args: &[&str]) {
         .expect("wait");
     assert!(status.success(), "exit status {status:?}");
 }
+
+/// Info lines wait in memory for `--log-flush-interval` (here an hour, so only the stop
+/// can write them); SIGTERM writes every one of them, in order, before the exit.
+#[tokio::test]
+async fn a_clean_stop_writes_the_lines_still_waiting() {
+    let certs = support::certificates();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = support::write_pair(dir.path(), &certs);
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleet-delete-guard"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-flush-interval",
+            "1h",
+        ])
+        .arg("--metrics-listen")
+        .arg(metrics.to_string())
+        .arg("--tls-cert")
+        .arg(&files.cert)
+        .arg("--tls-key")
+        .arg(&files.key)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the binary");
+    // Up (its signal handler installed) once /metrics answers; the log says nothing yet.
+    wait_for_metric(metrics, "fleet_delete_guard_reviews_in_flight 0").await;
+
+    // SAFETY: sending a signal to our own child process.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0, "kill");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let (log, status) = tokio::task::spawn_blocking(move || {
+        let mut log = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut log).expect("read the log");
+        (log, child.wait().expect("wait"))
+    })
+    .await
+    .expect("join");
+    assert!(status.success(), "exit status {status:?}: {log}");
+    let messages: Vec<String> = log
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("JSON ({e}): {l}"));
+            v["message"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    let at = |m: &str| {
+        messages
+            .iter()
+            .position(|x| x.contains(m))
+            .unwrap_or_else(|| panic!("no {m:?} line: {messages:#?}"))
+    };
+    assert!(
+        at("fleet-delete-guard serving") < at("shutting down"),
+        "{messages:#?}"
+    );
+}

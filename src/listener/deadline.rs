@@ -73,17 +73,13 @@ where
             match accepted.await {
                 Ok((stream, service)) => {
                     let requests = Arc::new(Requests::default());
+                    let in_progress = metrics.requests_in_progress.clone();
                     Ok((
-                        RequestDeadline::new(
-                            stream,
-                            requests.clone(),
-                            request_timeout,
-                            metrics.clone(),
-                        ),
+                        RequestDeadline::new(stream, requests.clone(), request_timeout, metrics),
                         TrackRequests {
                             inner: service,
                             requests,
-                            metrics,
+                            in_progress,
                         },
                     ))
                 }
@@ -117,7 +113,9 @@ pub struct Requests {
 pub struct TrackRequests<S> {
     inner: S,
     requests: Arc<Requests>,
-    metrics: Metrics,
+    /// `requests_in_progress` alone: hyper clones the service for every request, and a
+    /// clone of [`Metrics`] is a few dozen reference counts.
+    in_progress: Gauge,
 }
 
 impl<S> fmt::Debug for TrackRequests<S> {
@@ -168,8 +166,7 @@ where
     }
 
     fn call(&mut self, request: R) -> Self::Future {
-        let in_service =
-            InService::start(self.requests.clone(), &self.metrics.requests_in_progress);
+        let in_service = InService::start(self.requests.clone(), &self.in_progress);
         let answer = self.inner.call(request);
         Box::pin(async move {
             let answer = answer.await;
