@@ -610,25 +610,6 @@ fn header() {
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
 }
 
-fn pin_self(cpus: &str) {
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    for part in cpus.split(',') {
-        let (a, b) = match part.split_once('-') {
-            Some((a, b)) => (a.parse().unwrap_or(0), b.parse().unwrap_or(0)),
-            None => {
-                let a: usize = part.parse().unwrap_or(0);
-                (a, a)
-            }
-        };
-        for c in a..=b {
-            unsafe { libc::CPU_SET(c, &mut set) };
-        }
-    }
-    // Every thread of this process: called before the runtime starts its threads.
-    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-    assert_eq!(rc, 0, "sched_setaffinity {cpus}");
-}
-
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -674,7 +655,7 @@ fn main() {
         args.rates = vec![1000];
     }
     if let Some(cpus) = &args.client_cpus {
-        pin_self(cpus);
+        process::pin_self(cpus);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -103,6 +103,12 @@ struct Args {
     /// Keep logs, certificates and bodies here instead of a temporary directory.
     #[arg(long)]
     keep_dir: Option<PathBuf>,
+    /// `taskset -c` CPU list for every server (default: not pinned), e.g. `1`.
+    #[arg(long)]
+    server_cpus: Option<String>,
+    /// CPU list for this bench, its API double and wrk (default: not pinned), e.g. `0`.
+    #[arg(long)]
+    client_cpus: Option<String>,
     /// One round of 2 s phases with 1,000 BundleDeployments (a smoke test of the harness).
     #[arg(long)]
     quick: bool,
@@ -216,6 +222,9 @@ fn main() {
         args.duration = 2;
         args.bundle_deployments = args.bundle_deployments.min(1_000);
     }
+    if let Some(cpus) = &args.client_cpus {
+        process::pin_self(cpus);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -306,6 +315,11 @@ async fn run(args: Args) {
         args.extra
     );
     println!("- peer: {}", args.peer_bin.display());
+    println!(
+        "- CPUs: servers {}; bench, API double and wrk {}",
+        args.server_cpus.as_deref().unwrap_or("not pinned"),
+        args.client_cpus.as_deref().unwrap_or("not pinned")
+    );
     println!(
         "- body: {} ({} distinct, mean {} bytes); API double: {n} BundleDeployments",
         match args.mix {
@@ -419,11 +433,19 @@ async fn start(args: &Args, setup: &Setup, kind: Kind, round: usize) -> Running 
         .join(format!("{kind:?}-{round}.log").to_lowercase());
     let log_file = std::fs::File::create(&log).expect("log file");
     let started = Instant::now();
+    let command = |bin: &Path| match &args.server_cpus {
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpus).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
     let (mut cmd, url, metrics) = match kind {
         Kind::Peer => {
             // The example binds $ADMISSION_PRIVATE_IP:8443 and reads its certificate
             // from the working directory.
-            let mut cmd = Command::new(&args.peer_bin);
+            let mut cmd = command(&args.peer_bin);
             cmd.current_dir(setup.dir.join("peer"))
                 .env("ADMISSION_PRIVATE_IP", "127.0.0.1")
                 .env_remove("RUST_LOG");
@@ -432,7 +454,7 @@ async fn start(args: &Args, setup: &Setup, kind: Kind, round: usize) -> Running 
         Kind::Off | Kind::On => {
             let port = free_port();
             let metrics: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
-            let mut cmd = Command::new(&setup.bin);
+            let mut cmd = command(&setup.bin);
             cmd.arg("serve")
                 .arg(format!("--listen=127.0.0.1:{port}"))
                 .arg(format!("--metrics-listen={metrics}"))

@@ -1,7 +1,7 @@
 //! What the load benches read of a measured server process from /proc: CPU time,
 //! context switches, memory; and how they start, probe and stop it.
 
-// libc: SIGTERM to the measured process.
+// libc: SIGTERM to the measured process, CPU affinity of the bench itself.
 #![allow(unsafe_code, dead_code)]
 
 use std::{
@@ -149,4 +149,25 @@ pub async fn stop(child: &mut Child) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Pin this process (every thread it starts later, and the processes it spawns) to
+/// `cpus`, a `taskset -c` list such as `0` or `0-1`.
+pub fn pin_self(cpus: &str) {
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for part in cpus.split(',') {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a.parse().unwrap_or(0), b.parse().unwrap_or(0)),
+            None => {
+                let a: usize = part.parse().unwrap_or(0);
+                (a, a)
+            }
+        };
+        for c in a..=b {
+            unsafe { libc::CPU_SET(c, &mut set) };
+        }
+    }
+    // Every thread of this process: called before the runtime starts its threads.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    assert_eq!(rc, 0, "sched_setaffinity {cpus}");
 }
