@@ -22,7 +22,7 @@
 use std::{
     fmt::{self, Write as _},
     io,
-    sync::{Arc, Mutex, MutexGuard, OnceLock},
+    sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -56,10 +56,7 @@ pub fn init(format: LogFormat, flush_interval: Duration) {
         let flusher = stderr.clone();
         let spawned = std::thread::Builder::new()
             .name("fdg-log-flush".into())
-            .spawn(move || loop {
-                std::thread::sleep(flush_interval);
-                flusher.flush_pending();
-            });
+            .spawn(move || flusher.flush_every(flush_interval));
         if let Err(e) = spawned {
             eprintln!("fleet-delete-guard: cannot start the log's flush thread ({e}); writing every line at once");
             stderr.write_through();
@@ -70,7 +67,7 @@ pub fn init(format: LogFormat, flush_interval: Duration) {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if let Some(stderr) = STDERR.get() {
-            if let Ok(mut pending) = stderr.inner.try_lock() {
+            if let Ok(mut pending) = stderr.inner.pending.try_lock() {
                 let _ = pending.write_out();
             }
         }
@@ -101,7 +98,13 @@ pub fn flush() {
 /// (every `--log-flush-interval`) or [`LineBuffer::LIMIT`] bytes wait; a warning or an
 /// error is written at once, after them. Cheap to clone (`Arc`).
 pub struct LineBuffer<W> {
-    inner: Arc<Mutex<Pending<W>>>,
+    inner: Arc<Shared<W>>,
+}
+
+struct Shared<W> {
+    pending: Mutex<Pending<W>>,
+    /// Told when a line starts a batch: the flush thread sleeps only while lines wait.
+    started: Condvar,
 }
 
 impl<W> Clone for LineBuffer<W> {
@@ -125,16 +128,37 @@ impl<W: io::Write> LineBuffer<W> {
 
     pub fn new(out: W, flush_interval: Duration) -> Self {
         LineBuffer {
-            inner: Arc::new(Mutex::new(Pending {
-                lines: Vec::new(),
-                out,
-                write_through: flush_interval.is_zero(),
-            })),
+            inner: Arc::new(Shared {
+                pending: Mutex::new(Pending {
+                    lines: Vec::new(),
+                    out,
+                    write_through: flush_interval.is_zero(),
+                }),
+                started: Condvar::new(),
+            }),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, Pending<W>> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The flush thread: once a batch has started, wait `interval` and write it; while
+    /// nothing waits, sleep without waking.
+    fn flush_every(&self, interval: Duration) -> ! {
+        loop {
+            let mut pending = self.lock();
+            while pending.lines.is_empty() {
+                pending = self
+                    .inner
+                    .started
+                    .wait(pending)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+            drop(pending);
+            std::thread::sleep(interval);
+            self.flush_pending();
+        }
     }
 
     /// Write whatever waits.
@@ -170,9 +194,12 @@ pub struct Line<'a, W> {
 impl<W: io::Write> io::Write for Line<'_, W> {
     fn write(&mut self, line: &[u8]) -> io::Result<usize> {
         let mut pending = self.buffer.lock();
+        let starts_batch = pending.lines.is_empty();
         pending.lines.extend_from_slice(line);
         if self.urgent || pending.write_through || pending.lines.len() >= LineBuffer::<W>::LIMIT {
             pending.write_out()?;
+        } else if starts_batch {
+            self.buffer.inner.started.notify_one();
         }
         Ok(line.len())
     }
@@ -618,6 +645,28 @@ mod tests {
         buffer.write_through();
         line(&buffer, Level::INFO, "c\n");
         assert_eq!(out.taken(), ["c\n"], "no flush thread: written at once");
+    }
+
+    #[test]
+    fn the_flush_thread_writes_a_batch_once_it_has_started() {
+        let out = Writes::default();
+        let buffer = LineBuffer::new(out.clone(), Duration::from_millis(20));
+        let flusher = buffer.clone();
+        std::thread::spawn(move || flusher.flush_every(Duration::from_millis(20)));
+        for round in 0..2 {
+            line(&buffer, Level::INFO, "a\n");
+            line(&buffer, Level::INFO, "b\n");
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            let mut seen = Vec::new();
+            while seen.concat() != "a\nb\n" {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "round {round}: {seen:?}"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+                seen.extend(out.taken());
+            }
+        }
     }
 
     #[test]

@@ -491,6 +491,12 @@ impl BreakerBook {
         if config.mode == BreakerMode::Off {
             return done(verdict);
         }
+        // A dry run or a refused deletion neither counts nor trips ([`classify`]); with
+        // no breaker open its verdict stands, without the candidate's allocations (a
+        // third of what the breaker cost such a review: BENCHMARKS.md).
+        if self.open.is_empty() && (review.dry_run || verdict.outcome == Outcome::Denied) {
+            return done(verdict);
+        }
         let Some(candidate) = classify(review, owner, &verdict, decision, config) else {
             return done(verdict);
         };
