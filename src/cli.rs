@@ -751,17 +751,19 @@ mod tests {
         assert_eq!(b, crate::breaker::BreakerConfig::default());
     }
 
+    /// `serve` with `flags` alone.
+    fn serve_with(flags: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let args = ["fleet-delete-guard", "serve"].iter().chain(flags);
+        Cli::try_parse_from(args).map(|cli| match cli.command {
+            Command::Serve(a) => *a,
+            _ => unreachable!("serve"),
+        })
+    }
+
     #[test]
     fn worker_threads_are_bounded() {
-        let parse = |n: &str| {
-            let flag = format!("--worker-threads={n}");
-            Cli::try_parse_from(["fleet-delete-guard", "serve", &flag]).map(|cli| {
-                match cli.command {
-                    Command::Serve(a) => a.worker_threads,
-                    _ => unreachable!("serve"),
-                }
-            })
-        };
+        let parse =
+            |n: &str| serve_with(&[&format!("--worker-threads={n}")]).map(|a| a.worker_threads);
         assert_eq!(parse("4").expect("4 threads"), 4);
         for bad in ["0", "257", "-1", "two"] {
             let err = parse(bad).expect_err(bad).to_string();
@@ -772,19 +774,10 @@ mod tests {
     #[test]
     fn log_flush_interval_takes_a_duration_or_zero() {
         let parse = |v: &str| {
-            let flag = format!("--log-flush-interval={v}");
-            Cli::try_parse_from(["fleet-delete-guard", "serve", &flag]).map(|cli| {
-                match cli.command {
-                    Command::Serve(a) => a.log_flush_interval,
-                    _ => unreachable!("serve"),
-                }
-            })
+            serve_with(&[&format!("--log-flush-interval={v}")]).map(|a| a.log_flush_interval)
         };
-        let default = Cli::try_parse_from(["fleet-delete-guard", "serve"]).expect("defaults");
-        let Command::Serve(a) = default.command else {
-            panic!("serve")
-        };
-        assert_eq!(a.log_flush_interval, Duration::from_millis(100));
+        let default = serve_with(&[]).expect("defaults");
+        assert_eq!(default.log_flush_interval, Duration::from_millis(100));
         assert_eq!(parse("0").expect("0"), Duration::ZERO);
         assert_eq!(parse("0s").expect("0s"), Duration::ZERO);
         assert_eq!(parse("2").expect("2"), Duration::from_secs(2));
