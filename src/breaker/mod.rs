@@ -492,8 +492,8 @@ impl BreakerBook {
             return done(verdict);
         }
         // A dry run or a refused deletion neither counts nor trips ([`classify`]); with
-        // no breaker open its verdict stands, without the candidate's allocations (a
-        // third of what the breaker cost such a review: BENCHMARKS.md).
+        // no breaker open its verdict stands, without the candidate's allocations (seven
+        // eighths of what the breaker cost such a review: BENCHMARKS.md).
         if self.open.is_empty() && (review.dry_run || verdict.outcome == Outcome::Denied) {
             return done(verdict);
         }
