@@ -62,11 +62,21 @@ fn names() -> (Vec<String>, Vec<String>) {
     (present, absent)
 }
 
+/// `check` on a list of `have` functions the binary has and `lack` it does not.
+fn check_list(have: usize, lack: usize) -> (i32, String) {
+    let (present, absent) = names();
+    let list: Vec<String> = present[..have]
+        .iter()
+        .chain(&absent[..lack])
+        .cloned()
+        .collect();
+    let dir = tree(Some(&list));
+    check(dir.path(), BIN)
+}
+
 #[test]
 fn a_list_the_binary_has_passes() {
-    let (present, _) = names();
-    let dir = tree(Some(&present));
-    let (code, text) = check(dir.path(), BIN);
+    let (code, text) = check_list(10, 0);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("has 10 of the 10 functions"), "{text}");
     assert!(!text.contains("warning"), "{text}");
@@ -74,10 +84,7 @@ fn a_list_the_binary_has_passes() {
 
 #[test]
 fn a_partly_stale_list_warns_and_passes() {
-    let (present, absent) = names();
-    let list: Vec<String> = present[..7].iter().chain(&absent[..3]).cloned().collect();
-    let dir = tree(Some(&list));
-    let (code, text) = check(dir.path(), BIN);
+    let (code, text) = check_list(7, 3);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("(70 %)"), "{text}");
     assert!(
@@ -88,10 +95,7 @@ fn a_partly_stale_list_warns_and_passes() {
 
 #[test]
 fn a_stale_list_fails_and_says_how_to_renew_it() {
-    let (present, absent) = names();
-    let list: Vec<String> = present[..4].iter().chain(&absent[..6]).cloned().collect();
-    let dir = tree(Some(&list));
-    let (code, text) = check(dir.path(), BIN);
+    let (code, text) = check_list(4, 6);
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("(40 %)"), "{text}");
     assert!(
