@@ -6,7 +6,8 @@
 //! `… -- --instructions SCENARIO N` runs one scenario N times without criterion, for
 //! instruction counts under `valgrind --tool=callgrind` (deterministic, unlike time):
 //! SCENARIO is `fast-pod`, `fast-configmap`, `fast-secret`, `fleet` (owner from a cache of
-//! 10,000 BundleDeployments) or `fleet-unresolved`; each iteration is what the HTTP
+//! 10,000 BundleDeployments), `fleet-unresolved` or `fleet-off` (the same body with counting
+//! off: the owner from the object alone); each iteration is what the HTTP
 //! handler does with a body: [`Admission::review`] and serialising the answer. `log-span`
 //! and `log-event` format a Fleet-managed review's log line (with and without the
 //! `review` span); `log-fast` is the fast path's, at debug level and so filtered out.
@@ -70,7 +71,7 @@ fn body(scenario: &str) -> Vec<u8> {
         "fast-pod" => reviews::fast_review(0),
         "fast-configmap" => reviews::fast_review(6),
         "fast-secret" => reviews::fast_review(9),
-        "fleet" => reviews::fleet_review(0, 4242, false),
+        "fleet" | "fleet-off" => reviews::fleet_review(0, 4242, false),
         "fleet-unresolved" => reviews::fleet_review(0, BUNDLE_DEPLOYMENTS + 1, false),
         other => panic!("unknown scenario {other}"),
     };
@@ -378,7 +379,8 @@ fn instructions(scenario: &str, n: usize) {
         println!("{scenario}: {n} log lines");
         return;
     }
-    let owners: Arc<dyn OwnerResolver> = if scenario.starts_with("fleet") {
+    let owners: Arc<dyn OwnerResolver> = if scenario.starts_with("fleet") && scenario != "fleet-off"
+    {
         owner_index(BUNDLE_DEPLOYMENTS)
     } else {
         Arc::new(ObjectOnly)

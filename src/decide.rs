@@ -115,23 +115,6 @@ impl Owner {
         }
     }
 
-    /// The GitRepo (`ns/name`) when the owner is one.
-    pub fn gitrepo(&self) -> Option<String> {
-        self.owned_by_kind(OwnerKind::GitRepo)
-    }
-
-    /// The HelmOp (`ns/name`) when the owner is one.
-    pub fn helmop(&self) -> Option<String> {
-        self.owned_by_kind(OwnerKind::HelmOp)
-    }
-
-    fn owned_by_kind(&self, kind: OwnerKind) -> Option<String> {
-        self.owned_by
-            .as_ref()
-            .filter(|o| o.kind == kind)
-            .map(OwnerRef::key)
-    }
-
     /// Short human description: `Fleet GitRepo ns/name (bundle b)`, `Fleet HelmOp ns/name
     /// (bundle b)`, `Fleet Bundle ns/mcc-x (ManagedChart ns/x)` or `Fleet (objectset <id>)`.
     pub fn describe(&self) -> String {
@@ -197,12 +180,13 @@ impl Owner {
 
     /// The value of the `owner` audit annotation: `ns/name` for a GitRepo (as always),
     /// `helmop:ns/name` or `bundle:ns/name` for the other kinds, else `objectset:<setID>`.
-    fn audit_value(&self) -> String {
-        match &self.owned_by {
-            Some(o) if o.kind == OwnerKind::GitRepo => o.key(),
-            Some(o) if o.kind == OwnerKind::HelmOp => format!("helmop:{}", o.key()),
-            Some(o) => format!("bundle:{}", o.key()),
-            None => self
+    /// `key` is the owner's [`OwnerRef::key`], when resolved.
+    fn audit_value(&self, key: Option<&str>) -> String {
+        match (&self.owned_by, key) {
+            (Some(o), Some(key)) if o.kind == OwnerKind::GitRepo => key.to_string(),
+            (Some(o), Some(key)) if o.kind == OwnerKind::HelmOp => format!("helmop:{key}"),
+            (Some(_), Some(key)) => format!("bundle:{key}"),
+            _ => self
                 .set_id
                 .as_ref()
                 .map(|id| format!("objectset:{id}"))
@@ -406,20 +390,21 @@ pub fn decide(review: &Review, owner: &Owner, config: &DecisionConfig) -> Verdic
     };
     let denial = (!allowed).then(|| denial_message(object, owner));
 
-    let mut audit = vec![
-        ("owner", owner.audit_value()),
+    let key = owner.owned_by.as_ref().map(OwnerRef::key);
+    let mut audit = Vec::with_capacity(7);
+    audit.extend([
+        ("owner", owner.audit_value(key.as_deref())),
         ("decision", outcome.as_str().to_string()),
         ("counted", count.to_string()),
         (
             "reason",
             reason(outcome, review.dry_run, policy, owner.unmonitored),
         ),
-    ];
-    if let Some(repo) = owner.gitrepo() {
-        audit.push(("gitrepo", repo));
-    }
-    if let Some(op) = owner.helmop() {
-        audit.push(("helmop", op));
+    ]);
+    match (owner.owned_by.as_ref().map(|o| o.kind), key) {
+        (Some(OwnerKind::GitRepo), Some(key)) => audit.push(("gitrepo", key)),
+        (Some(OwnerKind::HelmOp), Some(key)) => audit.push(("helmop", key)),
+        _ => {}
     }
     if let Some(bundle) = &owner.bundle {
         audit.push(("bundle", bundle.clone()));
@@ -439,44 +424,54 @@ pub fn decide(review: &Review, owner: &Owner, config: &DecisionConfig) -> Verdic
 }
 
 fn reason(outcome: Outcome, dry_run: bool, policy: Policy, unmonitored: Option<&str>) -> String {
-    let base = match outcome {
-        Outcome::FleetDeletion => "deleted by Fleet itself".to_string(),
-        Outcome::RepeatDeletion => "object already terminating; counted once when gone".to_string(),
-        Outcome::ControllerDeletion => "deleted by a Kubernetes controller".to_string(),
-        _ => format!("manual deletion, policy {}", policy.as_str()),
-    };
-    let base = match unmonitored {
-        Some(why) if outcome.counts() => {
-            format!("{base}; Fleet does not monitor the bundle now ({why}), not counted")
+    let mut text = String::with_capacity(64);
+    match outcome {
+        Outcome::FleetDeletion => text.push_str("deleted by Fleet itself"),
+        Outcome::RepeatDeletion => {
+            text.push_str("object already terminating; counted once when gone")
         }
-        _ => base,
-    };
-    if dry_run {
-        format!("{base}; dry run, no side effects")
-    } else {
-        base
+        Outcome::ControllerDeletion => text.push_str("deleted by a Kubernetes controller"),
+        _ => {
+            text.push_str("manual deletion, policy ");
+            text.push_str(policy.as_str());
+        }
     }
+    if let Some(why) = unmonitored.filter(|_| outcome.counts()) {
+        text.push_str("; Fleet does not monitor the bundle now (");
+        text.push_str(why);
+        text.push_str("), not counted");
+    }
+    if dry_run {
+        text.push_str("; dry run, no side effects");
+    }
+    text
 }
 
 fn warnings(object: &ObjectFacts, owner: &Owner, first: Option<&str>) -> Vec<String> {
     let mut out: Vec<String> = first.map(str::to_string).into_iter().collect();
-    let what = format!("{} {}", object.kind, object.display_name());
     let by = owner.describe();
-    // Shorten the sentence, never the owner's name: the longest form that fits.
+    // Shorten the sentence, never the owner's name: the longest form that fits. Each
+    // form is written only when the one before it did not fit.
     out.push(fitting(&[
-        format!("{what} is managed by {by}."),
-        format!("Managed by {by}."),
-        format!("Managed by {}.", owner.describe_short()),
+        &|| {
+            format!(
+                "{} {} is managed by {by}.",
+                object.kind,
+                object.display_name()
+            )
+        },
+        &|| format!("Managed by {by}."),
+        &|| format!("Managed by {}.", owner.describe_short()),
     ]));
     let status = owner.status_name();
     out.push(match owner.unmonitored {
         Some(why) => fitting(&[
-            format!("Fleet does not monitor this bundle now ({why}); its {status} will not show it Missing."),
-            format!("Fleet does not monitor this bundle now ({why}); not counted."),
+            &|| format!("Fleet does not monitor this bundle now ({why}); its {status} will not show it Missing."),
+            &|| format!("Fleet does not monitor this bundle now ({why}); not counted."),
         ]),
         None => fitting(&[
-            format!("Fleet will report it Missing in the {status} until it is re-created."),
-            format!("Fleet will report it Missing in the {status}."),
+            &|| format!("Fleet will report it Missing in the {status} until it is re-created."),
+            &|| format!("Fleet will report it Missing in the {status}."),
         ]),
     });
     out.push(format!(
@@ -490,13 +485,15 @@ fn warnings(object: &ObjectFacts, owner: &Owner, first: Option<&str>) -> Vec<Str
 }
 
 /// The first of `forms` that fits in a warning, else the last one (cut at a word).
-fn fitting(forms: &[String]) -> String {
-    forms
-        .iter()
-        .find(|f| f.chars().count() <= MAX_WARNING_CHARS)
-        .or(forms.last())
-        .cloned()
-        .unwrap_or_default()
+fn fitting(forms: &[&dyn Fn() -> String]) -> String {
+    let mut form = String::new();
+    for write in forms {
+        form = write();
+        if form.chars().count() <= MAX_WARNING_CHARS {
+            break;
+        }
+    }
+    form
 }
 
 fn denial_message(object: &ObjectFacts, owner: &Owner) -> String {

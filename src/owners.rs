@@ -10,6 +10,7 @@
 
 use std::{
     collections::HashMap,
+    hash::BuildHasher,
     sync::{Arc, RwLock},
 };
 
@@ -133,6 +134,10 @@ struct Slot {
     deleting: bool,
     /// Index of the agent scope the key was made for.
     scope: u8,
+    /// The setID of the key, hashed with [`Maps::id_check`]: a review whose hash label
+    /// finds this slot and whose id annotation hashes to this has the setID whose SHA-1
+    /// the key is, so its label agrees without a SHA-1 computed per review.
+    id_check: u64,
 }
 
 /// The keys of the index. What a BundleDeployment costs here is in BENCHMARKS.md
@@ -147,6 +152,9 @@ struct Maps {
     by_hash: Map<[u8; 20], Slot>,
     /// Per owner, its BundleDeployments' desiredReady summed.
     desired: Map<OwnerRef, u64>,
+    /// Seeded per process (the odds that another id gives a slot's `id_check` are
+    /// 2⁻⁶⁴ and cannot be aimed at); a relisting's maps bring their own with their slots.
+    id_check: foldhash::quality::RandomState,
 }
 
 impl Maps {
@@ -169,6 +177,7 @@ impl Maps {
                 desired_ready,
                 deleting,
                 scope: u8::try_from(i).unwrap_or(u8::MAX),
+                id_check: self.id_check.hash_one(set_id.as_str()),
             };
             self.by_hash.insert(object_set_hash_bytes(&set_id), slot);
         }
@@ -209,6 +218,24 @@ impl Maps {
     /// The entry of a hash label (only a label Fleet could have written: 40 hex digits).
     fn by_hash(&self, label: &str) -> Option<&Slot> {
         parse_object_set_hash(label).and_then(|h| self.by_hash.get(&h))
+    }
+
+    /// The entry of a setID annotation and whether the hash label agrees with it (is
+    /// the setID's SHA-1). The label is tried first: when its entry's setID is `id`,
+    /// both are answered without hashing `id` with SHA-1 (the case of every object
+    /// Fleet's agent applied).
+    fn by_set_id_and_label(&self, id: &str, label: Option<&str>) -> (Option<&Slot>, bool) {
+        let label = label.map(parse_object_set_hash);
+        if let Some(slot) = label
+            .flatten()
+            .and_then(|h| self.by_hash.get(&h))
+            .filter(|slot| slot.id_check == self.id_check.hash_one(id))
+        {
+            return (Some(slot), true);
+        }
+        let id_hash = object_set_hash_bytes(id);
+        let agrees = label.is_none_or(|h| h == Some(id_hash));
+        (self.by_hash.get(&id_hash), agrees)
     }
 }
 
@@ -412,18 +439,14 @@ impl OwnerResolver for OwnerIndex {
         let Some(id) = object.objectset_id.as_deref() else {
             return owner;
         };
-        // The SHA-1 before the lock: the watch's writes wait for readers.
-        let id_hash = object_set_hash_bytes(id);
         let state = self.read();
-        if let Some(slot) = state.live.by_hash.get(&id_hash) {
+        let (slot, hash_agrees) = state
+            .live
+            .by_set_id_and_label(id, object.objectset_hash.as_deref());
+        if let Some(slot) = slot {
             // The hash label agrees with the id when it is the id's SHA-1: the same key,
             // so the same entry and scope.
-            owner.hash_agrees = Some(
-                object
-                    .objectset_hash
-                    .as_deref()
-                    .is_none_or(|h| parse_object_set_hash(h) == Some(id_hash)),
-            );
+            owner.hash_agrees = Some(hash_agrees);
             let bd = &slot.bd;
             owner.bundle = Some(bd.bundle.clone());
             owner.policy = state.policies.get(&bd.owner).copied();
@@ -716,6 +739,19 @@ mod tests {
             Some(&object_set_hash("default-lots-config1")),
         ));
         assert_eq!(other.hash_agrees, Some(false));
+        // The id decides the entry, whatever entry the label points at.
+        assert_eq!(other.bundle.as_deref(), Some("lots-config2"));
+        assert_eq!(agrees.bundle.as_deref(), Some("lots-config2"));
+        // A label Fleet could not have written: upper-case, short, not hex.
+        for label in [
+            object_set_hash(id).to_uppercase(),
+            object_set_hash(id)[..39].to_string(),
+            "x".repeat(40),
+        ] {
+            let o = idx.resolve(&object(Some(id), Some(&label)));
+            assert_eq!(o.hash_agrees, Some(false), "{label}");
+            assert_eq!(o.bundle.as_deref(), Some("lots-config2"), "{label}");
+        }
         let scope = object_set_hash("default-lots-config2-cattle-fleet-local-system");
         assert_eq!(
             idx.resolve(&object(Some(id), Some(&scope))).hash_agrees,

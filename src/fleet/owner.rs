@@ -109,7 +109,12 @@ impl OwnerRef {
 impl fmt::Display for OwnerRef {
     /// `GitRepo fleet-local/lots`, `HelmOp fleet-default/redis`, `Bundle fleet-local/mcc-x`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.kind, self.key())
+        // As `key()`, written straight into the formatter (no `String` in between).
+        if self.namespace.is_empty() {
+            write!(f, "{} {}", self.kind, self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        }
     }
 }
 
