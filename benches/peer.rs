@@ -8,8 +8,9 @@
 //! kube's `AdmissionReview<DynamicObject>` and answers, nothing else. No peer code is in
 //! this repository; `--peer-bin` is its binary.
 //!
-//! Three servers, each started fresh for every round and the rounds interleaved
-//! (peer, off, on, peer, off, on, …) so that a noisy neighbour hits all of them alike:
+//! Three servers, each started fresh for every round and the rounds interleaved, each
+//! round starting with the next server (peer, off, on, off, on, peer, on, peer, off, …) so
+//! that a noisy neighbour hits all of them alike:
 //! - `peer`: the kube-rs example;
 //! - `off`: `fleet-delete-guard serve --counting=false` (no cluster);
 //! - `on`: `fleet-delete-guard serve` against the project's API double seeded with
@@ -344,7 +345,16 @@ async fn run(args: Args) {
 
     let mut samples: Vec<(Kind, Sample)> = Vec::new();
     for round in 0..args.rounds {
-        for &kind in &args.servers {
+        // Each round starts with the next server (peer, off, on; off, on, peer; …): with
+        // a fixed order each server would always follow the same one, and whatever one
+        // leaves behind (page cache, a neighbour's burst timed to the rounds) would fall
+        // on the same next server every round.
+        let mut order = args.servers.clone();
+        if !order.is_empty() {
+            let len = order.len();
+            order.rotate_left(round % len);
+        }
+        for &kind in &order {
             let sample = measure(&args, &setup, kind, round, pause_ms).await;
             eprintln!("round {round} {kind:?}: {sample:?}");
             samples.push((kind, sample));

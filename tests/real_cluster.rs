@@ -1081,6 +1081,40 @@ struct Answer {
     has_continue: bool,
     items: Option<usize>,
     data: Option<Value>,
+    /// A watch's events, one line each: `ADDED c1`, `BOOKMARK initial-events-end`,
+    /// `ERROR 410 Expired` (the stream ends with `timeoutSeconds`).
+    events: Option<Vec<String>>,
+}
+
+/// The events of a watch response body (newline-delimited JSON), summarised.
+fn watch_events(body: &[u8]) -> Vec<String> {
+    body.split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let e: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
+            let object = &e["object"];
+            match e["type"].as_str().unwrap_or("?") {
+                "ERROR" => format!(
+                    "ERROR {} {}",
+                    object["code"],
+                    object["reason"].as_str().unwrap_or("")
+                ),
+                "BOOKMARK" => {
+                    let end =
+                        object["metadata"]["annotations"]["k8s.io/initial-events-end"] == "true";
+                    if end {
+                        "BOOKMARK initial-events-end".to_string()
+                    } else {
+                        "BOOKMARK".to_string()
+                    }
+                }
+                other => format!(
+                    "{other} {}",
+                    object["metadata"]["name"].as_str().unwrap_or("")
+                ),
+            }
+        })
+        .collect()
 }
 
 fn conversation(ns: &'static str) -> Vec<Step> {
@@ -1210,6 +1244,57 @@ fn conversation(ns: &'static str) -> Vec<Step> {
             )
         },
         step("get after", "GET", g1, None),
+        step(
+            "list with a continue token that is not one",
+            "GET",
+            leak(format!("{cms}?limit=1&continue=bm90LWEtdG9rZW4")),
+            None,
+        ),
+        // Watches (each ends after a second): how a watcher resumes and starts. (A watch
+        // from a resourceVersion whose history is gone gets 410 from the double; the real
+        // one serves old resourceVersions from its watch cache for as long as the cache
+        // holds them, so there is no answer to compare it with in a short test.)
+        step(
+            "watch from c1's creation: the changes since, in order",
+            "GET",
+            leak(format!(
+                "{cms}?watch=1&resourceVersion={{created:c1}}&timeoutSeconds=1"
+            )),
+            None,
+        ),
+        step(
+            "watch with initial events and no resourceVersionMatch",
+            "GET",
+            leak(format!(
+                "{cms}?watch=1&sendInitialEvents=true&allowWatchBookmarks=true&timeoutSeconds=1"
+            )),
+            None,
+        ),
+        step(
+            "watch with resourceVersionMatch and no sendInitialEvents",
+            "GET",
+            leak(format!(
+                "{cms}?watch=1&resourceVersionMatch=NotOlderThan&timeoutSeconds=1"
+            )),
+            None,
+        ),
+        step(
+            "watch with initial events, as kube's streaming list asks",
+            "GET",
+            leak(format!(
+                "{cms}?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan\
+                 &allowWatchBookmarks=true&timeoutSeconds=1"
+            )),
+            None,
+        ),
+        step(
+            "watch from the list's resourceVersion, nothing changes",
+            "GET",
+            leak(format!(
+                "{cms}?watch=1&resourceVersion={{rv}}&allowWatchBookmarks=true&timeoutSeconds=1"
+            )),
+            None,
+        ),
         step("delete", "DELETE", c1, None),
         step("delete again", "DELETE", c1, None),
     ]
@@ -1222,6 +1307,8 @@ async fn converse(
     use http_body_util::BodyExt as _;
     let mut answers = Vec::new();
     let mut last = Value::Null;
+    // The resourceVersion each object was created with (`{created:NAME}`).
+    let mut created: Vec<(String, String)> = Vec::new();
     for s in steps {
         let rv = last["metadata"]["resourceVersion"]
             .as_str()
@@ -1231,7 +1318,10 @@ async fn converse(
             .as_str()
             .unwrap_or("")
             .to_string();
-        let path = s.path.replace("{cont}", &cont);
+        let mut path = s.path.replace("{cont}", &cont).replace("{rv}", &rv);
+        for (name, rv) in &created {
+            path = path.replace(&format!("{{created:{name}}}"), rv);
+        }
         let body = s
             .body
             .as_ref()
@@ -1247,8 +1337,14 @@ async fn converse(
         let resp = clients[s.identity].send(req).await.expect("send");
         let code = resp.status().as_u16();
         let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let watching = path.contains("watch=1") && code == 200;
+        let v: Value = if watching {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
         let answer = Answer {
+            events: watching.then(|| watch_events(&bytes)),
             code,
             reason: v["reason"].as_str().map(String::from),
             kind: v["kind"].as_str().map(String::from),
@@ -1261,7 +1357,15 @@ async fn converse(
                 .cloned()
                 .or_else(|| v.get("status").filter(|_| v["kind"] == "GitRepo").cloned()),
         };
-        if v["kind"] != "Status" {
+        if code == 201 {
+            if let (Some(name), Some(rv)) = (
+                v["metadata"]["name"].as_str(),
+                v["metadata"]["resourceVersion"].as_str(),
+            ) {
+                created.push((name.to_string(), rv.to_string()));
+            }
+        }
+        if !watching && v["kind"] != "Status" {
             last = v;
         }
         answers.push((s.what.to_string(), answer));
@@ -1341,6 +1445,19 @@ fn the_api_double_answers_the_projects_conversations_as_kube_apiserver_does() {
         real.iter().any(|(_, a)| a.has_continue),
         "a continue token was answered"
     );
+    // … and the watch answers a watcher depends on: a resumption's changes, the end of
+    // a streaming list's initial events.
+    let events: Vec<&String> = real
+        .iter()
+        .filter_map(|(_, a)| a.events.as_ref())
+        .flatten()
+        .collect();
+    for event in ["MODIFIED c1", "ADDED c2", "BOOKMARK initial-events-end"] {
+        assert!(
+            events.iter().any(|e| *e == event),
+            "no {event} in {events:?}"
+        );
+    }
     let differences: Vec<String> = real
         .iter()
         .zip(&double)

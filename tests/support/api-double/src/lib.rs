@@ -29,8 +29,11 @@
 //!   of a terminating object deletes it (DELETED). CRDs answer with the object, built-ins
 //!   with a success `Status`. `dryRun=All` (query or DeleteOptions body) changes nothing.
 //! - Watches: `resourceVersion` unset/"0" → synthetic ADDED for the current state (plus the
-//!   `k8s.io/initial-events-end` BOOKMARK with `sendInitialEvents=true`); a resourceVersion
-//!   older than the retained history → HTTP 200 with one ERROR event (410 `Expired`).
+//!   `k8s.io/initial-events-end` BOOKMARK with `sendInitialEvents=true`, which needs
+//!   `resourceVersionMatch=NotOlderThan`, as `resourceVersionMatch` needs it: else 422);
+//!   a resourceVersion older than the retained history (or than the double: its history
+//!   starts at resourceVersion 1000, like a cluster whose older history was compacted) →
+//!   HTTP 200 with one ERROR event (410 `Expired`).
 //!   Objects entering/leaving a selector are ADDED/DELETED for that watch.
 //!   [`ApiDouble::restart`] and [`ApiDouble::compact`] drop the history.
 //!

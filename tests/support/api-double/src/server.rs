@@ -950,6 +950,27 @@ fn watch(
     let rv = params.get("resourceVersion").unwrap_or("");
     let send_initial = params.flag("sendInitialEvents");
     let bookmarks = params.flag("allowWatchBookmarks").unwrap_or(false);
+    // kube-apiserver's validation of a watch's list options (found by the conformance
+    // test against it): sendInitialEvents needs resourceVersionMatch=NotOlderThan, and
+    // resourceVersionMatch needs sendInitialEvents.
+    let rv_match = params.get("resourceVersionMatch").unwrap_or("");
+    let forbidden = |detail: &str| {
+        ApiError::new(
+            422,
+            "Invalid",
+            format!("ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: {detail}"),
+        )
+    };
+    if send_initial.is_some() && rv_match != "NotOlderThan" {
+        return Err(forbidden(
+            "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+        ));
+    }
+    if !rv_match.is_empty() && send_initial.is_none() {
+        return Err(forbidden(
+            "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+        ));
+    }
     let from = if rv.is_empty() || rv == "0" {
         WatchFrom::Now {
             initial_events: send_initial != Some(false),

@@ -617,6 +617,33 @@ async fn streaming_list_watcher_gets_initial_events_and_bookmark() {
     task.abort();
 }
 
+/// kube-apiserver's validation of a watch's list options, as the conformance test
+/// (tests/real_cluster.rs) found it: 422 for sendInitialEvents without
+/// `resourceVersionMatch=NotOlderThan`, and for resourceVersionMatch without
+/// sendInitialEvents.
+#[tokio::test]
+async fn a_streaming_list_without_its_resource_version_match_is_invalid() {
+    let double = ApiDouble::start(Options::default()).await;
+    let client = client_for(&double);
+    for query in [
+        "watch=1&sendInitialEvents=true&allowWatchBookmarks=true",
+        "watch=1&sendInitialEvents=false",
+        "watch=1&resourceVersionMatch=NotOlderThan",
+        "watch=1&sendInitialEvents=true&resourceVersionMatch=Exact",
+    ] {
+        let request = http::Request::get(format!("/api/v1/namespaces/default/configmaps?{query}"))
+            .body(Vec::new())
+            .expect("request");
+        let s = api_status(client.request_text(request).await.unwrap_err());
+        assert_eq!(
+            (s.code, s.reason.as_str()),
+            (422, "Invalid"),
+            "{query}: {s:?}"
+        );
+        assert!(s.message.contains("resourceVersionMatch"), "{query}: {s:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_bookmarks_and_expired_resource_versions() {
     let double = ApiDouble::start(Options {
