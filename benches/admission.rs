@@ -6,8 +6,9 @@
 //! `… -- --instructions SCENARIO N` runs one scenario N times without criterion, for
 //! instruction counts under `valgrind --tool=callgrind` (deterministic, unlike time):
 //! SCENARIO is `fast-pod`, `fast-configmap`, `fast-secret`, `fleet` (owner from a cache of
-//! 10,000 BundleDeployments), `fleet-unresolved` or `fleet-off` (the same body with counting
-//! off: the owner from the object alone); each iteration is what the HTTP
+//! 10,000 BundleDeployments), `fleet-spread` (500 such bodies over the cache, in turn),
+//! `fleet-unresolved` or `fleet-off` (the same body with counting off: the owner from the
+//! object alone); each iteration is what the HTTP
 //! handler does with a body: [`Admission::review`] and serialising the answer. `log-span`
 //! and `log-event` format a Fleet-managed review's log line (with and without the
 //! `review` span); `log-fast` is the fast path's, at debug level and so filtered out.
@@ -386,14 +387,22 @@ fn instructions(scenario: &str, n: usize) {
         Arc::new(ObjectOnly)
     };
     let admission = admission(owners);
-    let body = body(scenario);
+    // `fleet-spread`: 500 bodies over the cached BundleDeployments (every 20th), in turn,
+    // as the peer bench sends them: the lookups touch 500 slots and owners, not one (for
+    // `--cache-sim=yes`).
+    let bodies: Vec<Vec<u8>> = match scenario {
+        "fleet-spread" => (0..500)
+            .map(|k| reviews::bytes(&reviews::fleet_review(k, k * 20, false)))
+            .collect(),
+        _ => vec![body(scenario)],
+    };
     let mut total = 0;
-    for _ in 0..n {
-        total += handle(&admission, black_box(&body));
+    for i in 0..n {
+        total += handle(&admission, black_box(&bodies[i % bodies.len()]));
     }
     println!(
         "{scenario}: {n} reviews of {} bytes, {} answer bytes",
-        body.len(),
+        bodies[0].len(),
         total
     );
 }

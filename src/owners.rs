@@ -11,7 +11,10 @@
 use std::{
     collections::HashMap,
     hash::BuildHasher,
-    sync::{Arc, RwLock},
+    sync::{
+        atomic::{AtomicU64, AtomicU8, Ordering::Relaxed},
+        Arc, RwLock,
+    },
 };
 
 use kube::{api::DynamicObject, runtime::watcher::Event, Resource, ResourceExt};
@@ -129,6 +132,8 @@ type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 #[derive(Debug, Clone)]
 struct Slot {
     bd: Arc<BundleDeploymentRef>,
+    /// Its owner's policy and desiredReady, shared with the owner's other slots.
+    owner: Arc<OwnerFacts>,
     desired_ready: u64,
     /// It has a deletionTimestamp: its owner was deleted, Fleet's agent uninstalls it.
     deleting: bool,
@@ -138,6 +143,48 @@ struct Slot {
     /// finds this slot and whose id annotation hashes to this has the setID whose SHA-1
     /// the key is, so its label agrees without a SHA-1 computed per review.
     id_check: u64,
+}
+
+/// What a review needs of its owner beside the BundleDeployment: the owner's policy
+/// override and its BundleDeployments' desiredReady summed. One per owner, shared by its
+/// BundleDeployments' slots, so that a review reads it through its slot — one load —
+/// instead of looking the owner up in two more tables (hashing its names and comparing
+/// them with the keys': about six dependent cache misses per review). Written only under
+/// the index's write lock; atomic only because it is shared.
+#[derive(Debug, Default)]
+struct OwnerFacts {
+    /// 0: no override; else [`policy_code`].
+    policy: AtomicU8,
+    desired_ready: AtomicU64,
+}
+
+fn policy_code(policy: Option<Policy>) -> u8 {
+    match policy {
+        None => 0,
+        Some(Policy::Allow) => 1,
+        Some(Policy::Warn) => 2,
+        Some(Policy::Deny) => 3,
+    }
+}
+
+impl OwnerFacts {
+    fn policy(&self) -> Option<Policy> {
+        match self.policy.load(Relaxed) {
+            1 => Some(Policy::Allow),
+            2 => Some(Policy::Warn),
+            3 => Some(Policy::Deny),
+            _ => None,
+        }
+    }
+
+    fn set_policy(&self, policy: Option<Policy>) {
+        self.policy.store(policy_code(policy), Relaxed);
+    }
+
+    /// `None` when it sums to 0 (no BundleDeployment reports a desiredReady yet).
+    fn desired_ready(&self) -> Option<u64> {
+        Some(self.desired_ready.load(Relaxed)).filter(|&d| d > 0)
+    }
 }
 
 /// The keys of the index. What a BundleDeployment costs here is in BENCHMARKS.md
@@ -150,30 +197,44 @@ struct Slot {
 struct Maps {
     /// SHA-1 of the setID (= the hash label's bytes) → its BundleDeployment.
     by_hash: Map<[u8; 20], Slot>,
-    /// Per owner, its BundleDeployments' desiredReady summed.
-    desired: Map<OwnerRef, u64>,
+    /// Per owner of an indexed BundleDeployment, its facts (its slots hold them too; an
+    /// owner whose last BundleDeployment is removed is removed).
+    owners: Map<OwnerRef, Arc<OwnerFacts>>,
     /// Seeded per process (the odds that another id gives a slot's `id_check` are
     /// 2⁻⁶⁴ and cannot be aimed at); a relisting's maps bring their own with their slots.
     id_check: foldhash::quality::RandomState,
 }
 
 impl Maps {
+    /// Index `bd`; `policy` is its owner's override, when it is a new owner here.
     fn insert(
         &mut self,
         bd: BundleDeploymentRef,
         deleting: bool,
         desired_ready: u64,
         scopes: &[String],
+        policy: Option<Policy>,
     ) {
         self.remove(&bd.namespace, &bd.name, scopes);
-        if desired_ready > 0 {
-            *self.desired.entry(bd.owner.clone()).or_default() += desired_ready;
-        }
+        let owner = self
+            .owners
+            .entry(bd.owner.clone())
+            .or_insert_with(|| {
+                let facts = OwnerFacts::default();
+                facts.set_policy(policy);
+                Arc::new(facts)
+            })
+            .clone();
+        let sum = owner.desired_ready.load(Relaxed);
+        owner
+            .desired_ready
+            .store(sum.saturating_add(desired_ready), Relaxed);
         let bd = Arc::new(bd);
         for (i, scope) in scopes.iter().enumerate() {
             let set_id = set_id(&bd.name, DEFAULT_LABEL_PREFIX, scope);
             let slot = Slot {
                 bd: bd.clone(),
+                owner: owner.clone(),
                 desired_ready,
                 deleting,
                 scope: u8::try_from(i).unwrap_or(u8::MAX),
@@ -196,12 +257,29 @@ impl Maps {
             }
         }
         if let Some(gone) = removed {
-            if let Some(sum) = self.desired.get_mut(&gone.bd.owner) {
-                *sum = sum.saturating_sub(gone.desired_ready);
-                if *sum == 0 {
-                    self.desired.remove(&gone.bd.owner);
-                }
+            let sum = gone.owner.desired_ready.load(Relaxed);
+            gone.owner
+                .desired_ready
+                .store(sum.saturating_sub(gone.desired_ready), Relaxed);
+            let Slot { bd, owner, .. } = gone;
+            // Only the owners table holds it now: its last BundleDeployment is gone.
+            if Arc::strong_count(&owner) == 2 {
+                self.owners.remove(&bd.owner);
             }
+        }
+    }
+
+    /// `owner`'s policy override changed.
+    fn set_policy(&self, owner: &OwnerRef, policy: Option<Policy>) {
+        if let Some(facts) = self.owners.get(owner) {
+            facts.set_policy(policy);
+        }
+    }
+
+    /// The policies of every owner of `kind` are now those of `policies`.
+    fn set_policies(&self, kind: OwnerKind, policies: &Map<OwnerRef, Policy>) {
+        for (owner, facts) in self.owners.iter().filter(|(o, _)| o.kind == kind) {
+            facts.set_policy(policies.get(owner).copied());
         }
     }
 
@@ -246,6 +324,20 @@ struct State {
     relisting: Option<Maps>,
     policies: Map<OwnerRef, Policy>,
     relisting_policies: Option<Map<OwnerRef, Policy>>,
+}
+
+impl State {
+    /// `owner`'s policy override is `policy` (the owners' watch said so).
+    fn set_policy(&mut self, owner: OwnerRef, policy: Option<Policy>) {
+        self.live.set_policy(&owner, policy);
+        if let Some(maps) = &self.relisting {
+            maps.set_policy(&owner, policy);
+        }
+        match policy {
+            Some(p) => self.policies.insert(owner, p),
+            None => self.policies.remove(&owner),
+        };
+    }
 }
 
 /// Which watch streams have delivered their first complete list.
@@ -301,12 +393,14 @@ impl OwnerIndex {
             Event::Init => state.relisting = Some(Maps::default()),
             Event::InitApply(bd) => {
                 if let Some(owner) = BundleDeploymentRef::from_object(bd) {
-                    let scopes = self.scopes.clone();
+                    let state = &mut *state;
+                    let policy = state.policies.get(&owner.owner).copied();
                     state.relisting.get_or_insert_with(Maps::default).insert(
                         owner,
                         bd.meta().deletion_timestamp.is_some(),
                         bd.desired_ready().unwrap_or(0),
-                        &scopes,
+                        &self.scopes,
+                        policy,
                     );
                 }
             }
@@ -319,11 +413,14 @@ impl OwnerIndex {
             }
             Event::Apply(bd) => {
                 if let Some(owner) = BundleDeploymentRef::from_object(bd) {
+                    let state = &mut *state;
+                    let policy = state.policies.get(&owner.owner).copied();
                     state.live.insert(
                         owner,
                         bd.meta().deletion_timestamp.is_some(),
                         bd.desired_ready().unwrap_or(0),
                         &self.scopes,
+                        policy,
                     );
                 }
             }
@@ -358,20 +455,21 @@ impl OwnerIndex {
                     state
                         .policies
                         .extend(fresh.into_iter().filter(|(k, _)| k.kind == kind));
+                    state.live.set_policies(kind, &state.policies);
+                    if let Some(maps) = &state.relisting {
+                        maps.set_policies(kind, &state.policies);
+                    }
                 }
                 self.mark_owners_synced(kind);
             }
             Event::Apply(owner) => {
                 if let Some((key, policy)) = owner_policy(kind, owner) {
-                    match policy {
-                        Some(p) => state.policies.insert(key, p),
-                        None => state.policies.remove(&key),
-                    };
+                    state.set_policy(key, policy);
                 }
             }
             Event::Delete(owner) => {
                 if let Some((key, _)) = owner_policy(kind, owner) {
-                    state.policies.remove(&key);
+                    state.set_policy(key, None);
                 }
             }
         }
@@ -449,8 +547,8 @@ impl OwnerResolver for OwnerIndex {
             owner.hash_agrees = Some(hash_agrees);
             let bd = &slot.bd;
             owner.bundle = Some(bd.bundle.clone());
-            owner.policy = state.policies.get(&bd.owner).copied();
-            owner.desired_ready = state.live.desired.get(&bd.owner).copied();
+            owner.policy = slot.owner.policy();
+            owner.desired_ready = slot.owner.desired_ready();
             owner.bundle_deleting = slot.deleting;
             owner.owned_by = Some(bd.owner.clone());
             owner.unmonitored = bd.unmonitored;
@@ -688,6 +786,50 @@ mod tests {
                 .policy,
             None
         );
+    }
+
+    /// The owner's policy reaches its BundleDeployments however the two arrive: a
+    /// BundleDeployment indexed after its GitRepo, a re-list of the GitRepos, a re-list of
+    /// the BundleDeployments, and an owner whose last BundleDeployment went and came back.
+    #[test]
+    fn policies_reach_bundle_deployments_in_any_order_and_through_relists() {
+        let idx = index();
+        let policy = |idx: &OwnerIndex, id: &str| idx.resolve(&object(Some(id), None)).policy;
+        idx.apply_gitrepo_event(&Event::Apply(repo("lots", Some("deny"))));
+        idx.apply_bundle_deployment_event(&Event::Apply(bd("lots-config1", Some("lots"))));
+        assert_eq!(policy(&idx, "default-lots-config1"), Some(Policy::Deny));
+
+        // GitRepos re-listed: the override is now `allow`; another GitRepo has none.
+        idx.apply_bundle_deployment_event(&Event::Apply(bd("other-a", Some("other"))));
+        idx.apply_gitrepo_event(&Event::<DynamicObject>::Init);
+        idx.apply_gitrepo_event(&Event::InitApply(repo("lots", Some("allow"))));
+        idx.apply_gitrepo_event(&Event::InitApply(repo("other", None)));
+        idx.apply_gitrepo_event(&Event::<DynamicObject>::InitDone);
+        assert_eq!(policy(&idx, "default-lots-config1"), Some(Policy::Allow));
+        assert_eq!(policy(&idx, "default-other-a"), None);
+
+        // BundleDeployments re-listed, with a policy change while the re-list runs.
+        idx.apply_bundle_deployment_event(&Event::<DynamicObject>::Init);
+        idx.apply_bundle_deployment_event(&Event::InitApply(bd("lots-config1", Some("lots"))));
+        idx.apply_gitrepo_event(&Event::Apply(repo("lots", Some("warn"))));
+        idx.apply_bundle_deployment_event(&Event::InitApply(bd("lots-config2", Some("lots"))));
+        idx.apply_bundle_deployment_event(&Event::<DynamicObject>::InitDone);
+        assert_eq!(policy(&idx, "default-lots-config1"), Some(Policy::Warn));
+        assert_eq!(policy(&idx, "default-lots-config2"), Some(Policy::Warn));
+        // `other-a` was not in the re-list: gone.
+        assert_eq!(
+            idx.resolve(&object(Some("default-other-a"), None)).bundle,
+            None
+        );
+
+        // The owner's last BundleDeployment goes; the policy changes; it comes back.
+        idx.apply_bundle_deployment_event(&Event::Delete(bd("lots-config1", Some("lots"))));
+        idx.apply_bundle_deployment_event(&Event::Delete(bd("lots-config2", Some("lots"))));
+        idx.apply_gitrepo_event(&Event::Apply(repo("lots", Some("deny"))));
+        idx.apply_bundle_deployment_event(&Event::Apply(bd("lots-config2", Some("lots"))));
+        assert_eq!(policy(&idx, "default-lots-config2"), Some(Policy::Deny));
+        idx.apply_gitrepo_event(&Event::Delete(repo("lots", None)));
+        assert_eq!(policy(&idx, "default-lots-config2"), None);
     }
 
     #[test]
