@@ -346,6 +346,42 @@ async fn a_helmop_trips_at_once_when_the_agent_deletes_a_protected_kind() {
         .expect("lease");
 }
 
+/// A replica without the right to create Leases keeps its breaker open (degraded), and
+/// its refusals say that the reset command finds no Lease and that a restart resets it.
+#[tokio::test]
+async fn while_its_lease_cannot_be_written_the_refusal_says_what_resets_it() {
+    let double = double_with(30, None).await;
+    double
+        .seed(
+            json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": COUNTS_LEASE, "namespace": NS}}),
+        )
+        .expect("counts lease");
+    double.inject(Fault::new(Verb::Create, "leases").always().respond(403));
+    let (a, breaker) = replica(&double, BreakerMode::Enforce, "replica-a").await;
+    for i in 0..16 {
+        answer(&a, &review_by(&double, i, AGENT, AGENT_GROUPS)).await;
+    }
+    let bundle = OwnerRef::new(OwnerKind::Bundle, "fleet-local", "many-config");
+    assert!(breaker.open_breaker(&bundle).is_some(), "tripped");
+    // The recording task marks the breaker before it reports the degradation.
+    support::wait_until("degraded", WAIT, || breaker.degradation().is_degraded()).await;
+    let msg = answer(&a, &review_by(&double, 20, "alice", &[])).await["status"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        msg.ends_with(
+            "delete lease breaker-bundle.fleet-local.many-config (its Lease could not be \
+             written yet, so this finds none: this replica's log says why, and restarting \
+             the replica resets its breaker)"
+        ),
+        "{msg}"
+    );
+    assert!(double.count(Verb::Create, "leases", None) >= 1);
+    assert!(double.get(&LEASES, NS, &lease_name(&bundle)).is_none());
+}
+
 #[tokio::test]
 async fn a_bundle_only_owner_trips_like_the_others_and_a_failed_lease_write_is_retried() {
     let double = double_with(30, None).await;
@@ -380,8 +416,10 @@ async fn a_bundle_only_owner_trips_like_the_others_and_a_failed_lease_write_is_r
         msg.contains("Fleet Bundle fleet-local/many-config"),
         "{msg}"
     );
+    // The command, with or without the note that its Lease could not be written yet
+    // (whether the first refused creation came before this review is timing).
     assert!(
-        msg.ends_with("delete lease breaker-bundle.fleet-local.many-config"),
+        msg.contains("delete lease breaker-bundle.fleet-local.many-config"),
         "{msg}"
     );
     double
@@ -392,6 +430,15 @@ async fn a_bundle_only_owner_trips_like_the_others_and_a_failed_lease_write_is_r
         breaker.open_breaker(&bundle).is_some_and(|b| b.recorded)
     })
     .await;
+    // Recorded: the command alone.
+    let msg = answer(&a, &review_by(&double, 26, "alice", &[])).await["status"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        msg.ends_with("delete lease breaker-bundle.fleet-local.many-config"),
+        "{msg}"
+    );
     assert!(double.count(Verb::Create, "leases", None) >= 3);
     // Degraded while the creation was refused, no longer once it went through.
     support::wait_until("not degraded", WAIT, || {

@@ -343,6 +343,10 @@ pub struct OpenBreaker {
     /// The Lease recording it exists (seen by the watch or created by this replica);
     /// `false` while this replica's creation is pending.
     pub recorded: bool,
+    /// This replica's creation of its Lease has failed and not yet gone through (no
+    /// rights, the API failing): the reset command cannot work until it does, and the
+    /// refusal says so.
+    pub record_failing: bool,
 }
 
 /// Label on every breaker Lease (the watch selects by it).
@@ -561,6 +565,7 @@ impl BreakerBook {
             reason: trip.to_string(),
             tripped_at: tripped_at(),
             recorded: false,
+            record_failing: false,
         };
         self.open.insert(candidate.owner.clone(), open.clone());
         self.apply(config, &candidate, verdict, Some((open, trip)))
@@ -621,6 +626,7 @@ impl BreakerBook {
     pub fn recorded(&mut self, open: OpenBreaker) {
         let open = OpenBreaker {
             recorded: true,
+            record_failing: false,
             ..open
         };
         if let Some(fresh) = self.relisting.as_mut() {
@@ -639,6 +645,14 @@ impl BreakerBook {
     pub fn confirm(&mut self, owner: &OwnerRef) {
         if let Some(open) = self.open.get_mut(owner) {
             open.recorded = true;
+            open.record_failing = false;
+        }
+    }
+
+    /// This replica's Lease creation for `owner` failed; it is retried.
+    pub fn record_failed(&mut self, owner: &OwnerRef) {
+        if let Some(open) = self.open.get_mut(owner).filter(|o| !o.recorded) {
+            open.record_failing = true;
         }
     }
 
@@ -743,9 +757,17 @@ fn denial_message(config: &BreakerConfig, candidate: &Candidate, open: &OpenBrea
     } else {
         ""
     };
+    // Until its Lease is written the command answers NotFound: say what resets a
+    // breaker whose Lease cannot be written.
+    let failing = if open.record_failing {
+        " (its Lease could not be written yet, so this finds none: this replica's log says \
+         why, and restarting the replica resets its breaker)"
+    } else {
+        ""
+    };
     format!(
         "fleet-delete-guard: mass-deletion breaker open for Fleet {} (tripped at {}: {}); \
-         deletion of {} {who}refused. Check Fleet's agent and the owner, then reset: {}",
+         deletion of {} {who}refused. Check Fleet's agent and the owner, then reset: {}{failing}",
         open.owner,
         open.tripped_at,
         open.reason,

@@ -477,6 +477,7 @@ fn open_of(l: &Lease) -> Option<OpenBreaker> {
             .cloned()
             .unwrap_or_default(),
         recorded: true,
+        record_failing: false,
     })
 }
 
@@ -601,6 +602,7 @@ async fn record(
             breakers.recover(Part::Record);
             return;
         }
+        breakers.with_book(|b| b.record_failed(&t.open.owner));
         breakers.degrade(Part::Record, error.clone());
         breakers
             .inner

@@ -131,6 +131,44 @@ fn the_21st_deletion_in_the_window_trips_and_later_ones_are_refused_in_enforce()
     }
 }
 
+/// While this replica cannot write the breaker's Lease, the reset command finds none:
+/// the refusal says so and what resets it instead; once written, the command alone.
+#[test]
+fn a_refusal_says_when_the_reset_command_cannot_work_yet() {
+    let mut run = Run::new(cfg(BreakerMode::Enforce));
+    let o = owner(Some(1000));
+    for i in 0..21 {
+        run.at(ms(i), &agent("configmap", &format!("cm-{i}")), &o);
+    }
+    let note = "(its Lease could not be written yet, so this finds none: this replica's log \
+                says why, and restarting the replica resets its breaker)";
+    let refusal = |run: &mut Run, at: u64| {
+        run.at(ms(at), &alice("x"), &o)
+            .verdict
+            .denial
+            .expect("refused")
+    };
+    // Pending, not failed: the command alone (the Lease lands within moments).
+    assert!(!refusal(&mut run, 30).contains(note));
+    run.book.record_failed(&gitrepo());
+    let msg = refusal(&mut run, 31);
+    assert!(
+        msg.ends_with(&format!(
+            "delete lease breaker-gitrepo.fleet-local.many {note}"
+        )),
+        "{msg}"
+    );
+    run.book.confirm(&gitrepo());
+    let msg = refusal(&mut run, 32);
+    assert!(
+        msg.ends_with("delete lease breaker-gitrepo.fleet-local.many"),
+        "{msg}"
+    );
+    // A failure reported after the Lease was seen changes nothing.
+    run.book.record_failed(&gitrepo());
+    assert!(!refusal(&mut run, 33).contains(note));
+}
+
 #[test]
 fn observe_reports_and_allows() {
     let mut run = Run::new(cfg(BreakerMode::Observe));
@@ -375,6 +413,7 @@ fn reset_closes_and_restarts_the_window_relist_reconciles() {
     // Seen from another replica, then reset.
     run.book.recorded(OpenBreaker {
         recorded: false,
+        record_failing: false,
         ..open.clone()
     });
     assert_eq!(run.book.open_count(), 1);
