@@ -134,7 +134,10 @@ struct Slot {
     bd: Arc<BundleDeploymentRef>,
     /// Its owner's policy and desiredReady, shared with the owner's other slots.
     owner: Arc<OwnerFacts>,
-    desired_ready: u64,
+    /// Its own desiredReady (what leaves the owner's sum when it goes): 32 bits, so that
+    /// the slot fits the 8 bytes beside the flags (a BundleDeployment's resources number
+    /// far fewer; a larger value counts as `u32::MAX`).
+    desired_ready: u32,
     /// It has a deletionTimestamp: its owner was deleted, Fleet's agent uninstalls it.
     deleting: bool,
     /// Index of the agent scope the key was made for.
@@ -225,10 +228,11 @@ impl Maps {
                 Arc::new(facts)
             })
             .clone();
+        let desired_ready = u32::try_from(desired_ready).unwrap_or(u32::MAX);
         let sum = owner.desired_ready.load(Relaxed);
         owner
             .desired_ready
-            .store(sum.saturating_add(desired_ready), Relaxed);
+            .store(sum.saturating_add(u64::from(desired_ready)), Relaxed);
         let bd = Arc::new(bd);
         for (i, scope) in scopes.iter().enumerate() {
             let set_id = set_id(&bd.name, DEFAULT_LABEL_PREFIX, scope);
@@ -260,7 +264,7 @@ impl Maps {
             let sum = gone.owner.desired_ready.load(Relaxed);
             gone.owner
                 .desired_ready
-                .store(sum.saturating_sub(gone.desired_ready), Relaxed);
+                .store(sum.saturating_sub(u64::from(gone.desired_ready)), Relaxed);
             let Slot { bd, owner, .. } = gone;
             // Only the owners table holds it now: its last BundleDeployment is gone.
             if Arc::strong_count(&owner) == 2 {
@@ -786,6 +790,15 @@ mod tests {
                 .policy,
             None
         );
+    }
+
+    /// A slot is 32 bytes (two pointers, the setID check, desiredReady and the flags):
+    /// with its 20-byte key, 56 bytes per agent scope and BundleDeployment in the table.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn a_slot_stays_32_bytes() {
+        assert_eq!(std::mem::size_of::<Slot>(), 32);
+        assert_eq!(std::mem::size_of::<([u8; 20], Slot)>(), 56);
     }
 
     /// The owner's policy reaches its BundleDeployments however the two arrive: a
