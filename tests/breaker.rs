@@ -67,6 +67,19 @@ fn config(mode: BreakerMode) -> BreakerConfig {
     }
 }
 
+/// [`double_with`] whose counts Lease exists already (its writes are patches, not
+/// creations): every Lease creation is then a breaker's.
+async fn double_with_counts_lease(n: usize) -> ApiDouble {
+    let double = double_with(n, None).await;
+    double
+        .seed(
+            json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": COUNTS_LEASE, "namespace": NS}}),
+        )
+        .expect("counts lease");
+    double
+}
+
 async fn replica(double: &ApiDouble, mode: BreakerMode, name: &str) -> (CountingServer, Breakers) {
     let (s, b) = CountingServer::start_with_breaker(
         double,
@@ -118,6 +131,14 @@ fn protected_review(kind: &str, group: &str, resource: &str, name: &str) -> Valu
             "options": {"kind": "DeleteOptions", "apiVersion": "meta.k8s.io/v1"}
         }
     })
+}
+
+/// The refusal's message (empty when allowed).
+async fn refusal(s: &CountingServer, review: &Value) -> String {
+    answer(s, review).await["status"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 async fn answer(s: &CountingServer, review: &Value) -> Value {
@@ -350,13 +371,7 @@ async fn a_helmop_trips_at_once_when_the_agent_deletes_a_protected_kind() {
 /// its refusals say that the reset command finds no Lease and that a restart resets it.
 #[tokio::test]
 async fn while_its_lease_cannot_be_written_the_refusal_says_what_resets_it() {
-    let double = double_with(30, None).await;
-    double
-        .seed(
-            json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": COUNTS_LEASE, "namespace": NS}}),
-        )
-        .expect("counts lease");
+    let double = double_with_counts_lease(30).await;
     double.inject(Fault::new(Verb::Create, "leases").always().respond(403));
     let (a, breaker) = replica(&double, BreakerMode::Enforce, "replica-a").await;
     for i in 0..16 {
@@ -366,10 +381,7 @@ async fn while_its_lease_cannot_be_written_the_refusal_says_what_resets_it() {
     assert!(breaker.open_breaker(&bundle).is_some(), "tripped");
     // The recording task marks the breaker before it reports the degradation.
     support::wait_until("degraded", WAIT, || breaker.degradation().is_degraded()).await;
-    let msg = answer(&a, &review_by(&double, 20, "alice", &[])).await["status"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let msg = refusal(&a, &review_by(&double, 20, "alice", &[])).await;
     assert!(
         msg.ends_with(
             "delete lease breaker-bundle.fleet-local.many-config (its Lease could not be \
@@ -384,14 +396,7 @@ async fn while_its_lease_cannot_be_written_the_refusal_says_what_resets_it() {
 
 #[tokio::test]
 async fn a_bundle_only_owner_trips_like_the_others_and_a_failed_lease_write_is_retried() {
-    let double = double_with(30, None).await;
-    // The counts Lease exists already (its writes are patches, not creations).
-    double
-        .seed(
-            json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": COUNTS_LEASE, "namespace": NS}}),
-        )
-        .expect("counts lease");
+    let double = double_with_counts_lease(30).await;
     // The first two Lease creations are refused (RBAC): the breaker stays open on this replica and
     // is recorded once the API lets it.
     double.inject(Fault::new(Verb::Create, "leases").times(2).respond(403));
@@ -408,10 +413,7 @@ async fn a_bundle_only_owner_trips_like_the_others_and_a_failed_lease_write_is_r
     };
     // desiredReady 30: more than half (the 16th) trips before the 21st would.
     assert_eq!(allowed.iter().filter(|a| **a).count(), 15, "{allowed:?}");
-    let msg = answer(&a, &review_by(&double, 25, "alice", &[])).await["status"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let msg = refusal(&a, &review_by(&double, 25, "alice", &[])).await;
     assert!(
         msg.contains("Fleet Bundle fleet-local/many-config"),
         "{msg}"
@@ -431,10 +433,7 @@ async fn a_bundle_only_owner_trips_like_the_others_and_a_failed_lease_write_is_r
     })
     .await;
     // Recorded: the command alone.
-    let msg = answer(&a, &review_by(&double, 26, "alice", &[])).await["status"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let msg = refusal(&a, &review_by(&double, 26, "alice", &[])).await;
     assert!(
         msg.ends_with("delete lease breaker-bundle.fleet-local.many-config"),
         "{msg}"
