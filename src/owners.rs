@@ -835,6 +835,17 @@ mod tests {
             None
         );
 
+        // A GitRepo re-list that ends while the BundleDeployments re-list.
+        idx.apply_bundle_deployment_event(&Event::<DynamicObject>::Init);
+        idx.apply_bundle_deployment_event(&Event::InitApply(bd("lots-config1", Some("lots"))));
+        idx.apply_gitrepo_event(&Event::<DynamicObject>::Init);
+        idx.apply_gitrepo_event(&Event::InitApply(repo("lots", Some("allow"))));
+        idx.apply_gitrepo_event(&Event::<DynamicObject>::InitDone);
+        idx.apply_bundle_deployment_event(&Event::InitApply(bd("lots-config2", Some("lots"))));
+        idx.apply_bundle_deployment_event(&Event::<DynamicObject>::InitDone);
+        assert_eq!(policy(&idx, "default-lots-config1"), Some(Policy::Allow));
+        assert_eq!(policy(&idx, "default-lots-config2"), Some(Policy::Allow));
+
         // The owner's last BundleDeployment goes; the policy changes; it comes back.
         idx.apply_bundle_deployment_event(&Event::Delete(bd("lots-config1", Some("lots"))));
         idx.apply_bundle_deployment_event(&Event::Delete(bd("lots-config2", Some("lots"))));
