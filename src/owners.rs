@@ -244,7 +244,43 @@ impl Maps {
                 scope: u8::try_from(i).unwrap_or(u8::MAX),
                 id_check: self.id_check.hash_one(set_id.as_str()),
             };
-            self.by_hash.insert(object_set_hash_bytes(&set_id), slot);
+            if let Some(displaced) = self.by_hash.insert(object_set_hash_bytes(&set_id), slot) {
+                if !Arc::ptr_eq(&displaced.bd, &bd) {
+                    self.forget_if_unindexed(displaced, scopes);
+                }
+            }
+        }
+    }
+
+    /// `displaced` lost a key to another BundleDeployment (two `fleet-agent*`
+    /// BundleDeployments share the bootstrap setID): when none of its keys maps to it
+    /// any more it is no longer indexed, so its desiredReady leaves its owner's sum now
+    /// (its removal later finds no key and subtracts nothing), and its owner's entry goes
+    /// with its last slot.
+    fn forget_if_unindexed(&mut self, displaced: Slot, scopes: &[String]) {
+        let bd = &displaced.bd;
+        let still_indexed = scopes.iter().any(|scope| {
+            let hash = object_set_hash_bytes(&set_id(&bd.name, DEFAULT_LABEL_PREFIX, scope));
+            self.by_hash
+                .get(&hash)
+                .is_some_and(|s| Arc::ptr_eq(&s.bd, bd))
+        });
+        if !still_indexed {
+            self.release(displaced);
+        }
+    }
+
+    /// A BundleDeployment's last slot is gone: its desiredReady leaves its owner's sum,
+    /// and the owner's entry goes when no other slot holds it.
+    fn release(&mut self, gone: Slot) {
+        let sum = gone.owner.desired_ready.load(Relaxed);
+        gone.owner
+            .desired_ready
+            .store(sum.saturating_sub(u64::from(gone.desired_ready)), Relaxed);
+        let Slot { bd, owner, .. } = gone;
+        // Only the owners table holds it now: its last BundleDeployment is gone.
+        if Arc::strong_count(&owner) == 2 {
+            self.owners.remove(&bd.owner);
         }
     }
 
@@ -261,15 +297,7 @@ impl Maps {
             }
         }
         if let Some(gone) = removed {
-            let sum = gone.owner.desired_ready.load(Relaxed);
-            gone.owner
-                .desired_ready
-                .store(sum.saturating_sub(u64::from(gone.desired_ready)), Relaxed);
-            let Slot { bd, owner, .. } = gone;
-            // Only the owners table holds it now: its last BundleDeployment is gone.
-            if Arc::strong_count(&owner) == 2 {
-                self.owners.remove(&bd.owner);
-            }
+            self.release(gone);
         }
     }
 
@@ -697,6 +725,62 @@ mod tests {
                 .desired_ready,
             None
         );
+    }
+
+    #[test]
+    fn a_bundle_deployment_that_loses_its_keys_leaves_its_owners_sum_and_table() {
+        let counted = |name: &str, repo: &str, desired: u64| {
+            let mut o = bd(name, Some(repo));
+            o.data["status"] = serde_json::json!({"resourceCounts": {"desiredReady": desired}});
+            o
+        };
+        let desired_of =
+            |idx: &OwnerIndex, id: &str| idx.resolve(&object(Some(id), None)).desired_ready;
+        let owners_of = |idx: &OwnerIndex| {
+            let mut names: Vec<String> = idx
+                .read()
+                .live
+                .owners
+                .keys()
+                .map(|o| o.name.clone())
+                .collect();
+            names.sort();
+            names
+        };
+        let idx = index();
+        idx.apply_bundle_deployment_event(&Event::Apply(counted("fleet-agent-local", "lots", 3)));
+        idx.apply_bundle_deployment_event(&Event::Apply(counted("lots-config1", "lots", 4)));
+        assert_eq!(desired_of(&idx, "default-lots-config1"), Some(7));
+        // Another agent BundleDeployment takes the bootstrap setID on every scope: the
+        // first is no longer indexed, so its 3 leave its owner's sum.
+        idx.apply_bundle_deployment_event(&Event::Apply(counted("fleet-agent-c1", "other", 5)));
+        assert_eq!(desired_of(&idx, "default-lots-config1"), Some(4));
+        assert_eq!(desired_of(&idx, "fleet-agent-bootstrap"), Some(5));
+        // Its deletion later finds no key and subtracts nothing more.
+        idx.apply_bundle_deployment_event(&Event::Delete(counted("fleet-agent-local", "lots", 3)));
+        assert_eq!(desired_of(&idx, "default-lots-config1"), Some(4));
+        assert_eq!(owners_of(&idx), ["lots", "other"]);
+        // Back under another owner, it takes the keys again: the displaced one's owner,
+        // left without a slot, leaves the owners table.
+        idx.apply_bundle_deployment_event(&Event::Apply(counted("fleet-agent-local", "solo", 2)));
+        assert_eq!(
+            desired_of(&idx, "fleet-agent-bootstrap-cattle-fleet-local-system"),
+            Some(2)
+        );
+        assert_eq!(owners_of(&idx), ["lots", "solo"]);
+        assert_eq!(idx.len(), 2);
+        // A key taken on one scope only ("lots-config1" in Rancher's scope is the setID of
+        // "lots-config1-cattle-fleet-local-system" standalone) leaves the first indexed by
+        // its other key, and counted.
+        let long = "lots-config1-cattle-fleet-local-system";
+        idx.apply_bundle_deployment_event(&Event::Apply(counted(long, "other", 5)));
+        assert_eq!(desired_of(&idx, "default-lots-config1"), Some(4));
+        assert_eq!(desired_of(&idx, &format!("default-{long}")), Some(5));
+        assert_eq!(owners_of(&idx), ["lots", "other", "solo"]);
+        // Deleted, it gives its one remaining key and its share back.
+        idx.apply_bundle_deployment_event(&Event::Delete(counted("lots-config1", "lots", 4)));
+        assert_eq!(desired_of(&idx, "default-lots-config1"), None);
+        assert_eq!(owners_of(&idx), ["other", "solo"]);
     }
 
     #[test]
