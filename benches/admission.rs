@@ -79,14 +79,12 @@ fn body(scenario: &str) -> Vec<u8> {
     reviews::bytes(&v)
 }
 
-/// What the HTTP handler does with one body, minus HTTP: review, then serialise.
+/// What the HTTP handler does with one body, minus HTTP: review, then write the answer.
 fn handle(admission: &Admission, body: &[u8]) -> usize {
     let answer = admission
         .review(body, Instant::now())
         .expect("valid review");
-    serde_json::to_vec(&answer.review)
-        .expect("answer serialises")
-        .len()
+    answer.response.to_json().len()
 }
 
 fn managed_object() -> ObjectFacts {

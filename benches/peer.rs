@@ -110,6 +110,19 @@ struct Args {
     /// CPU list for this bench, its API double and wrk (default: not pinned), e.g. `0`.
     #[arg(long)]
     client_cpus: Option<String>,
+    /// Alternating bursts: per round, every server of `--servers` started at once, then
+    /// this many cycles of one saturated burst each, the order rotating every cycle
+    /// (0: none). Drift slower than a cycle falls on every server alike, so the ratio of
+    /// two servers comes out of one run with a much smaller spread than whole rounds
+    /// give; printed after the rounds' tables (`--rounds 0` for this alone).
+    #[arg(long, default_value_t = 0)]
+    alternate: usize,
+    /// Seconds of each alternating burst.
+    #[arg(long, default_value_t = 2)]
+    alternate_seconds: u32,
+    /// Rounds of the alternating bursts (each starts its servers fresh).
+    #[arg(long, default_value_t = 1)]
+    alternate_rounds: usize,
     /// One round of 2 s phases with 1,000 BundleDeployments (a smoke test of the harness).
     #[arg(long)]
     quick: bool,
@@ -360,25 +373,184 @@ async fn run(args: Args) {
             samples.push((kind, sample));
         }
     }
-    report(&args, &samples);
+    if !samples.is_empty() {
+        report(&args, &samples);
+    }
+    if args.alternate > 0 {
+        let mut bursts: Vec<Burst> = Vec::new();
+        for round in 0..args.alternate_rounds {
+            bursts.extend(alternate(&args, &setup, round).await);
+        }
+        report_bursts(&args, &bursts);
+    }
     drop(double);
 }
 
-async fn measure(args: &Args, setup: &Setup, kind: Kind, round: usize, pause_ms: u64) -> Sample {
-    let mut server = start(args, setup, kind, round).await;
-    let pid = server.child.id();
-    let ready_hwm_kib = memory_kib(pid).0;
-    // Steady state: the start-up work (first resync, owners re-derived) done, i.e. less
-    // than 1 % of a core over half a second; at most 60 s.
+/// One saturated burst of one server in the alternating mode.
+#[derive(Debug, Clone, Copy)]
+struct Burst {
+    round: usize,
+    cycle: usize,
+    kind: Kind,
+    wrk: Wrk,
+    cpu: Duration,
+}
+
+/// Every server started fresh and quiet, warmed up, then `--alternate` cycles of one
+/// `--alternate-seconds` saturated burst each, in an order that rotates every cycle.
+async fn alternate(args: &Args, setup: &Setup, round: usize) -> Vec<Burst> {
+    let mut servers = Vec::new();
+    for &kind in &args.servers {
+        // Logs of their own: `start` names them by kind and round.
+        let server = start(args, setup, kind, 1_000 + round).await;
+        settle(server.child.id()).await;
+        servers.push((kind, server));
+    }
+    for (_, server) in &servers {
+        wrk(
+            args,
+            setup,
+            &server.url,
+            &setup.saturate_lua,
+            args.saturation_connections,
+            2,
+            None,
+        );
+    }
+    let mut bursts = Vec::new();
+    for cycle in 0..args.alternate {
+        let len = servers.len();
+        for i in 0..len {
+            let (kind, server) = &servers[(cycle + i) % len];
+            let pid = server.child.id();
+            let before = process_cpu(pid);
+            let w = wrk(
+                args,
+                setup,
+                &server.url,
+                &setup.saturate_lua,
+                args.saturation_connections,
+                args.alternate_seconds,
+                None,
+            );
+            bursts.push(Burst {
+                round,
+                cycle,
+                kind: *kind,
+                wrk: w,
+                cpu: process_cpu(pid).saturating_sub(before),
+            });
+        }
+    }
+    for (_, server) in &mut servers {
+        process::stop(&mut server.child).await;
+    }
+    bursts
+}
+
+/// Wait until the start-up work is done: less than 1 % of a core over half a second
+/// (at most 60 s).
+async fn settle(pid: u32) {
     let settling = Instant::now();
     loop {
         let before = process_cpu(pid);
         tokio::time::sleep(Duration::from_millis(500)).await;
         let busy = process_cpu(pid).saturating_sub(before);
         if busy < Duration::from_millis(5) || settling.elapsed() > Duration::from_secs(60) {
-            break;
+            return;
         }
     }
+}
+
+fn report_bursts(args: &Args, bursts: &[Burst]) {
+    let n = args.bundle_deployments;
+    println!();
+    println!(
+        "Alternating bursts: {} round(s) × {} cycles × {} s per server, {} connections, order rotating per cycle.",
+        args.alternate_rounds, args.alternate, args.alternate_seconds, args.saturation_connections
+    );
+    println!();
+    println!(
+        "| server | reviews/s (all bursts) | bursts' range | server CPU per review, µs | errors |"
+    );
+    println!("|---|---|---|---|---|");
+    for &k in &args.servers {
+        let mine: Vec<&Burst> = bursts.iter().filter(|b| b.kind == k).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let requests: u64 = mine.iter().map(|b| b.wrk.requests).sum();
+        let seconds: f64 = mine.iter().map(|b| b.wrk.seconds).sum();
+        let cpu: f64 = mine.iter().map(|b| b.cpu.as_secs_f64()).sum();
+        let rates: Vec<f64> = mine.iter().map(|b| b.wrk.rate()).collect();
+        let lo = rates.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = rates.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        println!(
+            "| {} | {:.0} | {lo:.0}–{hi:.0} | {:.1} | {} |",
+            k.label(n),
+            requests as f64 / seconds.max(1e-9),
+            cpu * 1e6 / requests.max(1) as f64,
+            mine.iter().map(|b| b.wrk.errors).sum::<u64>()
+        );
+    }
+    // Ratios within one cycle (the two bursts a few seconds apart), then their median
+    // and quartiles, and the ratio of the pooled rates.
+    let pairs = [
+        (Kind::On, Kind::Off),
+        (Kind::Off, Kind::Peer),
+        (Kind::On, Kind::Peer),
+    ];
+    println!();
+    println!("| ratio of saturated throughput | pooled | median of the cycles | quartiles | cycles | goal |");
+    println!("|---|---|---|---|---|---|");
+    for (a, b) in pairs {
+        let of = |k: Kind, round: usize, cycle: usize| {
+            bursts
+                .iter()
+                .find(|x| x.kind == k && x.round == round && x.cycle == cycle)
+        };
+        let mut ratios: Vec<f64> = Vec::new();
+        let (mut sum_a, mut sum_b) = ((0u64, 0f64), (0u64, 0f64));
+        for x in bursts.iter().filter(|x| x.kind == a) {
+            let Some(y) = of(b, x.round, x.cycle) else {
+                continue;
+            };
+            ratios.push(x.wrk.rate() / y.wrk.rate().max(1e-9));
+            sum_a = (sum_a.0 + x.wrk.requests, sum_a.1 + x.wrk.seconds);
+            sum_b = (sum_b.0 + y.wrk.requests, sum_b.1 + y.wrk.seconds);
+        }
+        if ratios.is_empty() {
+            continue;
+        }
+        ratios.sort_by(f64::total_cmp);
+        let q = |f: f64| ratios[((ratios.len() - 1) as f64 * f).round() as usize];
+        let pooled = (sum_a.0 as f64 / sum_a.1.max(1e-9)) / (sum_b.0 as f64 / sum_b.1.max(1e-9));
+        let goal = if (a, b) == (Kind::On, Kind::Off) {
+            if q(0.5) >= 0.95 {
+                "≥ 0.95×: met"
+            } else {
+                "≥ 0.95×: **not met**"
+            }
+        } else {
+            "–"
+        };
+        println!(
+            "| {a:?} / {b:?} | {pooled:.3}× | {:.3}× | {:.3}–{:.3} | {} | {goal} |",
+            q(0.5),
+            q(0.25),
+            q(0.75),
+            ratios.len()
+        );
+    }
+}
+
+async fn measure(args: &Args, setup: &Setup, kind: Kind, round: usize, pause_ms: u64) -> Sample {
+    let mut server = start(args, setup, kind, round).await;
+    let pid = server.child.id();
+    let ready_hwm_kib = memory_kib(pid).0;
+    // Steady state: the start-up work (first resync, owners re-derived) done.
+    let settling = Instant::now();
+    settle(pid).await;
     let quiet_ms = (server.ready + settling.elapsed()).as_secs_f64() * 1e3;
     let idle_hwm_kib = memory_kib(pid).0;
     // Background work (watches, patcher ticks, resync) with no review coming in.

@@ -9,8 +9,6 @@
 
 use std::{sync::Arc, time::Instant};
 
-use kube::core::{admission::AdmissionReview, DynamicObject};
-
 use crate::{
     decide::{decide, ObjectFacts, Outcome, Owner, Verdict},
     metrics::Metrics,
@@ -103,10 +101,25 @@ pub trait BreakerGate: Send + Sync {
         owner: &'a Owner,
         verdict: Verdict,
         received: Instant,
-    ) -> futures::future::BoxFuture<'a, Verdict> {
-        Box::pin(std::future::ready(
-            self.judge(review, owner, verdict, received),
-        ))
+    ) -> Judged<'a> {
+        Judged::Ready(self.judge(review, owner, verdict, received))
+    }
+}
+
+/// A shared judgement: settled by this replica's counts alone (no breaker open, a dry
+/// run: nearly every review), or waiting for the shared counts. The first costs no
+/// allocation on the review path; only the second boxes its future.
+pub enum Judged<'a> {
+    Ready(Verdict),
+    Waiting(futures::future::BoxFuture<'a, Verdict>),
+}
+
+impl Judged<'_> {
+    pub async fn verdict(self) -> Verdict {
+        match self {
+            Judged::Ready(verdict) => verdict,
+            Judged::Waiting(future) => future.await,
+        }
     }
 }
 
@@ -121,7 +134,7 @@ struct Prepared<'b> {
 /// What the handler logs and counts about one answered review.
 #[derive(Debug, Clone)]
 pub struct Answer {
-    pub review: AdmissionReview<DynamicObject>,
+    pub response: review::Response,
     pub summary: Summary,
 }
 
@@ -212,6 +225,7 @@ impl Admission {
         if let Some(breaker) = self.breaker_for(&p.verdict) {
             p.verdict = breaker
                 .judge_shared(&p.facts, &p.owner, p.verdict, received)
+                .verdict()
                 .await;
         }
         Ok(self.finish(p, received))
@@ -275,7 +289,7 @@ impl Admission {
             }
         }
         Answer {
-            review: review::respond(&request, verdict),
+            response: review::respond(&request, verdict),
             summary,
         }
     }
@@ -348,7 +362,7 @@ fn unexpected_shape(uid: &str, detail: String) -> Answer {
         uid.to_string()
     };
     Answer {
-        review: review::allow_uid(&uid),
+        response: review::allow_uid(&uid),
         summary: Summary {
             uid,
             operation: "UNKNOWN",
@@ -436,8 +450,7 @@ mod tests {
     }
 
     fn annotation(answer: &Answer, key: &str) -> Option<String> {
-        let response = answer.review.response.as_ref()?;
-        response.audit_annotations.get(key).cloned()
+        answer.response.audit_annotation(key).map(str::to_string)
     }
 
     /// Issue #9: `counted` says what happened, not what the verdict wanted.

@@ -20,6 +20,7 @@ pub mod delta;
 pub mod fleet;
 pub mod fleet_version;
 pub mod health;
+pub mod json_text;
 pub mod listener;
 pub mod logging;
 pub mod metrics;

@@ -39,7 +39,7 @@ use tracing_subscriber::{
     EnvFilter,
 };
 
-use crate::cli::LogFormat;
+use crate::{cli::LogFormat, json_text::Escaped};
 
 /// The process's log buffer, once [`init`] ran.
 static STDERR: OnceLock<LineBuffer<io::Stderr>> = OnceLock::new();
@@ -373,42 +373,6 @@ fn write_string(w: &mut impl fmt::Write, s: &str) -> fmt::Result {
     w.write_char('"')?;
     Escaped(&mut *w).write_str(s)?;
     w.write_char('"')
-}
-
-/// Writes what it is given JSON-escaped, as serde_json escapes: `"`, `\` and the
-/// control characters below U+0020; everything else as it is.
-struct Escaped<W>(W);
-
-impl<W: fmt::Write> fmt::Write for Escaped<W> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let mut start = 0;
-        for (i, &byte) in s.as_bytes().iter().enumerate() {
-            let escape = match byte {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0x08 => "\\b",
-                0x0c => "\\f",
-                0x00..=0x1f => "",
-                _ => continue,
-            };
-            // `i` is at an ASCII byte, so both slices end on character boundaries.
-            self.0.write_str(&s[start..i])?;
-            if escape.is_empty() {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                self.0.write_str("\\u00")?;
-                self.0.write_char(char::from(HEX[usize::from(byte >> 4)]))?;
-                self.0
-                    .write_char(char::from(HEX[usize::from(byte & 0xf)]))?;
-            } else {
-                self.0.write_str(escape)?;
-            }
-            start = i + 1;
-        }
-        self.0.write_str(&s[start..])
-    }
 }
 
 /// `2026-12-07T01:27:42.193879Z`: UTC, microseconds, as tracing-subscriber's

@@ -220,17 +220,7 @@ async fn validate(
         Ok(answer) => answer,
         Err(e) => return reject(&app, StatusCode::BAD_REQUEST, e.kind(), e.to_string()),
     };
-    let bytes = match serde_json::to_vec(&answer.review) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            return reject(
-                &app,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "serialize",
-                format!("cannot serialize the answer: {e}"),
-            )
-        }
-    };
+    let bytes = answer.response.to_json();
     let latency = received.elapsed();
     let s = &answer.summary;
     app.metrics

@@ -48,7 +48,7 @@ use super::{
     LEASE_LABEL,
 };
 use crate::{
-    admission::BreakerGate,
+    admission::{BreakerGate, Judged},
     decide::{Owner, Review, Verdict},
     fleet::api::FleetResource,
     health::Readiness,
@@ -389,23 +389,23 @@ impl BreakerGate for Breakers {
         owner: &'a Owner,
         verdict: Verdict,
         received: Instant,
-    ) -> futures::future::BoxFuture<'a, Verdict> {
-        Box::pin(async move {
-            let inner = &self.inner;
-            let now = self.now(received);
-            let step = lock(&inner.book).begin(
-                &inner.config,
-                &inner.decision,
-                review,
-                owner,
-                verdict,
-                now,
-                &now_rfc3339,
-            );
-            let pending = match step {
-                Step::Done(judgement) => return self.conclude(review, judgement),
-                Step::Share(pending) => pending,
-            };
+    ) -> Judged<'a> {
+        let inner = &self.inner;
+        let now = self.now(received);
+        let step = lock(&inner.book).begin(
+            &inner.config,
+            &inner.decision,
+            review,
+            owner,
+            verdict,
+            now,
+            &now_rfc3339,
+        );
+        let pending = match step {
+            Step::Done(judgement) => return Judged::Ready(self.conclude(review, judgement)),
+            Step::Share(pending) => pending,
+        };
+        Judged::Waiting(Box::pin(async move {
             let others = match inner.sharing.get() {
                 Some(sharing) => {
                     let now_ms = inner.origin_unix_ms.saturating_add(now.as_millis() as u64);
@@ -417,7 +417,7 @@ impl BreakerGate for Breakers {
             let judgement =
                 lock(&inner.book).conclude(&inner.config, pending, others, &now_rfc3339);
             self.conclude(review, judgement)
-        })
+        }))
     }
 }
 

@@ -180,16 +180,18 @@ impl Checker {
             Ok(answer) => answer,
         };
         let summary = &answer.summary;
-        let response = answer
-            .review
-            .response
-            .as_ref()
-            .expect("an answer has a response");
+        let json = answer.response.to_json();
+        // The bytes written are the document kube's types make of the same answer; the
+        // checks below read kube's form.
+        let written: serde_json::Value = serde_json::from_slice(&json).expect("the answer is JSON");
+        let review = answer.response.to_review();
+        let kube = serde_json::to_value(&review).expect("kube's form serializes");
+        assert_eq!(written, kube, "the answer as written and as kube writes it");
+        let response = review.response.as_ref().expect("an answer has a response");
         assert_eq!(
             response.uid, summary.uid,
             "the answer keeps the request's uid"
         );
-        let json = serde_json::to_vec(&answer.review).expect("the answer serializes");
         assert!(
             json.len() <= 2 * body.len() + 8192,
             "answer of {} bytes for a body of {}",
