@@ -122,11 +122,14 @@ fn bench_decide(c: &mut Criterion) {
     let managed = user_review(Some(managed_object()));
     let resolved = Owner {
         set_id: managed_object().objectset_id,
-        owned_by: Some(fleet_delete_guard::fleet::OwnerRef::new(
-            fleet_delete_guard::fleet::OwnerKind::GitRepo,
-            "fleet-local",
-            "repo-042",
-        )),
+        owned_by: Some(
+            fleet_delete_guard::fleet::OwnerRef::new(
+                fleet_delete_guard::fleet::OwnerKind::GitRepo,
+                "fleet-local",
+                "repo-042",
+            )
+            .into(),
+        ),
         bundle: Some("bd-04242".into()),
         ..Owner::default()
     };

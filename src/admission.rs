@@ -280,7 +280,7 @@ impl Admission {
         {
             // The owner index resolved it (bounded by this cluster's
             // BundleDeployments), else `unknown`.
-            metrics.count_owner_deletion(owner.owned_by.as_ref(), verdict.outcome.as_str());
+            metrics.count_owner_deletion(owner.owned_by.as_deref(), verdict.outcome.as_str());
         }
         let mut verdict = verdict;
         if verdict.count {

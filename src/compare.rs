@@ -404,7 +404,7 @@ impl Comparison {
         let Some(bd_ref) = BundleDeploymentRef::from_object(bd) else {
             return false;
         };
-        let owner = bd_ref.owner.clone();
+        let owner = OwnerRef::clone(&bd_ref.owner);
         if !self.filter.matches(&owner) {
             return false;
         }

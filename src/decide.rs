@@ -5,7 +5,7 @@
 //! not, the warnings kubectl prints, the audit annotations, and whether the deletion is
 //! to be counted in its owner's status.
 
-use std::fmt;
+use std::{fmt, sync::Arc};
 
 use crate::fleet::recognize::{outside_agent_bundle, provenance_known, Provenance};
 use crate::fleet::{OwnerKind, OwnerRef};
@@ -87,9 +87,10 @@ pub struct Owner {
     pub set_id: Option<String>,
     /// The GitRepo, HelmOp or Bundle behind the object's BundleDeployment, once the
     /// owner index resolved the setID.
-    pub owned_by: Option<OwnerRef>,
+    pub owned_by: Option<Arc<OwnerRef>>,
     /// Name of the owning Bundle (equal to the BundleDeployment name), once resolved.
-    pub bundle: Option<String>,
+    /// Both shared with the owner index's entry: resolving copies no name.
+    pub bundle: Option<Arc<str>>,
     /// A per-GitRepo/HelmOp override of the cluster-wide policy.
     pub policy: Option<Policy>,
     /// Whether the object's hash label is sha1 of its id, when the owner index already
@@ -390,7 +391,7 @@ pub fn decide(review: &Review, owner: &Owner, config: &DecisionConfig) -> Verdic
     };
     let denial = (!allowed).then(|| denial_message(object, owner));
 
-    let key = owner.owned_by.as_ref().map(OwnerRef::key);
+    let key = owner.owned_by.as_deref().map(OwnerRef::key);
     let mut audit = Vec::with_capacity(7);
     audit.extend([
         ("owner", owner.audit_value(key.as_deref())),
@@ -407,7 +408,7 @@ pub fn decide(review: &Review, owner: &Owner, config: &DecisionConfig) -> Verdic
         _ => {}
     }
     if let Some(bundle) = &owner.bundle {
-        audit.push(("bundle", bundle.clone()));
+        audit.push(("bundle", bundle.to_string()));
     }
     if let Some(id) = &owner.set_id {
         audit.push(("objectset-id", id.clone()));
@@ -771,7 +772,7 @@ mod tests {
             ..DecisionConfig::default()
         };
         let o = Owner {
-            owned_by: Some(OwnerRef::new(OwnerKind::GitRepo, "fleet-local", "lots")),
+            owned_by: Some(OwnerRef::new(OwnerKind::GitRepo, "fleet-local", "lots").into()),
             bundle: Some("lots-config2".into()),
             ..owner()
         };
@@ -898,7 +899,7 @@ mod tests {
     #[test]
     fn helmop_and_bundle_only_owners_are_named() {
         let op = Owner {
-            owned_by: Some(OwnerRef::new(OwnerKind::HelmOp, "fleet-default", "redis")),
+            owned_by: Some(OwnerRef::new(OwnerKind::HelmOp, "fleet-default", "redis").into()),
             bundle: Some("redis".into()),
             ..owner()
         };
@@ -914,11 +915,9 @@ mod tests {
         assert_eq!(annotation(&v, "gitrepo"), None);
 
         let mcc = Owner {
-            owned_by: Some(OwnerRef::new(
-                OwnerKind::Bundle,
-                "fleet-local",
-                "mcc-rancher-monitoring",
-            )),
+            owned_by: Some(
+                OwnerRef::new(OwnerKind::Bundle, "fleet-local", "mcc-rancher-monitoring").into(),
+            ),
             bundle: Some("mcc-rancher-monitoring".into()),
             ..owner()
         };
@@ -946,7 +945,7 @@ mod tests {
             assert!(w.chars().count() <= MAX_WARNING_CHARS, "{w}");
         }
         let applied = Owner {
-            owned_by: Some(OwnerRef::new(OwnerKind::Bundle, "fleet-local", "my-app")),
+            owned_by: Some(OwnerRef::new(OwnerKind::Bundle, "fleet-local", "my-app").into()),
             bundle: Some("my-app".into()),
             ..owner()
         };
@@ -983,7 +982,7 @@ mod tests {
     fn a_bundle_fleet_does_not_monitor_is_warned_about_but_not_counted() {
         for why in ["paused", "off schedule", "waiting for values"] {
             let o = Owner {
-                owned_by: Some(OwnerRef::new(OwnerKind::GitRepo, "fleet-local", "lots")),
+                owned_by: Some(OwnerRef::new(OwnerKind::GitRepo, "fleet-local", "lots").into()),
                 bundle: Some("lots-config2".into()),
                 unmonitored: Some(why),
                 ..owner()

@@ -42,10 +42,12 @@ pub const DEFAULT_AGENT_SCOPES: &[&str] = &["", "cattle-fleet-local-system"];
 pub struct BundleDeploymentRef {
     pub namespace: String,
     pub name: String,
-    /// The Bundle (Fleet makes the BD name equal to it).
-    pub bundle: String,
-    /// The GitRepo or HelmOp behind the Bundle, or the Bundle itself.
-    pub owner: OwnerRef,
+    /// The Bundle (Fleet makes the BD name equal to it). Shared: a review's owner takes
+    /// a reference, not a copy.
+    pub bundle: Arc<str>,
+    /// The GitRepo or HelmOp behind the Bundle, or the Bundle itself; in the owner index,
+    /// one for all of the owner's BundleDeployments.
+    pub owner: Arc<OwnerRef>,
     /// Why Fleet's agent does not monitor it now (paused, off schedule, waiting for
     /// values), if so: then nothing is counted for it.
     pub unmonitored: Option<&'static str>,
@@ -83,9 +85,8 @@ impl BundleDeploymentRef {
         let bundle = labels
             .get(LABEL_BUNDLE_NAME)
             .filter(|b| !b.is_empty())
-            .cloned()
-            .unwrap_or_else(|| name.clone());
-        let owner = OwnerRef::from_bundle_deployment_labels(labels, &name);
+            .map_or_else(|| Arc::from(name.as_str()), |b| Arc::from(b.as_str()));
+        let owner = Arc::new(OwnerRef::from_bundle_deployment_labels(labels, &name));
         Some(BundleDeploymentRef {
             namespace,
             name,
@@ -154,8 +155,10 @@ struct Slot {
 /// instead of looking the owner up in two more tables (hashing its names and comparing
 /// them with the keys': about six dependent cache misses per review). Written only under
 /// the index's write lock; atomic only because it is shared.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct OwnerFacts {
+    /// The owner, shared by its BundleDeployments (one copy of its names per owner).
+    owner: Arc<OwnerRef>,
     /// 0: no override; else [`policy_code`].
     policy: AtomicU8,
     desired_ready: AtomicU64,
@@ -212,7 +215,7 @@ impl Maps {
     /// Index `bd`; `policy` is its owner's override, when it is a new owner here.
     fn insert(
         &mut self,
-        bd: BundleDeploymentRef,
+        mut bd: BundleDeploymentRef,
         deleting: bool,
         desired_ready: u64,
         scopes: &[String],
@@ -221,13 +224,16 @@ impl Maps {
         self.remove(&bd.namespace, &bd.name, scopes);
         let owner = self
             .owners
-            .entry(bd.owner.clone())
+            .entry(OwnerRef::clone(&bd.owner))
             .or_insert_with(|| {
-                let facts = OwnerFacts::default();
-                facts.set_policy(policy);
-                Arc::new(facts)
+                Arc::new(OwnerFacts {
+                    owner: bd.owner.clone(),
+                    policy: AtomicU8::new(policy_code(policy)),
+                    desired_ready: AtomicU64::new(0),
+                })
             })
             .clone();
+        bd.owner = owner.owner.clone();
         let desired_ready = u32::try_from(desired_ready).unwrap_or(u32::MAX);
         let sum = owner.desired_ready.load(Relaxed);
         owner
@@ -280,7 +286,7 @@ impl Maps {
         let Slot { bd, owner, .. } = gone;
         // Only the owners table holds it now: its last BundleDeployment is gone.
         if Arc::strong_count(&owner) == 2 {
-            self.owners.remove(&bd.owner);
+            self.owners.remove(bd.owner.as_ref());
         }
     }
 
@@ -879,6 +885,37 @@ mod tests {
     /// A slot is 32 bytes (two pointers, the setID check, desiredReady and the flags):
     /// with its 20-byte key, 56 bytes per agent scope and BundleDeployment in the table.
     #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn an_owner_is_kept_once_and_a_review_shares_it() {
+        let idx = index();
+        idx.apply_bundle_deployment_event(&Event::Apply(bd("lots-config1", Some("lots"))));
+        idx.apply_bundle_deployment_event(&Event::Apply(bd("lots-config2", Some("lots"))));
+        let one = idx.resolve(&object(Some("default-lots-config1"), None));
+        let two = idx.resolve(&object(Some("default-lots-config2"), None));
+        let (Some(a), Some(b)) = (&one.owned_by, &two.owned_by) else {
+            panic!("both resolve");
+        };
+        assert!(
+            Arc::ptr_eq(a, b),
+            "one copy of the owner for its BundleDeployments"
+        );
+        // The review's owner and bundle are the index's, not copies.
+        let held = idx
+            .bundle_deployment(Some("default-lots-config1"), None)
+            .expect("indexed");
+        assert!(Arc::ptr_eq(a, &held.owner));
+        assert!(Arc::ptr_eq(
+            one.bundle.as_ref().expect("bundle"),
+            &held.bundle
+        ));
+        // Gone and back, the owner is a fresh entry, shared again.
+        idx.apply_bundle_deployment_event(&Event::Delete(bd("lots-config1", Some("lots"))));
+        idx.apply_bundle_deployment_event(&Event::Delete(bd("lots-config2", Some("lots"))));
+        idx.apply_bundle_deployment_event(&Event::Apply(bd("lots-config1", Some("lots"))));
+        let again = idx.resolve(&object(Some("default-lots-config1"), None));
+        assert_eq!(again.owned_by.as_deref(), Some(&**a));
+    }
+
     #[test]
     fn a_slot_stays_32_bytes() {
         assert_eq!(std::mem::size_of::<Slot>(), 32);

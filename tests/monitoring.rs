@@ -40,8 +40,8 @@ impl OwnerResolver for Lots {
             OwnerRef::new(OwnerKind::Bundle, "fleet-local", "lots-config2")
         };
         Owner {
-            owned_by: Some(owned_by),
-            bundle: Some("lots-config2".to_string()),
+            owned_by: Some(owned_by.into()),
+            bundle: Some("lots-config2".into()),
             ..Owner::from_object(object)
         }
     }

@@ -168,7 +168,7 @@ pub fn classify(
         // counted nor refused.
         return None;
     }
-    let owned_by = owner.owned_by.clone()?;
+    let owned_by = OwnerRef::clone(owner.owned_by.as_deref()?);
     // The agent uninstalling a bundle whose BundleDeployment is being deleted (its
     // GitRepo or Bundle was deleted): meant, and refusing it would leave the
     // BundleDeployment stuck on its finalizer.

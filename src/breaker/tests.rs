@@ -24,7 +24,7 @@ fn gitrepo() -> OwnerRef {
 fn owner(desired: Option<u64>) -> Owner {
     Owner {
         set_id: Some("default-many-config".into()),
-        owned_by: Some(gitrepo()),
+        owned_by: Some(gitrepo().into()),
         bundle: Some("many-config".into()),
         desired_ready: desired,
         ..Owner::default()
@@ -635,7 +635,7 @@ fn what_is_not_a_counted_deletion_is_done_at_once() {
 fn recent_deletions_are_the_window_s_newest_per_owner_newest_owner_first() {
     let mut run = Run::new(cfg(BreakerMode::Observe));
     let other = Owner {
-        owned_by: Some(OwnerRef::new(OwnerKind::HelmOp, "fleet-local", "h")),
+        owned_by: Some(OwnerRef::new(OwnerKind::HelmOp, "fleet-local", "h").into()),
         ..owner(None)
     };
     for i in 0..30u64 {

@@ -10,7 +10,7 @@ use std::{
     time::Instant,
 };
 
-use crate::delta::ResourceChange;
+use crate::{delta::ResourceChange, fleet::OwnerRef};
 
 use super::{
     deleted_resource, lock,
@@ -66,7 +66,7 @@ impl Shared {
             let bd = &w.item.object.bd;
             groups
                 .entry(OwnerAt {
-                    owner: bd.owner.clone(),
+                    owner: OwnerRef::clone(&bd.owner),
                     bd_namespace: bd.namespace.clone(),
                 })
                 .or_default()

@@ -184,7 +184,7 @@ impl Marks {
 
     /// Some mark is on an object of `owner`.
     pub fn any_of_owner(&self, owner: &crate::fleet::OwnerRef) -> bool {
-        self.by_uid.values().any(|m| &m.object.bd.owner == owner)
+        self.by_uid.values().any(|m| *m.object.bd.owner == *owner)
     }
 
     /// Objects due for a check now, least recently checked first (never checked

@@ -165,7 +165,8 @@ pub(crate) mod tests {
                     crate::fleet::OwnerKind::GitRepo,
                     "fleet-local",
                     "lots",
-                ),
+                )
+                .into(),
                 unmonitored: None,
             }),
         }

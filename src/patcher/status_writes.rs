@@ -218,7 +218,7 @@ impl Shared {
                     .map(move |x| Deletion {
                         object: x.item.object.describe(),
                         user: x.item.user.clone(),
-                        bundle: x.item.object.bd.bundle.clone(),
+                        bundle: x.item.object.bd.bundle.to_string(),
                         cluster: w.bd.cluster_id(),
                     })
             })
