@@ -394,6 +394,10 @@ struct Burst {
     kind: Kind,
     wrk: Wrk,
     cpu: Duration,
+    /// Minor page faults, user and kernel CPU ticks during the burst.
+    faults: u64,
+    user_ticks: u64,
+    kernel_ticks: u64,
 }
 
 /// Every server started fresh and quiet, warmed up, then `--alternate` cycles of one
@@ -424,6 +428,7 @@ async fn alternate(args: &Args, setup: &Setup, round: usize) -> Vec<Burst> {
             let (kind, server) = &servers[(cycle + i) % len];
             let pid = server.child.id();
             let before = process_cpu(pid);
+            let stat_before = process::fault_and_tick_counts(pid);
             let w = wrk(
                 args,
                 setup,
@@ -433,12 +438,16 @@ async fn alternate(args: &Args, setup: &Setup, round: usize) -> Vec<Burst> {
                 args.alternate_seconds,
                 None,
             );
+            let stat_after = process::fault_and_tick_counts(pid);
             bursts.push(Burst {
                 round,
                 cycle,
                 kind: *kind,
                 wrk: w,
                 cpu: process_cpu(pid).saturating_sub(before),
+                faults: stat_after.0.saturating_sub(stat_before.0),
+                user_ticks: stat_after.1.saturating_sub(stat_before.1),
+                kernel_ticks: stat_after.2.saturating_sub(stat_before.2),
             });
         }
     }
@@ -470,10 +479,8 @@ fn report_bursts(args: &Args, bursts: &[Burst]) {
         args.alternate_rounds, args.alternate, args.alternate_seconds, args.saturation_connections
     );
     println!();
-    println!(
-        "| server | reviews/s (all bursts) | bursts' range | server CPU per review, µs | errors |"
-    );
-    println!("|---|---|---|---|---|");
+    println!("| server | reviews/s (all bursts) | bursts' range | server CPU per review, µs | kernel share of it | minor page faults per 1,000 reviews | errors |");
+    println!("|---|---|---|---|---|---|---|");
     for &k in &args.servers {
         let mine: Vec<&Burst> = bursts.iter().filter(|b| b.kind == k).collect();
         if mine.is_empty() {
@@ -485,65 +492,108 @@ fn report_bursts(args: &Args, bursts: &[Burst]) {
         let rates: Vec<f64> = mine.iter().map(|b| b.wrk.rate()).collect();
         let lo = rates.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = rates.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let user: u64 = mine.iter().map(|b| b.user_ticks).sum();
+        let kernel: u64 = mine.iter().map(|b| b.kernel_ticks).sum();
+        let faults: u64 = mine.iter().map(|b| b.faults).sum();
         println!(
-            "| {} | {:.0} | {lo:.0}–{hi:.0} | {:.1} | {} |",
+            "| {} | {:.0} | {lo:.0}–{hi:.0} | {:.1} | {:.0} % | {:.1} | {} |",
             k.label(n),
             requests as f64 / seconds.max(1e-9),
             cpu * 1e6 / requests.max(1) as f64,
+            100.0 * kernel as f64 / (user + kernel).max(1) as f64,
+            faults as f64 * 1000.0 / requests.max(1) as f64,
             mine.iter().map(|b| b.wrk.errors).sum::<u64>()
         );
     }
     // Ratios within one cycle (the two bursts a few seconds apart), then their median
-    // and quartiles, and the ratio of the pooled rates.
+    // and quartiles, and for throughput the ratio of the pooled rates.
     let pairs = [
         (Kind::On, Kind::Off),
         (Kind::Off, Kind::Peer),
         (Kind::On, Kind::Peer),
     ];
     println!();
-    println!("| ratio of saturated throughput | pooled | median of the cycles | quartiles | cycles | goal |");
+    println!("| ratio | pooled | median of the cycles | quartiles | cycles | goal |");
     println!("|---|---|---|---|---|---|");
     for (a, b) in pairs {
-        let of = |k: Kind, round: usize, cycle: usize| {
-            bursts
-                .iter()
-                .find(|x| x.kind == k && x.round == round && x.cycle == cycle)
-        };
-        let mut ratios: Vec<f64> = Vec::new();
-        let (mut sum_a, mut sum_b) = ((0u64, 0f64), (0u64, 0f64));
-        for x in bursts.iter().filter(|x| x.kind == a) {
-            let Some(y) = of(b, x.round, x.cycle) else {
-                continue;
-            };
-            ratios.push(x.wrk.rate() / y.wrk.rate().max(1e-9));
-            sum_a = (sum_a.0 + x.wrk.requests, sum_a.1 + x.wrk.seconds);
-            sum_b = (sum_b.0 + y.wrk.requests, sum_b.1 + y.wrk.seconds);
-        }
-        if ratios.is_empty() {
-            continue;
-        }
-        ratios.sort_by(f64::total_cmp);
-        let q = |f: f64| ratios[((ratios.len() - 1) as f64 * f).round() as usize];
-        let pooled = (sum_a.0 as f64 / sum_a.1.max(1e-9)) / (sum_b.0 as f64 / sum_b.1.max(1e-9));
-        let goal = if (a, b) == (Kind::On, Kind::Off) {
-            if q(0.5) >= 0.95 {
-                "≥ 0.95×: met"
-            } else {
-                "≥ 0.95×: **not met**"
-            }
-        } else {
-            "–"
-        };
-        println!(
-            "| {a:?} / {b:?} | {pooled:.3}× | {:.3}× | {:.3}–{:.3} | {} | {goal} |",
-            q(0.5),
-            q(0.25),
-            q(0.75),
-            ratios.len()
+        burst_ratio(
+            bursts,
+            "saturated throughput",
+            a,
+            b,
+            Wrk::rate,
+            Some((0.95, true)),
+        );
+    }
+    for (a, b) in pairs {
+        burst_ratio(
+            bursts,
+            "p99 at saturation",
+            a,
+            b,
+            |w| w.p99_ms,
+            Some((1.2, false)),
         );
     }
 }
 
+/// One line of the alternating bursts' ratios of `a` to `b` (per cycle, then their
+/// median and quartiles; for a rate, the ratio of the pooled rates too). The goal
+/// (`bound`, whether higher is better) is judged on the median, for on / off only.
+fn burst_ratio(
+    bursts: &[Burst],
+    what: &str,
+    a: Kind,
+    b: Kind,
+    get: fn(&Wrk) -> f64,
+    goal: Option<(f64, bool)>,
+) {
+    let of = |k: Kind, round: usize, cycle: usize| {
+        bursts
+            .iter()
+            .find(|x| x.kind == k && x.round == round && x.cycle == cycle)
+    };
+    let mut ratios: Vec<f64> = Vec::new();
+    let (mut sum_a, mut sum_b) = ((0u64, 0f64), (0u64, 0f64));
+    for x in bursts.iter().filter(|x| x.kind == a) {
+        let Some(y) = of(b, x.round, x.cycle) else {
+            continue;
+        };
+        ratios.push(get(&x.wrk) / get(&y.wrk).max(1e-9));
+        sum_a = (sum_a.0 + x.wrk.requests, sum_a.1 + x.wrk.seconds);
+        sum_b = (sum_b.0 + y.wrk.requests, sum_b.1 + y.wrk.seconds);
+    }
+    if ratios.is_empty() {
+        return;
+    }
+    ratios.sort_by(f64::total_cmp);
+    let q = |f: f64| ratios[((ratios.len() - 1) as f64 * f).round() as usize];
+    let pooled = if what == "saturated throughput" {
+        let rate = (sum_a.0 as f64 / sum_a.1.max(1e-9)) / (sum_b.0 as f64 / sum_b.1.max(1e-9));
+        format!("{rate:.3}×")
+    } else {
+        "–".to_string()
+    };
+    let goal = match goal.filter(|_| (a, b) == (Kind::On, Kind::Off)) {
+        Some((bound, higher)) => {
+            let met = if higher {
+                q(0.5) >= bound
+            } else {
+                q(0.5) <= bound
+            };
+            let op = if higher { "≥" } else { "≤" };
+            format!("{op} {bound}×: {}", if met { "met" } else { "**not met**" })
+        }
+        None => "–".to_string(),
+    };
+    println!(
+        "| {what}, {a:?} / {b:?} | {pooled} | {:.3}× | {:.3}–{:.3} | {} | {goal} |",
+        q(0.5),
+        q(0.25),
+        q(0.75),
+        ratios.len()
+    );
+}
 async fn measure(args: &Args, setup: &Setup, kind: Kind, round: usize, pause_ms: u64) -> Sample {
     let mut server = start(args, setup, kind, round).await;
     let pid = server.child.id();

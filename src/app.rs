@@ -350,6 +350,7 @@ impl ServeArgs {
             },
             queue_capacity: self.queue_capacity,
             probe_rate: self.probe_rate,
+            sweep_rate: self.resync_rederive_rate,
             marks: MarkTimings {
                 confirm_timeout: self.confirm_timeout,
                 ttl: self.mark_ttl,

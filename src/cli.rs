@@ -232,6 +232,14 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub probe_rate: u32,
 
+    /// Owners per second at most whose status the resync's sweep re-derives from their
+    /// BundleDeployments (one GET and one LIST each): every owner once per resync,
+    /// spread out instead of in one burst. Changes under counted deletions re-derive
+    /// at once, whatever this says.
+    #[arg(long, env = "FLEET_DELETE_GUARD_RESYNC_REDERIVE_RATE", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub resync_rederive_rate: u32,
+
     /// --cert-secret, --webhook-config, …: the certificate bootstrap.
     #[command(flatten)]
     pub cert_bootstrap: BootstrapArgs,

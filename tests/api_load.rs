@@ -550,3 +550,60 @@ async fn a_thousand_deletions_of_one_owner_write_it_at_most_once_a_batch() {
     );
     assert!(*events as u64 <= batches, "{repo}: {events} Events");
 }
+
+/// Each resync re-derives every owner (one GET of the owner and one LIST of its
+/// BundleDeployments) in a sweep of `sweep_rate` owners per second: 60 owners at 20 per
+/// second take about three seconds, never one burst of 120 requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resync_sweeps_every_owner_within_its_rate() {
+    let double = ApiDouble::start(Options::default()).await;
+    let owners = 60;
+    for i in 0..owners {
+        seed_owner(&double, &format!("sweep-{i:02}"), 1, &["default"]);
+    }
+    let config = PatcherConfig {
+        sweep_rate: 20,
+        ..PatcherConfig::default()
+    };
+    let burst = (f64::from(config.sweep_rate) * config.tick.as_secs_f64()).ceil() as usize;
+    let _s = CountingServer::start(&double, config.clone())
+        .await
+        .synced()
+        .await;
+    let owner_reads = |d: &ApiDouble| -> Vec<RequestRecord> {
+        d.requests()
+            .into_iter()
+            .filter(|r| {
+                r.origin == Origin::Client && r.verb == Verb::Get && r.resource() == "gitrepos"
+            })
+            .collect()
+    };
+    support::wait_until("every owner re-derived", WAIT, || {
+        owner_reads(&double).len() >= owners
+    })
+    .await;
+    let reads = owner_reads(&double);
+    let lists = double.count_where(|r| {
+        r.origin == Origin::Client
+            && r.verb == Verb::List
+            && r.resource() == "bundledeployments"
+            && r.query.contains("repo-name")
+    });
+    let span = span(&reads);
+    let peak = peak_per_second(&reads);
+    eprintln!(
+        "{owners} owners re-derived by the start-up resync's sweep: {} owner GETs and {lists} \
+         LISTs of their BundleDeployments over {span:?}, peak {peak} owners in one second \
+         (rate {}/s, {burst} saved up)",
+        reads.len(),
+        config.sweep_rate
+    );
+    assert_eq!(reads.len(), owners, "each owner read once");
+    assert_eq!(lists, owners, "each owner's BundleDeployments listed once");
+    let cap = burst + (f64::from(config.sweep_rate) * (span.as_secs_f64() + 0.1)).floor() as usize;
+    assert!(reads.len() <= cap, "{} owners over {span:?}", reads.len());
+    assert!(
+        peak <= config.sweep_rate as usize + burst,
+        "{peak} owners in one second"
+    );
+}

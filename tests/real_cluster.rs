@@ -1382,6 +1382,245 @@ async fn kube_client(kubeconfig: &Path) -> kube::Client {
     kube::Client::try_from(config).expect("client")
 }
 
+/// One request of [`cel_errors`]: the status code, the Status reason, and whether the
+/// message says what became of the expression (`compilation failed`, `resulted in
+/// error`).
+async fn send_raw(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Option<String>, bool) {
+    use http_body_util::BodyExt as _;
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .body(kube::client::Body::from(
+            body.map(Value::to_string).unwrap_or_default().into_bytes(),
+        ))
+        .expect("request");
+    let resp = client.send(req).await.expect("send");
+    let code = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let message = v["message"].as_str().unwrap_or("");
+    (
+        code,
+        v["reason"].as_str().map(String::from),
+        message.contains("compilation failed") || message.contains("resulted in error"),
+    )
+}
+
+/// A ValidatingWebhookConfiguration for DELETEs of ConfigMaps in `ns` with one match
+/// condition, calling a URL nothing listens on (a condition that cannot be evaluated
+/// means the webhook is never called).
+fn cel_configuration(name: &str, ns: &str, expression: &str, failure_policy: &str) -> Value {
+    json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+    "metadata": {"name": name},
+    "webhooks": [{
+        "name": format!("{name}.example.com"),
+        "clientConfig": {"url": "https://127.0.0.1:1/never"},
+        "rules": [{"operations": ["DELETE"], "apiGroups": [""], "apiVersions": ["v1"],
+            "resources": ["configmaps"], "scope": "Namespaced"}],
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+        "failurePolicy": failure_policy,
+        "sideEffects": "None",
+        "admissionReviewVersions": ["v1"],
+        "timeoutSeconds": 2,
+        "matchConditions": [{"name": "broken", "expression": expression}]
+    }]})
+}
+
+/// The match-condition errors a webhook configuration can meet, as one server answers
+/// them. Configurations take effect a moment after they are written (kube-apiserver's
+/// informer), so each effect is awaited with a dry run before the real request.
+async fn cel_errors(
+    client: &kube::Client,
+    ns: &str,
+) -> Vec<(&'static str, (u16, Option<String>, bool))> {
+    const VWCS: &str = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations";
+    let cms = format!("/api/v1/namespaces/{ns}/configmaps");
+    let c1 = format!("{cms}/c1");
+    // `labels` is absent from c1: looking a key up in it fails at run time.
+    let fails_at_run_time = "oldObject.metadata.labels['fleet'] == 'x'";
+    let mut out = Vec::new();
+    out.push((
+        "a configuration whose condition does not compile",
+        send_raw(
+            client,
+            "POST",
+            VWCS,
+            Some(&cel_configuration(
+                "cel-syntax",
+                ns,
+                "oldObject.metadata.name ==",
+                "Fail",
+            )),
+        )
+        .await,
+    ));
+    out.push((
+        "a configuration whose condition fails at run time, failurePolicy Fail",
+        send_raw(
+            client,
+            "POST",
+            VWCS,
+            Some(&cel_configuration(
+                "cel-fail",
+                ns,
+                fails_at_run_time,
+                "Fail",
+            )),
+        )
+        .await,
+    ));
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c1", "namespace": ns}});
+    out.push((
+        "a ConfigMap",
+        send_raw(client, "POST", &cms, Some(&cm)).await,
+    ));
+    let dry_run = format!("{c1}?dryRun=All");
+    let deadline = Instant::now() + WAIT;
+    while send_raw(client, "DELETE", &dry_run, None).await.0 == 200 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    out.push((
+        "its deletion, failurePolicy Fail",
+        send_raw(client, "DELETE", &c1, None).await,
+    ));
+    out.push((
+        "the Fail configuration deleted",
+        send_raw(client, "DELETE", &format!("{VWCS}/cel-fail"), None).await,
+    ));
+    out.push((
+        "the same condition, failurePolicy Ignore",
+        send_raw(
+            client,
+            "POST",
+            VWCS,
+            Some(&cel_configuration(
+                "cel-ignore",
+                ns,
+                fails_at_run_time,
+                "Ignore",
+            )),
+        )
+        .await,
+    ));
+    while send_raw(client, "DELETE", &dry_run, None).await.0 != 200 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    out.push((
+        "its deletion, failurePolicy Ignore",
+        send_raw(client, "DELETE", &c1, None).await,
+    ));
+    out.push((
+        "the Ignore configuration deleted",
+        send_raw(client, "DELETE", &format!("{VWCS}/cel-ignore"), None).await,
+    ));
+    out
+}
+
+/// kube-apiserver refuses a configuration whose CEL match condition does not compile (422
+/// `Invalid`); one that fails at run time refuses the request under `failurePolicy:
+/// Fail` as 403 `Forbidden` (`… is forbidden: expression '…' resulted in error: …`)
+/// without calling the webhook, and lets it through under `Ignore` — with no `failed-open`
+/// audit annotation, as if the webhook did not match. The double answers alike (before
+/// this test it answered 500 `InternalError`, "failed calling webhook", and annotated
+/// `failed-open`).
+#[test]
+fn match_condition_errors_are_answered_as_kube_apiserver_does() {
+    let _g = serial();
+    let cp = plane();
+    let ns = "cel-errors";
+    cp.apply(&[json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})]);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    // Whether the audit event of the deletion under `Ignore` says `failed-open`.
+    let failed_open = |events: Vec<Value>| -> Option<bool> {
+        events
+            .into_iter()
+            .rfind(|e| {
+                e["verb"] == "delete"
+                    && e["stage"] == "ResponseComplete"
+                    && e["objectRef"]["namespace"] == ns
+                    && e["objectRef"]["name"] == "c1"
+                    && e["responseStatus"]["code"] == 200
+                    && !e["requestURI"].as_str().unwrap_or("").contains("dryRun")
+            })
+            .map(|e| {
+                e["annotations"].as_object().is_some_and(|a| {
+                    a.keys()
+                        .any(|k| k.starts_with("failed-open.validating.webhook.admission.k8s.io/"))
+                })
+            })
+    };
+    let (real, double, double_failed_open) = rt.block_on(async {
+        let real = cel_errors(&kube_client(&cp.kubeconfig("admin")).await, ns).await;
+        let double = kube_api_double::ApiDouble::start(kube_api_double::Options {
+            https: true,
+            ..Default::default()
+        })
+        .await;
+        double.add_token("admin-token", kube_api_double::UserInfo::admin("admin"));
+        double
+            .seed(json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}}))
+            .expect("namespace");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("admin");
+        double
+            .write_kubeconfig_for(&path, "admin-token", ns)
+            .expect("kubeconfig");
+        let answers = cel_errors(&kube_client(&path).await, ns).await;
+        let double_failed_open = failed_open(double.audit_events());
+        double.shutdown().await;
+        (real, answers, double_failed_open)
+    });
+    for ((what, r), (_, d)) in real.iter().zip(&double) {
+        eprintln!("{what:72} real {r:?} | double {d:?}");
+    }
+    // The audit log is written a moment after the answer.
+    let deadline = Instant::now() + WAIT;
+    let real_failed_open = loop {
+        match failed_open(cp.audit_events()) {
+            Some(said) => break said,
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            None => panic!("no audit event of the deletion under Ignore"),
+        }
+    };
+    eprintln!("failed-open annotation under Ignore: real {real_failed_open}, double {double_failed_open:?}");
+    assert_eq!(
+        Some(real_failed_open),
+        double_failed_open,
+        "the Ignore deletion's audit annotations"
+    );
+    let real_codes: Vec<u16> = real.iter().map(|(_, a)| a.0).collect();
+    assert_eq!(
+        real_codes[0], 422,
+        "kube-apiserver compiles conditions: {real:?}"
+    );
+    assert!(
+        real[3].1 .0 == 403 && real[3].1 .2,
+        "Fail refuses as Forbidden, saying why: {real:?}"
+    );
+    assert_eq!(real[6].1 .0, 200, "Ignore lets it through: {real:?}");
+    let differences: Vec<String> = real
+        .iter()
+        .zip(&double)
+        .filter(|((_, r), (_, d))| r != d)
+        .map(|((what, r), (_, d))| {
+            format!("{what}:\n  kube-apiserver: {r:?}\n  API double:     {d:?}")
+        })
+        .collect();
+    assert!(
+        differences.is_empty(),
+        "the double differs from kube-apiserver:\n{}",
+        differences.join("\n")
+    );
+}
+
 #[test]
 fn the_api_double_answers_the_projects_conversations_as_kube_apiserver_does() {
     let _g = serial();

@@ -72,6 +72,23 @@ pub fn context_switches(pid: u32) -> u64 {
     total
 }
 
+/// Minor page faults, user and kernel CPU ticks of process `pid` (all its threads;
+/// `/proc/PID/stat` fields 10, 14 and 15).
+pub fn fault_and_tick_counts(pid: u32) -> (u64, u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name, in parentheses, may hold spaces: count fields after it.
+    let after = stat.rfind(')').map_or("", |i| &stat[i + 1..]);
+    let field = |n: usize| -> u64 {
+        // `after` starts with field 3 (the state).
+        after
+            .split_whitespace()
+            .nth(n - 3)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field(10), field(14), field(15))
+}
+
 /// Sum of the CPU time of every thread of `pid` (`/proc/PID/task/*/schedstat`, ns).
 pub fn process_cpu(pid: u32) -> Duration {
     let mut total = 0u64;

@@ -101,6 +101,10 @@ pub struct PatcherConfig {
     pub instance: String,
     /// How often deployed resources are compared with what exists (also once at start).
     pub resync_interval: Duration,
+    /// Owners per second at most whose status the resync's sweep re-derives (one GET and
+    /// one LIST each; `--resync-rederive-rate`). A BundleDeployment that changed under an
+    /// owner with marks, and a write that failed, re-derive at once.
+    pub sweep_rate: u32,
 }
 
 impl PatcherConfig {
@@ -126,6 +130,7 @@ impl Default for PatcherConfig {
             retry: RetryPolicy::default(),
             instance: "fleet-delete-guard".to_string(),
             resync_interval: Duration::from_secs(300),
+            sweep_rate: 10,
         }
     }
 }
@@ -149,6 +154,9 @@ struct Shared {
     batches: AtomicU64,
     /// Owners to re-derive at the next batch (a BundleDeployment of theirs changed).
     rederive: Mutex<BTreeSet<OwnerAt>>,
+    /// Owners the resync's sweep re-derives, `sweep_rate` per second.
+    sweep: Mutex<BTreeSet<OwnerAt>>,
+    sweep_budget: Mutex<TokenBucket>,
     /// The Fleet release whose status rules the owner writes follow.
     fleet_release: std::sync::RwLock<FleetVersion>,
     /// Per owner, the resourceVersions of the BundleDeployments its status was last
@@ -186,6 +194,26 @@ pub fn now_rfc3339() -> String {
         .to_string()
 }
 
+impl Shared {
+    /// Add an owner with resource counts to `set` (nothing when the owners' status is
+    /// not written); whether it was added.
+    fn add_owner(
+        &self,
+        set: &Mutex<BTreeSet<OwnerAt>>,
+        owner: OwnerRef,
+        bd_namespace: &str,
+    ) -> bool {
+        if !owner.kind.has_resource_counts() || !self.config.patch_gitrepo {
+            return false;
+        }
+        lock(set).insert(OwnerAt {
+            owner,
+            bd_namespace: bd_namespace.to_string(),
+        });
+        true
+    }
+}
+
 impl Patcher {
     pub fn new(
         cluster: Client,
@@ -208,6 +236,15 @@ impl Patcher {
                 unlistable: Mutex::new(Unlistable::default()),
                 batches: AtomicU64::new(0),
                 rederive: Mutex::new(BTreeSet::new()),
+                sweep: Mutex::new(BTreeSet::new()),
+                sweep_budget: Mutex::new(TokenBucket::new(
+                    config.sweep_rate,
+                    // One tick's worth, as for probes: no second sees more than the rate
+                    // and a tick's worth.
+                    ((f64::from(config.sweep_rate) * config.tick.as_secs_f64()).ceil() as u32)
+                        .max(1),
+                    std::time::Instant::now(),
+                )),
                 derived_from: Mutex::new(HashMap::new()),
                 fleet_release: std::sync::RwLock::new(FleetVersion::NEWEST),
                 notify: Notify::new(),
@@ -250,17 +287,28 @@ impl Patcher {
     }
 
     /// Re-derive `owner`'s status from its BundleDeployments in `bd_namespace` at the
-    /// next batch: for every owner at each resync (written only where it disagrees), and
-    /// when a BundleDeployment changed under an owner with marks.
+    /// next batch (written only where it disagrees): a BundleDeployment changed under an
+    /// owner with marks.
     pub fn rederive(&self, owner: OwnerRef, bd_namespace: &str) {
-        if !owner.kind.has_resource_counts() || !self.shared.config.patch_gitrepo {
-            return;
+        if self
+            .shared
+            .add_owner(&self.shared.rederive, owner, bd_namespace)
+        {
+            self.shared.notify.notify_one();
         }
-        lock(&self.shared.rederive).insert(OwnerAt {
-            owner,
-            bd_namespace: bd_namespace.to_string(),
-        });
-        self.shared.notify.notify_one();
+    }
+
+    /// Re-derive `owner`'s status in the resync's sweep of every owner: `sweep_rate`
+    /// owners per second, so that a cluster of thousands of owners never sends the API
+    /// server thousands of GETs and LISTs in one burst at each resync.
+    pub fn rederive_in_sweep(&self, owner: OwnerRef, bd_namespace: &str) {
+        self.shared
+            .add_owner(&self.shared.sweep, owner, bd_namespace);
+    }
+
+    /// Owners waiting for the sweep.
+    pub fn sweep_pending(&self) -> usize {
+        lock(&self.shared.sweep).len()
     }
 
     /// Write what this Fleet release would (found at start-up, or `--fleet-version`).

@@ -118,12 +118,13 @@ pub async fn resync_pass(
 
     // Owners are checked too, not only missing objects: each GitRepo/HelmOp status is
     // re-derived from its BundleDeployments (a write only when it disagrees), so one
-    // written from a stale view by a replica that then died is repaired here at the
-    // latest. One GET and one LIST per owner per pass.
+    // written from a stale view by a replica that then died is repaired by the sweep
+    // after this pass at the latest. One GET and one LIST per owner per pass, spread at
+    // `--resync-rederive-rate` owners per second.
     let owners: BTreeSet<OwnerRef> = comparison.owners().cloned().collect();
     report.owners = owners.len();
     for owner in owners {
-        patcher.rederive(owner, target.bd_namespace);
+        patcher.rederive_in_sweep(owner, target.bd_namespace);
     }
 
     // Listed as deployed and not found; in a stable order, for logs and tests.
@@ -195,6 +196,8 @@ pub async fn run(
                 publish(&verify.metrics, &verified);
                 tracing::info!(
                     bundledeployments = report.bundle_deployments,
+                    owners = report.owners,
+                    owners_awaiting_sweep = patcher.sweep_pending(),
                     resources = report.resources,
                     missing = report.missing,
                     skipped_kinds = report.skipped_kinds,

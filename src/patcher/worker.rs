@@ -3,7 +3,7 @@
 //! ([`super::batch`]) and then checks the marks that are due ([`super::mark_checks`]).
 //! It starts the Event publisher ([`super::events`]) first.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, time::Instant};
 
 use kube::runtime::events::Reporter;
 
@@ -38,12 +38,23 @@ impl Patcher {
             shared.metrics.queue_depth.set(0);
             // Bounded per batch, so a resync of thousands of owners never holds up
             // the counting of new deletions; the rest wait for the next ticks.
-            let rederive: BTreeSet<OwnerAt> = {
+            let mut rederive: BTreeSet<OwnerAt> = {
                 let mut pending = lock(&shared.rederive);
                 std::iter::from_fn(|| pending.pop_first())
                     .take(REDERIVE_PER_BATCH)
                     .collect()
             };
+            // The resync's sweep, within its rate.
+            {
+                let now = Instant::now();
+                let mut sweep = lock(&shared.sweep);
+                let mut budget = lock(&shared.sweep_budget);
+                while !sweep.is_empty() && budget.try_take(now) {
+                    if let Some(owner) = sweep.pop_first() {
+                        rederive.insert(owner);
+                    }
+                }
+            }
             if !items.is_empty() || !rederive.is_empty() {
                 shared.handle(items, rederive).await;
             }

@@ -21,7 +21,11 @@
 //! `admission webhook "<name>" denied the request: <message>` (code < 400 → 400);
 //! call errors → `failurePolicy` Ignore (default Fail): the request goes on and the
 //! audit event gets `failed-open.validating.webhook.admission.k8s.io/round_0_index_<i>`;
-//! Fail: 500 `Internal error occurred: failed calling webhook "<name>": ...`.
+//! Fail: 500 `Internal error occurred: failed calling webhook "<name>": ...`. A match
+//! condition that cannot be evaluated: Ignore skips the webhook (no `failed-open`
+//! annotation); Fail refuses the request, 403 `<resource> "<name>" is forbidden:
+//! expression '<expression>' resulted in error: <why>`. A condition that does not
+//! compile is refused when the configuration is written (422 `Invalid`).
 //!
 //! Differences from kube-apiserver: webhooks are called one after the other (the
 //! apiserver calls validating webhooks in parallel); only DELETE and DELETECOLLECTION
@@ -168,6 +172,40 @@ pub(crate) fn rules_match(webhook: &Value, rd: &ResourceDef, operation: &str) ->
         })
 }
 
+/// kube-apiserver compiles every match condition of a ValidatingWebhookConfiguration
+/// when it is written, and refuses one that does not compile (422 `Invalid`); the
+/// conformance test in tests/real_cluster.rs compares it.
+pub(crate) fn check_match_conditions(rd: &ResourceDef, body: &Value) -> Result<(), ApiError> {
+    if rd.gvr != gvr::VALIDATING_WEBHOOK_CONFIGURATIONS {
+        return Ok(());
+    }
+    let name = body
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let webhooks = body.get("webhooks").and_then(Value::as_array);
+    for (i, webhook) in webhooks.into_iter().flatten().enumerate() {
+        let conditions = webhook.get("matchConditions").and_then(Value::as_array);
+        for (j, condition) in conditions.into_iter().flatten().enumerate() {
+            let expression = condition
+                .get("expression")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if let Err(e) = kube_cel::cel::Program::compile(expression) {
+                return Err(ApiError::invalid(
+                    &rd.gvr,
+                    &rd.kind,
+                    name,
+                    &format!("webhooks[{i}].matchConditions[{j}].expression"),
+                    &format!("Invalid value: {expression:?}: compilation failed: {e}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `Ok(true)`: call; `Ok(false)`: some condition is false, skip; `Err`: an error (and no
 /// condition false).
 pub(crate) fn match_conditions(webhook: &Value, req: &DeleteRequest<'_>) -> Result<bool, String> {
@@ -222,23 +260,26 @@ pub(crate) fn match_conditions(webhook: &Value, req: &DeleteRequest<'_>) -> Resu
     bind(&mut ctx, "object", &Value::Null)?;
     bind(&mut ctx, "request", &request)?;
     let mut error = None;
-    for (name, expression) in &conditions {
+    for (_, expression) in &conditions {
         let result = kube_cel::cel::Program::compile(expression)
             .map_err(|e| format!("compile error: {e}"))
             .and_then(|p| {
                 p.execute(&ctx)
                     .map_err(|e| format!("evaluation error: {e}"))
             });
+        // kube-apiserver's wording: `expression '<expression>' resulted in error: <why>`.
         match result {
             Ok(kube_cel::cel::Value::Bool(true)) => {}
             Ok(kube_cel::cel::Value::Bool(false)) => return Ok(false),
             Ok(other) => {
                 error.get_or_insert_with(|| {
-                    format!("matchCondition {name:?}: not a bool: {other:?}")
+                    format!("expression '{expression}' resulted in error: not a bool: {other:?}")
                 });
             }
             Err(e) => {
-                error.get_or_insert_with(|| format!("matchCondition {name:?}: {e}"));
+                error.get_or_insert_with(|| {
+                    format!("expression '{expression}' resulted in error: {e}")
+                });
             }
         }
     }
@@ -578,15 +619,23 @@ pub(crate) async fn validate_delete(
             Ok(true) => {}
             Ok(false) => continue,
             Err(e) if ignore => {
-                tracing::debug!(webhook = %name, error = %e, "match condition error; failing open");
-                fail_open(&mut out);
+                // Skipped as if it did not match: kube-apiserver writes no `failed-open`
+                // annotation for a match condition's error (compared in
+                // tests/real_cluster.rs), only for a call that failed.
+                tracing::debug!(webhook = %name, error = %e, "match condition error; skipping the webhook");
                 continue;
             }
             Err(e) => {
-                return Err((
-                    calling_error(&name, &format!("failed to evaluate match condition: {e}")),
-                    out,
-                ))
+                // Under `failurePolicy: Fail` kube-apiserver refuses the request as
+                // Forbidden, without calling the webhook (compared in
+                // tests/real_cluster.rs).
+                let mut refused = ApiError::for_code(403, Some(&req.rd.gvr), req.name);
+                refused.message = format!(
+                    "{} \"{}\" is forbidden: {e}",
+                    req.rd.gvr.qualified_resource(),
+                    req.name
+                );
+                return Err((refused, out));
             }
         }
         let side_effects = w.get("sideEffects").and_then(Value::as_str).unwrap_or("");

@@ -368,6 +368,7 @@ impl Db {
         let rd = self.rt.get(res).clone();
         ensure_object(&body)?;
         check_type_meta(&rd, &mut body)?;
+        crate::admission::check_match_conditions(&rd, &body)?;
         if rd.namespaced {
             match meta_str(&body, "namespace") {
                 Some(ns) if !ns.is_empty() && ns != url_ns => {
@@ -476,6 +477,7 @@ impl Db {
         }
         ensure_object(&body)?;
         check_type_meta(&rd, &mut body)?;
+        crate::admission::check_match_conditions(&rd, &body)?;
         self.check_url_identity(res, ns, name, &body)?;
         let old = self
             .get(res, ns, name)
@@ -542,6 +544,7 @@ impl Db {
         };
         let mut patched = patched;
         check_type_meta(&rd, &mut patched)?;
+        crate::admission::check_match_conditions(&rd, &patched)?;
         self.check_url_identity(res, ns, name, &patched)?;
         self.finish_update(res, old, patched, status_only, dry_run, true)
     }

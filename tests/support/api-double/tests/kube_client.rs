@@ -1406,3 +1406,59 @@ async fn a_name_selected_list_and_watch_are_authorized_by_resource_names() {
         assert_eq!(api_status(e).code, 403);
     }
 }
+
+/// kube-apiserver compiles a ValidatingWebhookConfiguration's match conditions when it
+/// is written: one that does not compile is 422 `Invalid`, on create and on update
+/// (compared with the real apiserver in tests/real_cluster.rs).
+#[tokio::test]
+async fn a_webhook_configuration_whose_match_condition_does_not_compile_is_invalid() {
+    let double = ApiDouble::start(Options::default()).await;
+    let client = client_for(&double);
+    let api: Api<DynamicObject> = Api::all_with(
+        client,
+        &ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingWebhookConfiguration",
+        )),
+    );
+    let config = |expression: &str| -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": "cel"},
+            "webhooks": [{"name": "cel.example.com", "clientConfig": {"url": "https://127.0.0.1:1/x"},
+                "sideEffects": "None", "admissionReviewVersions": ["v1"],
+                "matchConditions": [{"name": "c", "expression": expression}]}]
+        }))
+        .expect("configuration")
+    };
+    let broken = api
+        .create(
+            &PostParams::default(),
+            &config("oldObject.metadata.name =="),
+        )
+        .await
+        .expect_err("does not compile");
+    let status = api_status(broken);
+    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+    assert!(
+        status.message.contains("matchConditions[0].expression"),
+        "{}",
+        status.message
+    );
+    let created = api
+        .create(
+            &PostParams::default(),
+            &config("request.operation == 'DELETE'"),
+        )
+        .await
+        .expect("compiles");
+    let mut update = config("request.operation ==");
+    update.metadata.resource_version = created.metadata.resource_version.clone();
+    let e = api
+        .replace("cel", &PostParams::default(), &update)
+        .await
+        .expect_err("an update is compiled too");
+    assert_eq!(api_status(e).code, 422);
+    double.shutdown().await;
+}
