@@ -411,15 +411,7 @@ async fn alternate(args: &Args, setup: &Setup, round: usize) -> Vec<Burst> {
         servers.push((kind, server));
     }
     for (_, server) in &servers {
-        wrk(
-            args,
-            setup,
-            &server.url,
-            &setup.saturate_lua,
-            args.saturation_connections,
-            2,
-            None,
-        );
+        warm_up(args, setup, &server.url);
     }
     let mut bursts = Vec::new();
     for cycle in 0..args.alternate {
@@ -455,6 +447,19 @@ async fn alternate(args: &Args, setup: &Setup, round: usize) -> Vec<Burst> {
         process::stop(&mut server.child).await;
     }
     bursts
+}
+
+/// 2 s of saturation, unmeasured: connections, allocator, caches.
+fn warm_up(args: &Args, setup: &Setup, url: &str) {
+    wrk(
+        args,
+        setup,
+        url,
+        &setup.saturate_lua,
+        args.saturation_connections,
+        2,
+        None,
+    );
 }
 
 /// Wait until the start-up work is done: less than 1 % of a core over half a second
@@ -608,16 +613,7 @@ async fn measure(args: &Args, setup: &Setup, kind: Kind, round: usize, pause_ms:
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle_cpu_ms_per_s = process_cpu(pid).saturating_sub(before).as_secs_f64() * 1e3 / 3.0;
     let d = args.duration;
-    // Warm-up: connections, allocator, caches.
-    wrk(
-        args,
-        setup,
-        &server.url,
-        &setup.saturate_lua,
-        args.saturation_connections,
-        2,
-        None,
-    );
+    warm_up(args, setup, &server.url);
     let before = process_cpu(pid);
     let saturation = wrk(
         args,

@@ -1382,6 +1382,26 @@ async fn kube_client(kubeconfig: &Path) -> kube::Client {
     kube::Client::try_from(config).expect("client")
 }
 
+/// Every step answered alike by kube-apiserver and the double; else each difference.
+fn assert_answered_alike<W: std::fmt::Display, A: PartialEq + std::fmt::Debug>(
+    real: &[(W, A)],
+    double: &[(W, A)],
+) {
+    let differences: Vec<String> = real
+        .iter()
+        .zip(double)
+        .filter(|((_, r), (_, d))| r != d)
+        .map(|((what, r), (_, d))| {
+            format!("{what}:\n  kube-apiserver: {r:?}\n  API double:     {d:?}")
+        })
+        .collect();
+    assert!(
+        differences.is_empty(),
+        "the double differs from kube-apiserver:\n{}",
+        differences.join("\n")
+    );
+}
+
 /// One request of [`cel_errors`]: the status code, the Status reason, and whether the
 /// message says what became of the expression (`compilation failed`, `resulted in
 /// error`).
@@ -1606,19 +1626,7 @@ fn match_condition_errors_are_answered_as_kube_apiserver_does() {
         "Fail refuses as Forbidden, saying why: {real:?}"
     );
     assert_eq!(real[6].1 .0, 200, "Ignore lets it through: {real:?}");
-    let differences: Vec<String> = real
-        .iter()
-        .zip(&double)
-        .filter(|((_, r), (_, d))| r != d)
-        .map(|((what, r), (_, d))| {
-            format!("{what}:\n  kube-apiserver: {r:?}\n  API double:     {d:?}")
-        })
-        .collect();
-    assert!(
-        differences.is_empty(),
-        "the double differs from kube-apiserver:\n{}",
-        differences.join("\n")
-    );
+    assert_answered_alike(&real, &double);
 }
 
 #[test]
@@ -1697,19 +1705,7 @@ fn the_api_double_answers_the_projects_conversations_as_kube_apiserver_does() {
             "no {event} in {events:?}"
         );
     }
-    let differences: Vec<String> = real
-        .iter()
-        .zip(&double)
-        .filter(|((_, r), (_, d))| r != d)
-        .map(|((what, r), (_, d))| {
-            format!("{what}:\n  kube-apiserver: {r:?}\n  API double:     {d:?}")
-        })
-        .collect();
-    assert!(
-        differences.is_empty(),
-        "the double differs from kube-apiserver:\n{}",
-        differences.join("\n")
-    );
+    assert_answered_alike(&real, &double);
 }
 
 #[test]
