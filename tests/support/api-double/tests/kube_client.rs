@@ -1460,5 +1460,21 @@ async fn a_webhook_configuration_whose_match_condition_does_not_compile_is_inval
         .await
         .expect_err("an update is compiled too");
     assert_eq!(api_status(e).code, 422);
+    // And a patch: the webhooks list is replaced whole by a merge patch.
+    let patch = json!({"webhooks": [{"name": "cel.example.com",
+        "clientConfig": {"url": "https://127.0.0.1:1/x"},
+        "sideEffects": "None", "admissionReviewVersions": ["v1"],
+        "matchConditions": [{"name": "c", "expression": "request.name ||"}]}]});
+    let e = api
+        .patch("cel", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect_err("a patch is compiled too");
+    assert_eq!(api_status(e).code, 422);
+    let kept = api.get("cel").await.expect("still there");
+    assert_eq!(
+        kept.data["webhooks"][0]["matchConditions"][0]["expression"],
+        "request.operation == 'DELETE'",
+        "a refused write changes nothing"
+    );
     double.shutdown().await;
 }
