@@ -565,7 +565,7 @@ async fn the_resync_sweeps_every_owner_within_its_rate() {
         sweep_rate: 20,
         ..PatcherConfig::default()
     };
-    let burst = (f64::from(config.sweep_rate) * config.tick.as_secs_f64()).ceil() as usize;
+    let burst = config.sweep_burst() as usize;
     let _s = CountingServer::start(&double, config.clone())
         .await
         .synced()

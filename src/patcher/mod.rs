@@ -111,7 +111,17 @@ impl PatcherConfig {
     /// Probe requests saved up at most: one tick's worth (the worker spends them once a
     /// tick), so that no second ever sees more than `probe_rate` and a tick's worth.
     pub fn probe_burst(&self) -> u32 {
-        let per_tick = f64::from(self.probe_rate) * self.tick.as_secs_f64();
+        self.tick_worth(self.probe_rate)
+    }
+
+    /// Owners the sweep saves up at most: one tick's worth, as for probes.
+    pub fn sweep_burst(&self) -> u32 {
+        self.tick_worth(self.sweep_rate)
+    }
+
+    /// `rate` per second over one tick, at least 1.
+    fn tick_worth(&self, rate: u32) -> u32 {
+        let per_tick = f64::from(rate) * self.tick.as_secs_f64();
         (per_tick.ceil() as u32).max(1)
     }
 }
@@ -239,10 +249,7 @@ impl Patcher {
                 sweep: Mutex::new(BTreeSet::new()),
                 sweep_budget: Mutex::new(TokenBucket::new(
                     config.sweep_rate,
-                    // One tick's worth, as for probes: no second sees more than the rate
-                    // and a tick's worth.
-                    ((f64::from(config.sweep_rate) * config.tick.as_secs_f64()).ceil() as u32)
-                        .max(1),
+                    config.sweep_burst(),
                     std::time::Instant::now(),
                 )),
                 derived_from: Mutex::new(HashMap::new()),

@@ -36,8 +36,8 @@ impl Patcher {
             }
             let items = lock(&shared.queue).drain();
             shared.metrics.queue_depth.set(0);
-            // Bounded per batch, so a resync of thousands of owners never holds up
-            // the counting of new deletions; the rest wait for the next ticks.
+            // Bounded per batch, so many owners changing at once never hold up the
+            // counting of new deletions; the rest wait for the next ticks.
             let mut rederive: BTreeSet<OwnerAt> = {
                 let mut pending = lock(&shared.rederive);
                 std::iter::from_fn(|| pending.pop_first())
